@@ -1,0 +1,30 @@
+{#- Shared by every daemon SLS: the kernel setting HAProxy needs to bind VIPs
+    a node does not hold, and the helper scripts (check commands). -#}
+{%- from tpldir ~ "/map.jinja" import pt with context %}
+
+proxytier-common-nonlocal-bind:
+  sysctl.present:
+    - name: net.ipv4.ip_nonlocal_bind
+    - value: 1
+    - config: {{ pt.params.sysctl_file }}
+
+proxytier-common-libexec:
+  file.directory:
+    - name: {{ pt.params.libexec_dir }}
+    - user: root
+    - group: root
+    - mode: "0755"
+    - makedirs: True
+
+{%- for script in ("check-haproxy", "check-keepalived") %}
+
+proxytier-common-{{ script }}:
+  file.managed:
+    - name: {{ pt.params.libexec_dir }}/{{ script }}
+    - source: salt://{{ tpldir }}/files/{{ script }}
+    - user: root
+    - group: root
+    - mode: "0755"
+    - require:
+      - file: proxytier-common-libexec
+{%- endfor %}

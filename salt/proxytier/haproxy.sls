@@ -1,0 +1,66 @@
+{#- HAProxy on every node: binds every VIP (ip_nonlocal_bind), health-checks
+    and balances over nginx on every member. Checked by `haproxy -c` before it
+    replaces the live file; reloads are hitless (master-worker). -#}
+{%- from tpldir ~ "/map.jinja" import pt with context %}
+
+include:
+  - {{ tpldir }}.common
+
+proxytier-haproxy-pkg:
+  pkg.installed:
+    - name: {{ pt.params.pkgs.haproxy }}
+
+{%- if pt.tls_files %}
+
+proxytier-haproxy-tls-dir:
+  file.directory:
+    - name: {{ pt.params.tls_dir }}
+    - user: root
+    - group: root
+    - mode: "0700"
+    - require:
+      - pkg: proxytier-haproxy-pkg
+{%- for f in pt.tls_files %}
+
+proxytier-haproxy-tls-{{ f.path }}:
+  file.managed:
+    - name: {{ f.path }}
+    - source: salt://{{ tpldir }}/templates/tls.pem.jinja
+    - template: jinja
+    - context:
+        pem: {{ f.contents | json }}
+    - user: root
+    - group: root
+    - mode: "0600"
+    - show_changes: False
+    - require:
+      - file: proxytier-haproxy-tls-dir
+    - require_in:
+      - file: proxytier-haproxy-config
+    - watch_in:
+      - service: proxytier-haproxy-service
+{%- endfor %}
+{%- endif %}
+
+proxytier-haproxy-config:
+  file.managed:
+    - name: {{ pt.params.config.haproxy }}
+    - source: salt://{{ tpldir }}/templates/haproxy.cfg.jinja
+    - template: jinja
+    - context:
+        pt: {{ pt | json }}
+    - user: root
+    - group: root
+    - mode: "0644"
+    - check_cmd: {{ pt.params.bin.haproxy }} -c -f
+    - require:
+      - pkg: proxytier-haproxy-pkg
+      - sysctl: proxytier-common-nonlocal-bind
+
+proxytier-haproxy-service:
+  service.running:
+    - name: {{ pt.params.services.haproxy }}
+    - enable: True
+    - reload: True
+    - watch:
+      - file: proxytier-haproxy-config

@@ -1,0 +1,7 @@
+{#- The whole tier on a node. Order matters: states run in this order, so
+    config changes reload nginx, then HAProxy, then keepalived. #}
+include:
+  - proxytier.common
+  - proxytier.nginx
+  - proxytier.haproxy
+  - proxytier.keepalived

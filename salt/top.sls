@@ -1,0 +1,4 @@
+# Example top file: every proxy node gets the whole formula.
+base:
+  'proxy*':
+    - proxytier
