@@ -148,7 +148,7 @@ def _merge(defaults: dict[str, Any], given: Any, path: tuple[Any, ...]) -> dict[
             hint = f"did you mean '{close[0]}'?" if close else "known keys: " + ", ".join(sorted(defaults))
             raise ProxytierError(f"{_p((*path, key))}: unknown key; {hint}")
         sub = defaults[key]
-        if isinstance(sub, dict) and sub and value is not None:
+        if isinstance(sub, dict) and sub:  # a nested section: None means "all defaults"
             out[key] = _merge(sub, value, (*path, key))
         else:
             out[key] = value
