@@ -7,7 +7,6 @@ import copy
 from typing import Any
 
 import pytest
-
 from formula import ProxytierError, build_model, example_pillar
 
 
@@ -211,7 +210,7 @@ def test_mine_without_data_says_how_to_fix() -> None:
     p = pillar(2, 1)
     del p["members"]
     p["members_from_mine"] = {"target": "proxy*"}
-    with pytest.raises(ProxytierError, match="mine.update"):
+    with pytest.raises(ProxytierError, match=r"mine\.update"):
         build_model(p, "proxy1", mine={})
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from formula import ProxytierError, build_model, example_pillar, model_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from formula import ProxytierError, build_model, example_pillar, model_module
 
 BASE = example_pillar()
 BASE["sites"][0]["tls"] = {"certificate_file": "/etc/ssl/app.pem", "key_file": "/etc/ssl/app.pem.key"}
