@@ -33,10 +33,8 @@ def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 # the keys the pillar uses, plus every key the schema knows (sections left to their defaults)
-ALL_PATHS = sorted(
-    set(paths(BASE)) | set(paths(model_module.DEFAULTS)) | {("sites", 0, *q) for q in paths(model_module.SITE_DEFAULTS)},
-    key=str,
-)
+SITE_PATHS = {("sites", 0, *q) for q in paths(model_module.SITE_DEFAULTS)}
+ALL_PATHS = sorted(set(paths(BASE)) | set(paths(model_module.DEFAULTS)) | SITE_PATHS, key=str)
 
 
 @st.composite
