@@ -27,6 +27,26 @@ proxytier-keepalived-config:
       - file: proxytier-common-check-haproxy
       - file: proxytier-common-check-keepalived
 
+{%- if grains.get("init") == "systemd" and "keepalived" in pt.params.restart_on_failure %}
+
+proxytier-keepalived-restart-policy:
+  file.managed:
+    - name: {{ pt.params.systemd_dropin_dir }}/{{ pt.params.services.keepalived }}.service.d/proxytier.conf
+    - source: salt://{{ tpldir }}/templates/restart.conf.jinja
+    - makedirs: True
+    - mode: "0644"
+    - require_in:
+      - service: proxytier-keepalived-service
+
+proxytier-keepalived-restart-policy-reload:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: proxytier-keepalived-restart-policy
+    - require_in:
+      - service: proxytier-keepalived-service
+{%- endif %}
+
 proxytier-keepalived-service:
   service.running:
     - name: {{ pt.params.services.keepalived }}

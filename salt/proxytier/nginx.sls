@@ -21,6 +21,26 @@ proxytier-nginx-config:
     - require:
       - pkg: proxytier-nginx-pkg
 
+{%- if grains.get("init") == "systemd" and "nginx" in pt.params.restart_on_failure %}
+
+proxytier-nginx-restart-policy:
+  file.managed:
+    - name: {{ pt.params.systemd_dropin_dir }}/{{ pt.params.services.nginx }}.service.d/proxytier.conf
+    - source: salt://{{ tpldir }}/templates/restart.conf.jinja
+    - makedirs: True
+    - mode: "0644"
+    - require_in:
+      - service: proxytier-nginx-service
+
+proxytier-nginx-restart-policy-reload:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: proxytier-nginx-restart-policy
+    - require_in:
+      - service: proxytier-nginx-service
+{%- endif %}
+
 proxytier-nginx-service:
   service.running:
     - name: {{ pt.params.services.nginx }}
