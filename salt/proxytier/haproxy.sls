@@ -33,8 +33,10 @@ proxytier-haproxy-tls-{{ f.path }}:
     - group: root
     - mode: "0600"
     - show_changes: False
+    - check_cmd: {{ pt.params.libexec_dir }}/check-haproxy-crt
     - require:
       - file: proxytier-haproxy-tls-dir
+      - file: proxytier-common-check-haproxy-crt
     - require_in:
       - file: proxytier-haproxy-config
     - watch_in:

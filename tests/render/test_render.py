@@ -133,3 +133,18 @@ def test_nginx_check_catches_address_not_on_node(tmp_path: Path) -> None:
     _model, paths = render_node(example_pillar(), "proxy1", tmp_path)
     res = check("nginx", paths["nginx"], "198.18.0.99")
     assert res.returncode != 0 and "198.18.0.11:8080" in res.stderr
+
+
+def test_tls_file_check_refuses_a_mismatched_key(tls_pem: tuple[str, str], tmp_path: Path) -> None:
+    """The TLS PEM's check_cmd lets HAProxy load the staged file: a key that is not the certificate's is refused."""
+    cert, key = tls_pem
+    other_key = tmp_path / "other.key"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-out", str(other_key)], check=True, timeout=60)
+    good, bad = tmp_path / "good.pem", tmp_path / "bad.pem"
+    good.write_text(cert + key)
+    bad.write_text(cert + other_key.read_text())
+    ok = subprocess.run([str(FILES / "check-haproxy-crt"), str(good)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    res = subprocess.run([str(FILES / "check-haproxy-crt"), str(bad)], capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0
+    assert "inconsistencies between private key and certificate" in res.stderr
