@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import yaml
-
 from formula import ROOT, build_model, model_module
 
 TEXT = (ROOT / "pillar.example").read_text()
