@@ -36,8 +36,13 @@ class Field:
     help: str
 
 
-def _fields(prefix: str, specs: Sequence[tuple[str, str, bool, str]]) -> tuple[Field, ...]:
-    return tuple(Field(f"{prefix}_{name}", column, counter, text) for name, column, counter, text in specs)
+def _fields(
+    prefix: str, specs: Sequence[tuple[str, str, bool, str]], command: str = "show stat"
+) -> tuple[Field, ...]:
+    return tuple(
+        Field(f"{prefix}_{name}", column, counter, f"{text} ({command} field {column}).")
+        for name, column, counter, text in specs
+    )
 
 
 _COMMON = (
@@ -88,7 +93,7 @@ INFO_FIELDS = _fields("haproxy_process", (
     ("jobs", "Jobs", False, "Active jobs (listeners, sessions, ...)"),
     ("dropped_logs_total", "DroppedLogs", True, "Log messages dropped"),
     ("nbthread", "Nbthread", False, "Threads"),
-))
+), command="show info")
 
 
 def parse_show_stat(text: str) -> list[dict[str, str]]:
@@ -163,9 +168,8 @@ class _Families:
     def add(self, field: Field, labels: Sequence[str], values: Sequence[str], value: float) -> None:
         family = self._by_name.get(field.metric)
         if family is None:
-            doc = f"{field.help} (show stat/info field {field.column})."
             kind = CounterMetricFamily if field.counter else GaugeMetricFamily
-            family = self._by_name[field.metric] = kind(field.metric, doc, labels=list(labels))
+            family = self._by_name[field.metric] = kind(field.metric, field.help, labels=list(labels))
         family.add_metric(list(values), value)
 
     def __iter__(self) -> Iterator[Metric]:

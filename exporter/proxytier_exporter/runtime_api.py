@@ -27,15 +27,17 @@ def unix_command(path: str, command: str, timeout: float) -> str:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise SourceError(f"{path}: no complete answer to {command!r} within {timeout}s")
+                    raise TimeoutError
                 sock.settimeout(remaining)
                 chunk = sock.recv(262144)
                 if not chunk:
                     break
                 size += len(chunk)
                 if size > MAX_RESPONSE_BYTES:
-                    raise SourceError(f"{path}: answer to {command!r} is larger than {MAX_RESPONSE_BYTES} bytes")
+                    raise SourceError(f"{path}: answer to {command!r} is over {MAX_RESPONSE_BYTES} bytes")
                 chunks.append(chunk)
+    except TimeoutError as error:
+        raise SourceError(f"{path}: no complete answer to {command!r} within {timeout}s") from error
     except FileNotFoundError as error:
         raise SourceError(f"{path}: socket does not exist (is the daemon running?)") from error
     except PermissionError as error:
