@@ -107,10 +107,13 @@ def parse_show_stat(text: str) -> list[dict[str, str]]:
     if missing:
         raise SourceError(f"show stat: CSV header lacks {', '.join(sorted(missing))}")
     rows = []
-    for values in csv.reader(line for line in lines[1:] if line.strip()):
-        if len(values) < len(header) // 2:
-            raise SourceError(f"show stat: truncated row with {len(values)} of {len(header)} columns")
-        rows.append(dict(zip(header, values, strict=False)))
+    try:
+        for values in csv.reader(line for line in lines[1:] if line.strip()):
+            if len(values) < len(header) // 2:
+                raise SourceError(f"show stat: truncated row with {len(values)} of {len(header)} columns")
+            rows.append(dict(zip(header, values, strict=False)))
+    except csv.Error as error:
+        raise SourceError(f"show stat: malformed CSV: {error}") from error
     return rows
 
 

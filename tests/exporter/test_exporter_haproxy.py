@@ -130,6 +130,11 @@ def test_an_error_answer_is_a_source_error_naming_the_command(tmp_path: Path) ->
         parse_show_stat("Permission denied\n")
 
 
+def test_an_oversized_field_is_a_source_error() -> None:
+    with pytest.raises(SourceError, match="malformed CSV"):
+        parse_show_stat('# pxname,svname,type,status\n"' + "x" * 200_000 + '",be,2,UP\n')
+
+
 def test_a_missing_socket_is_a_source_error_naming_the_path(tmp_path: Path) -> None:
     missing = str(tmp_path / "nothing.sock")
     with pytest.raises(SourceError, match=re.escape(missing)):
