@@ -1,0 +1,109 @@
+"""python -m lab {up,down,status,demo,load,apply}: the lab's command line (run as root)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+from lab import cluster, config, master, nodes, tier
+from lab.load import run_load, table
+from lab.sh import LabError, log, step, wait_for
+
+HOW_TO = f"""
+How to use the lab
+  Salt against the lab master:   . lab/env          (then, literally)
+                                 salt 'proxy*' test.ping
+                                 salt 'proxy*' state.apply
+                                 salt proxy1 cmd.run 'ip -4 addr show host0'
+  Bounded load through the VIPs: sudo .venv/bin/python -m lab load --requests 600 --concurrency 4
+  Lab status:                    sudo .venv/bin/python -m lab status
+  A shell on a node:             sudo nsenter -t $(sudo .venv/bin/python -m lab leader proxy1) -a /bin/bash
+  Pillar served to the nodes:    pillar/ of this checkout (override a file by copying it into
+                                 {config.PILLAR_OVERRIDE}/ and editing the copy)
+  Prometheus and the exporter:   the formula's exporter serves metrics on every node (see exporter/ and
+                                 dashboards/ once they land); Prometheus will run on {config.HOST_ADDR}.
+  Measurements of lab runs:      {config.RESULTS}
+  Tear it all down:              make lab-down
+"""
+
+
+def state_apply(visible: bool) -> tuple[int, float]:
+    """`salt 'proxy*' state.apply` against the lab; prints the summary when visible."""
+    cmd = [str(master.WRAPPER_DIR / "salt"), "proxy*", "state.apply", "--state-verbose=False", "--force-color"]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, env=master.env(), check=False, capture_output=not visible, text=True, timeout=900)
+    return proc.returncode, round(time.monotonic() - t0, 1)
+
+
+def demo() -> None:
+    cluster.up()
+    print("\n$ salt 'proxy*' state.apply", flush=True)
+    with step("salt 'proxy*' state.apply (installs nginx, haproxy, keepalived from the nodes' apt)", "1-2 min") as t:
+        rc, _ = state_apply(visible=True)
+    if rc != 0:
+        raise LabError(f"state.apply failed (exit {rc}); see the output above")
+    cluster.record({"demo_first_apply": t["seconds"]})
+    wait_for("every VIP to be held by exactly one node", tier.vips_settled, timeout=60)
+    holders = nodes.vip_holders()
+    with step("bounded burst: 900 requests through the 3 VIPs, 6 at a time", "10 s"):
+        result = run_load(config.VIPS, requests=900, seconds=60, concurrency=6)
+    print("\nVIP             held by   requests")
+    for vip in config.VIPS:
+        print(f"{vip:<15} {','.join(holders[vip]):<9} {result.by_target[vip]}")
+    print()
+    print(table(result))
+    print(HOW_TO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("up", help="bring the lab up (cleans leftovers first)")
+    sub.add_parser("down", help="remove everything the lab made")
+    sub.add_parser("status", help="nodes, backends, VIP holders")
+    sub.add_parser("demo", help="up + state.apply + a bounded burst with its spread")
+    sub.add_parser("apply", help="salt 'proxy*' state.apply against the lab")
+    p_leader = sub.add_parser("leader", help="host pid of a node's init (for nsenter -t PID -a)")
+    p_leader.add_argument("node")
+    p_load = sub.add_parser("load", help="bounded load through the VIPs (or --target)")
+    p_load.add_argument("--target", action="append", help="lab address (default: every VIP)")
+    p_load.add_argument("--requests", type=int, default=600)
+    p_load.add_argument("--seconds", type=float, default=30)
+    p_load.add_argument("--concurrency", type=int, default=4)
+    p_load.add_argument("--keepalive", action="store_true", help="reuse connections (default: new per request)")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "up":
+            cluster.up()
+        elif args.cmd == "down":
+            cluster.down()
+        elif args.cmd == "status":
+            print("\n".join(cluster.status()))
+            for vip, held in nodes.vip_holders().items():
+                print(f"VIP {vip:<15} held by {', '.join(held) or 'nobody'}")
+        elif args.cmd == "demo":
+            demo()
+        elif args.cmd == "apply":
+            return state_apply(visible=True)[0]
+        elif args.cmd == "leader":
+            print(nodes.leader(config.node(args.node)))
+        elif args.cmd == "load":
+            result = run_load(
+                args.target,
+                requests=args.requests,
+                seconds=args.seconds,
+                concurrency=args.concurrency,
+                new_connection=not args.keepalive,
+            )
+            print(table(result))
+            return 0 if result.failed == 0 else 1
+    except LabError as e:
+        log(f"ERROR: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

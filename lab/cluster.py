@@ -1,0 +1,99 @@
+"""The whole lab: up (clean leftovers, image, bridge, backends, master, nodes, keys) and down."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+from lab import config, image, master, net, nodes
+from lab.sh import LabError, log, run, step
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, bridge, systemd-nspawn): run it with sudo")
+
+
+def down() -> None:
+    """Remove everything the lab made (also what a killed run left): nodes, backends, master, bridge, state."""
+    require_root()
+    with step("lab down: stopping nodes, backends, salt-master; removing bridge and state", "10 s"):
+        nodes.clean_nodes()
+        net.clean_backends()
+        master.stop()
+        for link in net.lab_links():
+            run(["ip", "link", "del", link], check=False)
+        net.bridge_down()
+        shutil.rmtree(config.STATE, ignore_errors=True)
+
+
+def boot_nodes(names: list[config.Node], timeout: float = 180) -> float:
+    """Start nodes (keeping their overlays) and wait until systemd inside is up; returns seconds."""
+    t0 = time.monotonic()
+    for node in names:
+        nodes.start(node)
+    for node in names:
+        nodes.wait_booted(node, timeout=timeout)
+    return round(time.monotonic() - t0, 2)
+
+
+def up() -> dict[str, float]:
+    """Bring the whole lab up from scratch; returns timings (seconds) of the long steps."""
+    require_root()
+    timings: dict[str, float] = {}
+    t_all = time.monotonic()
+    down()
+    timings.update(image.build())
+    config.STATE.mkdir(parents=True, exist_ok=True)
+    with step(f"bridge {config.BRIDGE} {config.HOST_ADDR}/{config.PREFIX} and backends be1..be3", "5 s"):
+        net.bridge_up()
+        for be in config.BACKENDS:
+            net.backend_up(be)
+    with step("salt-master on the bridge (salt/ and pillar/ of this checkout)", "10 s"):
+        master.start()
+    for node in config.NODES:
+        nodes.prepare(node)
+    with step(f"booting {', '.join(n.name for n in config.NODES)} (systemd-nspawn)", "15 s") as t:
+        boot_nodes(config.NODES)
+    timings["boot"] = t["seconds"]
+    names = [n.name for n in config.NODES]
+    with step("accepting node keys; waiting for test.ping", "20 s") as t:
+        master.accept_keys(names)
+        master.wait_ping(names)
+        master.salt(["salt", "proxy*", "saltutil.sync_all"], timeout=120, check=True)
+    timings["keys_and_ping"] = t["seconds"]
+    timings["lab_up"] = round(time.monotonic() - t_all, 2)
+    record(timings)
+    log(f"lab is up in {timings['lab_up']:.0f} s. Run salt against it:  . lab/env && salt 'proxy*' test.ping")
+    return timings
+
+
+def record(values: dict[str, Any]) -> None:
+    """Merge measurements into the results file (kept across `down`, next to the image cache)."""
+    config.CACHE.mkdir(parents=True, exist_ok=True)
+    try:
+        data = json.loads(config.RESULTS.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data.update(values)
+    data["recorded_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    config.RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def status() -> list[str]:
+    lines = []
+    for node in config.NODES:
+        pid = nodes.nspawn_pid(node)
+        state = nodes.system_state(node) if pid else "stopped"
+        addrs = nodes.ipv4_addresses(node) if pid else []
+        lines.append(f"{node.name:<8} {state:<10} nspawn pid {pid or '-':<8} host0 {' '.join(addrs)}")
+    for be in config.BACKENDS:
+        try:
+            ok = net.backend_health(be)
+        except OSError:
+            ok = False
+        lines.append(f"{be.name:<8} {'healthy' if ok else 'DOWN':<10} {be.address}:{be.port}")
+    return lines

@@ -1,0 +1,112 @@
+"""The lab bridge and the backends (each in its own network namespace, veth to the bridge)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from pathlib import Path
+
+from lab import config
+from lab.sh import LabError, log, read_pidfile, run, spawn, stop_pid, wait_for
+
+BACKEND_DIR = config.STATE / "backends"
+
+
+def link_exists(name: str) -> bool:
+    return run(["ip", "link", "show", "dev", name], check=False).returncode == 0
+
+
+def bridge_up() -> None:
+    if not link_exists(config.BRIDGE):
+        run(["ip", "link", "add", config.BRIDGE, "type", "bridge"])
+    run(["ip", "address", "replace", f"{config.HOST_ADDR}/{config.PREFIX}", "dev", config.BRIDGE])
+    run(["ip", "link", "set", config.BRIDGE, "up"])
+
+
+def bridge_down() -> None:
+    if link_exists(config.BRIDGE):
+        run(["ip", "link", "del", config.BRIDGE])
+
+
+def lab_links() -> list[str]:
+    """Host-side links the lab made (node veths vb-proxyN, backend veths ptl-*) still present."""
+    out = run(["ip", "-o", "link", "show"]).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+    node_veths = {f"vb-{n.name}" for n in config.NODES}
+    return [n for n in names if n.startswith("ptl-") or n in node_veths]
+
+
+def netns_list() -> list[str]:
+    out = run(["ip", "netns", "list"], check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith("ptlab-")]
+
+
+def backend_pidfile(name: str) -> Path:
+    return BACKEND_DIR / f"{name}.pid"
+
+
+def backend_up(be: config.Backend) -> None:
+    """Create the backend's namespace + veth and start its HTTP server; wait for /healthz."""
+    config.check_lab_address(be.address)
+    BACKEND_DIR.mkdir(parents=True, exist_ok=True)
+    backend_down(be)
+    run(["ip", "netns", "add", be.netns])
+    run(["ip", "link", "add", be.veth, "type", "veth", "peer", "name", "eth0", "netns", be.netns])
+    run(["ip", "link", "set", be.veth, "master", config.BRIDGE, "up"])
+    ns = ["ip", "netns", "exec", be.netns]
+    run([*ns, "ip", "link", "set", "lo", "up"])
+    run([*ns, "ip", "address", "add", f"{be.address}/{config.PREFIX}", "dev", "eth0"])
+    run([*ns, "ip", "link", "set", "eth0", "up"])
+    server = Path(__file__).with_name("backend_server.py")
+    spawn(
+        [*ns, sys.executable, server, "--name", be.name, "--bind", be.address, "--port", str(be.port)],
+        BACKEND_DIR / f"{be.name}.log",
+        backend_pidfile(be.name),
+    )
+    wait_for(f"backend {be.name} /healthz", lambda: backend_health(be), timeout=30, interval=0.2)
+
+
+def backend_health(be: config.Backend) -> bool:
+    url = f"http://{config.check_lab_address(be.address)}:{be.port}/healthz"
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return resp.status == 200 and json.load(resp).get("backend") == be.name
+
+
+def backend_down(be: config.Backend) -> None:
+    pid = read_pidfile(backend_pidfile(be.name))
+    if pid:
+        stop_pid(pid, marker="backend_server.py", grace=5, group=True)
+        backend_pidfile(be.name).unlink(missing_ok=True)
+    if be.netns in netns_list():
+        run(["ip", "netns", "del", be.netns])
+    if link_exists(be.veth):
+        run(["ip", "link", "del", be.veth])
+
+
+def clean_backends() -> None:
+    """Stop every backend a previous run left (by pid file), remove their namespaces and veths."""
+    if BACKEND_DIR.is_dir():
+        for pidfile in BACKEND_DIR.glob("*.pid"):
+            pid = read_pidfile(pidfile)
+            if pid:
+                stop_pid(pid, marker="backend_server.py", grace=5, group=True)
+            pidfile.unlink(missing_ok=True)
+    for ns in netns_list():
+        run(["ip", "netns", "del", ns])
+    for link in lab_links():
+        if link.startswith("ptl-") and link_exists(link):
+            run(["ip", "link", "del", link])
+
+
+def assert_no_route_out() -> None:
+    """The bridge subnet is the lab's only route; the host does not forward it anywhere."""
+    fwd = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+    if fwd != "0":
+        log("note: host has net.ipv4.ip_forward=1; lab nodes have no default route, so nothing leaves the bridge")
+
+
+def check_backends() -> None:
+    for be in config.BACKENDS:
+        if not backend_health(be):
+            raise LabError(f"backend {be.name} at {be.address} is not healthy")

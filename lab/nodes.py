@@ -1,0 +1,150 @@
+"""The proxy nodes: systemd-nspawn containers booted from the shared image, one writable overlay each."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from lab import config
+from lab.sh import LabError, cmdline, pid_alive, read_pidfile, run, spawn, stop_pid, stop_pids, wait_for
+
+NSPAWN_MARKER = f"--network-bridge={config.BRIDGE}"
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def pidfile(node: config.Node) -> Path:
+    return node.dir / "nspawn.pid"
+
+
+def prepare(node: config.Node) -> None:
+    """A fresh writable layer with this node's identity (hostname, address, minion id)."""
+    shutil.rmtree(node.dir, ignore_errors=True)
+    upper = node.dir / "upper"
+    files = {
+        "etc/hostname": f"{node.name}\n",
+        "etc/salt/minion_id": f"{node.name}\n",
+        "etc/proxytier-lab/node.env": f"ADDRESS={node.address}/{config.PREFIX}\n",
+    }
+    for rel, text in files.items():
+        path = upper / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def start(node: config.Node) -> int:
+    """Boot the node in the background (keeps its overlay: a restarted node keeps its packages and keys)."""
+    if running(node):
+        raise LabError(f"{node.name} is already running (pid {nspawn_pid(node)})")
+    upper = node.dir / "upper"
+    cmd = [
+        "systemd-nspawn", "-q", "-D", config.IMAGE, f"--overlay={config.IMAGE}:{upper}:/",
+        "--register=no", "--keep-unit", "-b", NSPAWN_MARKER, "-M", node.name,
+        "--console=read-only", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+        # what systemd gives services on a normal host (a sandboxed host may have a lower hard limit)
+        "--rlimit=RLIMIT_NOFILE=1024:524288",
+    ]  # fmt: skip
+    # cgroup v2 inside the node whatever the host runs: on a hybrid (v1) host, systemd in the container
+    # intermittently failed units at boot ("Failed to attach to cgroup ... No such file or directory")
+    env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
+    return spawn(cmd, node.dir / "console.log", pidfile(node), env=env)
+
+
+def nspawn_pid(node: config.Node) -> int | None:
+    pid = read_pidfile(pidfile(node))
+    if pid and pid_alive(pid) and NSPAWN_MARKER in cmdline(pid):
+        return pid
+    return None
+
+
+def running(node: config.Node) -> bool:
+    return nspawn_pid(node) is not None
+
+
+def leader(node: config.Node) -> int:
+    """Host pid of the node's init (the child of nspawn that is pid 1 in its own pid namespace)."""
+    parent = nspawn_pid(node)
+    if parent is None:
+        raise LabError(f"{node.name} is not running")
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(parent) and fields.get("NSpid", "").split()[-1:] == ["1"]:
+            return int(status.parent.name)
+    raise LabError(f"{node.name}: no container init found under nspawn pid {parent}")
+
+
+def exec_(
+    node: config.Node, cmd: list[str], *, check: bool = True, timeout: float = 120, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command inside the node (all its namespaces), with a clean environment."""
+    base = ["nsenter", "-t", str(leader(node)), "-a", "--", "/usr/bin/env", "-i", f"PATH={NODE_PATH}", "LC_ALL=C"]
+    return run([*base, *cmd], check=check, timeout=timeout, input_text=input_text)
+
+
+def system_state(node: config.Node) -> str:
+    return exec_(node, ["systemctl", "is-system-running"], check=False, timeout=20).stdout.strip()
+
+
+def wait_booted(node: config.Node, timeout: float = 120) -> float:
+    """Wait until systemd inside reports running (or degraded) and host0 has its address."""
+
+    def booted() -> bool:
+        if not running(node):
+            raise LabError(f"{node.name} exited while booting; see {node.dir / 'console.log'}")
+        return system_state(node) in ("running", "degraded")
+
+    waited = wait_for(f"{node.name} to boot", booted, timeout=timeout, interval=0.5)
+    state = system_state(node)
+    if state == "degraded":
+        failed = exec_(node, ["systemctl", "--failed", "--no-legend", "--plain"], check=False).stdout.strip()
+        raise LabError(f"{node.name} booted degraded; failed units:\n{failed}")
+    return waited
+
+
+def stop(node: config.Node, grace: float = 60) -> None:
+    """Clean shutdown: SIGTERM to nspawn makes systemd inside power off."""
+    pid = nspawn_pid(node)
+    if pid:
+        stop_pid(pid, marker=NSPAWN_MARKER, grace=grace)
+
+
+def leftover_nspawn_pids() -> list[int]:
+    """nspawn processes the lab started in an earlier (killed) run: identified by the lab's image path + bridge."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        args = " ".join(cmdline(int(proc.name)))
+        if args.startswith("systemd-nspawn") and NSPAWN_MARKER in args and str(config.IMAGE) in args:
+            found.append(int(proc.name))
+    return found
+
+
+def clean_nodes() -> None:
+    pids = {p for p in (nspawn_pid(n) for n in config.NODES) if p} | set(leftover_nspawn_pids())
+    stop_pids(sorted(pids), marker=NSPAWN_MARKER, grace=30)
+    # nspawn mounts live in its own mount namespace; unmount anything of ours that leaked to the host
+    for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+        target = line.split()[1]
+        if target.startswith(str(config.STATE)):
+            run(["umount", "-l", target], check=False)
+    shutil.rmtree(config.STATE / "nodes", ignore_errors=True)
+
+
+def ipv4_addresses(node: config.Node) -> list[str]:
+    out = exec_(node, ["ip", "-4", "-o", "address", "show", "dev", "host0"], timeout=20).stdout
+    return [line.split()[3].split("/")[0] for line in out.splitlines()]
+
+
+def vip_holders() -> dict[str, list[str]]:
+    """VIP -> nodes that currently have it on host0 (exactly one in a healthy tier)."""
+    holders: dict[str, list[str]] = {v: [] for v in config.VIPS}
+    for node in config.NODES:
+        if not running(node):
+            continue
+        for addr in ipv4_addresses(node):
+            if addr in holders:
+                holders[addr].append(node.name)
+    return holders

@@ -1,0 +1,205 @@
+"""The tier proven end to end on the real lab (issue 3's seven tests).
+
+They run in this order (pytest keeps definition order): converge, idempotence, spread, pillar edit
+under load, bad pillar, then the destructive ones (HAProxy killed, node stopped), each restoring the
+lab before it ends. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import settle_vips
+
+from lab import config, master, net, nodes, tier
+from lab.load import BackgroundLoad, run_load, table
+from lab.sh import wait_for
+
+NODE_NAMES = {n.name for n in config.NODES}
+BACKEND_NAMES = {b.name for b in config.BACKENDS}
+
+pytestmark = [pytest.mark.usefixtures("lab"), pytest.mark.timeout(900)]
+
+
+def apply_ok(target: str = "proxy*") -> tier.ApplyResult:
+    res = tier.apply(target)
+    print(res.describe())
+    bad = {n: m for n, m in res.minions.items() if not m.ok}
+    assert not bad, res.describe()
+    return res
+
+
+def assert_serving(requests: int = 150) -> None:
+    """Every VIP answers, with 0 failures, spreading over every nginx node and backend."""
+    result = run_load(config.VIPS, requests=requests, seconds=60, concurrency=3)
+    print(table(result))
+    assert result.failed == 0, result.summary()
+    assert set(result.by_node) == NODE_NAMES, table(result)
+    assert BACKEND_NAMES <= set(result.by_backend), table(result)
+
+
+def test_1_apply_converges_all_nodes_with_real_packages(measure) -> None:
+    """Issue test 1: 0 failed states on every node; nginx/haproxy/keepalived installed by apt and active."""
+    res = apply_ok()
+    measure("first_apply", res.seconds)
+    for node in config.NODES:
+        assert res.minions[node.name].total > 0
+        assert tier.apt_installed_by_apt(node) == dict.fromkeys(tier.DAEMONS, True), node.name
+        assert tier.services_active(node) == dict.fromkeys(tier.DAEMONS, "active"), node.name
+    settle_vips()
+    holders = nodes.vip_holders()
+    print(f"VIP holders after first apply: {holders}")
+    assert {h[0] for h in holders.values()} == NODE_NAMES, f"each node should hold one VIP: {holders}"
+
+
+def test_2_second_apply_changes_nothing(measure) -> None:
+    """Issue test 2: a second apply reports 0 changes."""
+    res = apply_ok()
+    measure("noop_apply", res.seconds)
+    changed = {n: m.changed for n, m in res.minions.items() if m.changed}
+    assert not changed, f"second apply changed states: {changed}"
+
+
+def test_3_every_vip_reaches_every_nginx_and_backend() -> None:
+    """Issue test 3: multi-master; through each VIP, requests reach nginx on all 3 nodes and every backend."""
+    for vip in config.VIPS:
+        result = run_load([vip], requests=240, seconds=60, concurrency=4)
+        print(f"VIP {vip}: {table(result)}")
+        assert result.failed == 0, result.summary()
+        assert set(result.by_node) == NODE_NAMES, f"{vip}: {dict(result.by_node)}"
+        assert set(result.by_backend) == BACKEND_NAMES, f"{vip}: {dict(result.by_backend)}"
+        for name, count in [*result.by_node.items(), *result.by_backend.items()]:
+            assert count >= result.ok * 0.15, f"{vip}: {name} got only {count} of {result.ok}"
+        assert config.HOST_ADDR in result.clients, f"client address lost: {dict(result.clients)}"
+
+
+def test_4_pillar_edit_adds_and_removes_a_backend_without_failed_requests(clean_pillar, measure) -> None:
+    """Issue test 4: add be4 by pillar -> apply -> it gets traffic; remove -> it gets none; 0 failed under load."""
+    be4 = config.backend(4)
+    net.backend_up(be4)
+    try:
+        with BackgroundLoad(config.VIPS, seconds=300, concurrency=3, timeout=5) as bg:
+            time.sleep(1)
+            t_edit = time.monotonic()
+            tier.write_pillar(tier.pillar_with_backend(be4))
+            apply_ok()
+
+            def be4_serves() -> bool:
+                return "be4" in run_load(config.VIPS, requests=30, seconds=10, concurrency=3).by_backend
+
+            wait_for("be4 to receive traffic", be4_serves, timeout=60, interval=0.2)
+            measure("pillar_edit_to_traffic", time.monotonic() - t_edit)
+
+            tier.clear_pillar_override()
+            apply_ok()
+            after = run_load(config.VIPS, requests=150, seconds=30, concurrency=3)
+            assert "be4" not in after.by_backend, f"be4 still gets traffic after removal: {table(after)}"
+            assert after.failed == 0, after.summary()
+            time.sleep(1)
+        result = bg.result
+        assert result is not None
+        print(f"load during both applies: {table(result)}")
+        assert result.total > 100, result.summary()
+        assert result.failed == 0, result.summary()
+        assert "be4" in result.by_backend
+    finally:
+        net.backend_down(be4)
+
+
+def test_5_bad_pillar_fails_clearly_and_touches_nothing(clean_pillar) -> None:
+    """Issue test 7: VRID 300 -> apply fails on every node with the clear error; configs and daemons untouched."""
+    before = {n.name: (tier.config_hashes(n), tier.daemon_processes(n)) for n in config.NODES}
+    for name, (files, procs) in before.items():
+        assert files and {p[0] for p in procs} == set(tier.DAEMONS), f"{name}: nothing to compare"
+    tier.write_pillar(tier.pillar_with_vrid(1, 300))
+    res = tier.apply()
+    print(res.describe())
+    for node in config.NODES:
+        m = res.minions[node.name]
+        assert not m.ok, f"{node.name} accepted VRID 300"
+        assert "proxytier:vips:1:vrid" in res.text(node.name), f"{node.name}: unclear error: {res.text(node.name)}"
+    tier.clear_pillar_override()
+    for node in config.NODES:
+        files, procs = before[node.name]
+        assert tier.config_hashes(node) == files, f"{node.name}: config files changed"
+        assert tier.daemon_processes(node) == procs, f"{node.name}: a daemon was reloaded or restarted"
+
+
+def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
+    """Issue test 5: HAProxy killed (and kept down) on the master of a VIP -> VIP moves, traffic continues;
+    HAProxy back -> the tier heals (the VIP returns to its preferred node)."""
+    settle_vips()
+    initial = nodes.vip_holders()
+    vip = config.VIPS[0]
+    victim = config.node(initial[vip][0])
+    others = [v for v in config.VIPS if v != vip]
+    with (
+        BackgroundLoad([vip], seconds=180, concurrency=2, timeout=1) as on_vip,
+        BackgroundLoad(others, seconds=180, concurrency=2, timeout=5) as on_others,
+    ):
+        time.sleep(1)
+        # mask first so systemd's Restart=always cannot bring it straight back: it stays dead
+        nodes.exec_(victim, ["systemctl", "mask", "--runtime", "haproxy"])
+        nodes.exec_(victim, ["systemctl", "kill", "--signal=SIGKILL", "haproxy"])
+        t_kill = time.monotonic()
+        moved = wait_for(
+            f"{vip} to leave {victim.name}",
+            lambda: (h := nodes.vip_holders()[vip]) != [] and victim.name not in h,
+            timeout=30,
+            interval=0.1,
+        )
+        measure("haproxy_kill_vip_move", moved)
+        time.sleep(3)
+        after_move = run_load([vip], requests=100, seconds=20, concurrency=2)
+        assert after_move.failed == 0, f"traffic on {vip} after the move: {after_move.summary()}"
+        # heal
+        nodes.exec_(victim, ["systemctl", "unmask", "--runtime", "haproxy"])
+        nodes.exec_(victim, ["systemctl", "reset-failed", "haproxy"], check=False)
+        nodes.exec_(victim, ["systemctl", "start", "haproxy"])
+        wait_for("the VIPs to return to their preferred nodes", lambda: nodes.vip_holders() == initial, timeout=60)
+        time.sleep(2)
+    vip_result, other_result = on_vip.result, on_others.result
+    assert vip_result is not None and other_result is not None
+    print(f"on {vip}: {table(vip_result)}\nothers: {table(other_result)}")
+    measure("haproxy_kill_client_outage", vip_result.max_gap(vip))
+    print(f"kill -> VIP moved in {moved:.2f} s; t_kill at {t_kill:.1f}")
+    assert vip_result.ok > 0
+    assert other_result.failed == 0, f"other VIPs must not notice: {other_result.summary()}"
+    assert vip_result.max_gap(vip) < 15, f"outage too long: {vip_result.max_gap(vip):.1f} s"
+    assert_serving()
+
+
+def test_7_node_stopped_vip_moves_to_survivor_and_node_returns(measure) -> None:
+    """Issue test 6: a node container stops -> its VIP moves to a survivor, the tier keeps serving; it returns."""
+    settle_vips()
+    initial = nodes.vip_holders()
+    vip = config.VIPS[1]
+    victim = config.node(initial[vip][0])
+    with BackgroundLoad([vip], seconds=240, concurrency=2, timeout=1) as on_vip:
+        time.sleep(1)
+        t0 = time.monotonic()
+        nodes.stop(victim)
+        measure("node_stop_seconds", time.monotonic() - t0)
+        wait_for(f"{vip} on a survivor", lambda: nodes.vip_holders()[vip] not in ([], [victim.name]), timeout=30)
+        survivors = [n for n in config.NODES if n != victim]
+        time.sleep(2)
+        during = run_load(config.VIPS, requests=150, seconds=30, concurrency=3)
+        print(f"with {victim.name} down: {table(during)}")
+        assert during.failed == 0, during.summary()
+        assert set(during.by_node) == {n.name for n in survivors}, table(during)
+    vip_result = on_vip.result
+    assert vip_result is not None
+    print(f"on {vip} across the stop: {table(vip_result)}")
+    measure("node_stop_client_outage", vip_result.max_gap(vip))
+    assert vip_result.max_gap(vip) < 15
+
+    # bring it back: same overlay, so it boots with the formula applied; minion reconnects
+    t_back = time.monotonic()
+    nodes.start(victim)
+    nodes.wait_booted(victim)
+    master.wait_ping([victim.name])
+    wait_for("the VIPs to return to their preferred nodes", lambda: nodes.vip_holders() == initial, timeout=90)
+    measure("node_return_to_vip_back", time.monotonic() - t_back)
+    assert tier.services_active(victim) == dict.fromkeys(tier.DAEMONS, "active")
+    assert_serving()
