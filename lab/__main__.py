@@ -9,7 +9,7 @@ import time
 
 from lab import cluster, config, master, nodes, tier
 from lab.load import run_load, table
-from lab.sh import LabError, log, step, wait_for
+from lab.sh import LabError, log, step
 
 HOW_TO = f"""
 How to use the lab
@@ -45,7 +45,7 @@ def demo() -> None:
     if rc != 0:
         raise LabError(f"state.apply failed (exit {rc}); see the output above")
     cluster.record({"demo_first_apply": t["seconds"]})
-    wait_for("every VIP to be held by exactly one node", tier.vips_settled, timeout=60)
+    tier.wait_vips_settled()
     holders = nodes.vip_holders()
     with step("bounded burst: 900 requests through the 3 VIPs, 6 at a time", "10 s"):
         result = run_load(config.VIPS, requests=900, seconds=60, concurrency=6)

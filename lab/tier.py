@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from lab import config, master, nodes
+from lab.sh import wait_for
 
 DAEMONS = ("nginx", "haproxy", "keepalived")
 CONFIG_DIRS = ("/etc/nginx", "/etc/haproxy", "/etc/keepalived")
@@ -129,8 +130,8 @@ def config_hashes(node: config.Node) -> dict[str, str]:
     return {line.split(None, 1)[1]: line.split(None, 1)[0] for line in out.splitlines() if line.strip()}
 
 
-def daemon_processes(node: config.Node) -> set[tuple[str, int, int]]:
-    """(comm, pid, start time in ticks) of every nginx/haproxy/keepalived process in the node.
+def daemon_processes(node: config.Node, *names: str) -> set[tuple[str, int, int]]:
+    """(comm, pid, start time in ticks) of every nginx/haproxy/keepalived process (or `names`) in the node.
 
     A reload replaces nginx workers and the HAProxy worker; a restart replaces everything; so an
     unchanged set means no daemon was reloaded or restarted. Read from the host's /proc, matching the
@@ -144,7 +145,7 @@ def daemon_processes(node: config.Node) -> set[tuple[str, int, int]]:
             if os.readlink(proc / "ns" / "pid") != ns:
                 continue
             comm = (proc / "comm").read_text().strip()
-            if comm not in DAEMONS:
+            if comm not in (names or DAEMONS):
                 continue
             stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
             found.add((comm, int(proc.name), int(stat[19])))
@@ -165,3 +166,7 @@ def apt_installed_by_apt(node: config.Node) -> dict[str, bool]:
 
 def vips_settled() -> bool:
     return all(len(h) == 1 for h in nodes.vip_holders().values())
+
+
+def wait_vips_settled(timeout: float = 60) -> float:
+    return wait_for("every VIP to be held by exactly one node", vips_settled, timeout=timeout)

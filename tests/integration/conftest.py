@@ -18,7 +18,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lab import cluster, config, tier
-from lab.sh import wait_for
 
 MEASURED: dict[str, Any] = {}
 
@@ -56,10 +55,6 @@ def clean_pillar(lab: None) -> Iterator[None]:
     tier.clear_pillar_override()
     yield
     tier.clear_pillar_override()
-
-
-def settle_vips(timeout: float = 60) -> None:
-    wait_for("every VIP to be held by exactly one node", tier.vips_settled, timeout=timeout)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

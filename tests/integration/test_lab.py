@@ -7,10 +7,11 @@ lab before it ends. Every wait is bounded.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
-from conftest import settle_vips
 
 from lab import config, master, net, nodes, tier
 from lab.load import BackgroundLoad, run_load, table
@@ -47,7 +48,7 @@ def test_1_apply_converges_all_nodes_with_real_packages(measure) -> None:
         assert res.minions[node.name].total > 0
         assert tier.apt_installed_by_apt(node) == dict.fromkeys(tier.DAEMONS, True), node.name
         assert tier.services_active(node) == dict.fromkeys(tier.DAEMONS, "active"), node.name
-    settle_vips()
+    tier.wait_vips_settled()
     holders = nodes.vip_holders()
     print(f"VIP holders after first apply: {holders}")
     assert {h[0] for h in holders.values()} == NODE_NAMES, f"each node should hold one VIP: {holders}"
@@ -129,7 +130,7 @@ def test_5_bad_pillar_fails_clearly_and_touches_nothing(clean_pillar) -> None:
 def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
     """Issue test 5: HAProxy killed (and kept down) on the master of a VIP -> VIP moves, traffic continues;
     HAProxy back -> the tier heals (the VIP returns to its preferred node)."""
-    settle_vips()
+    tier.wait_vips_settled()
     initial = nodes.vip_holders()
     vip = config.VIPS[0]
     victim = config.node(initial[vip][0])
@@ -141,8 +142,10 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
         time.sleep(1)
         # mask first so systemd's Restart=always cannot bring it straight back: it stays dead
         nodes.exec_(victim, ["systemctl", "mask", "--runtime", "haproxy"])
-        nodes.exec_(victim, ["systemctl", "kill", "--signal=SIGKILL", "haproxy"])
         t_kill = time.monotonic()
+        for _, pid, _ in tier.daemon_processes(victim, "haproxy"):
+            os.kill(pid, signal.SIGKILL)
+        wait_for("HAProxy to be gone", lambda: not tier.daemon_processes(victim, "haproxy"), timeout=10)
         moved = wait_for(
             f"{vip} to leave {victim.name}",
             lambda: (h := nodes.vip_holders()[vip]) != [] and victim.name not in h,
@@ -172,7 +175,7 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
 
 def test_7_node_stopped_vip_moves_to_survivor_and_node_returns(measure) -> None:
     """Issue test 6: a node container stops -> its VIP moves to a survivor, the tier keeps serving; it returns."""
-    settle_vips()
+    tier.wait_vips_settled()
     initial = nodes.vip_holders()
     vip = config.VIPS[1]
     victim = config.node(initial[vip][0])
