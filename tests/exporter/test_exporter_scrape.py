@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import signal
 import socket
@@ -148,3 +149,39 @@ def test_version_flag() -> None:
     answer = subprocess.run([sys.executable, "-m", "proxytier_exporter", "--version"],
                             capture_output=True, text=True, check=True)
     assert answer.stdout.strip() == f"proxytier-exporter {__version__}"
+
+
+def test_the_access_log_socket_can_come_from_systemd(tmp_path) -> None:
+    """With a .socket unit (FileDescriptorName=nginx-access) the exporter reads the socket it is given."""
+    path = str(tmp_path / "given.sock")
+    given = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    given.bind(path)
+    port = free_port()
+    exporter = [sys.executable, "-m", "proxytier_exporter", f"--web.listen-address=127.0.0.1:{port}",
+                "--haproxy.stats-socket=", "--nginx.stub-status-url=", "--keepalived.source=none",
+                "--keepalived.config=", f"--nginx.access-log-socket={tmp_path}/unused.sock"]
+    as_systemd_does = (  # fd 3, LISTEN_PID = the exporter's own pid (exec keeps it)
+        f"import os, sys; os.dup2({given.fileno()}, 3); "
+        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1', LISTEN_FDNAMES='nginx-access'); "
+        f"os.execv(sys.executable, {exporter!r})"
+    )
+    process = subprocess.Popen([sys.executable, "-c", as_systemd_does], pass_fds=(given.fileno(),))
+    line = b'<190>nginx: {"status":"200","upstream":"app","request_time":"0.001"}'
+    try:
+        deadline = time.monotonic() + 10
+        text = ""
+        while time.monotonic() < deadline and "upstream=\"app\"" not in text:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as nginx:
+                nginx.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    nginx.sendto(line, path)
+            try:
+                text = get(f"http://127.0.0.1:{port}/metrics")[1]
+            except OSError:
+                time.sleep(0.05)
+        assert 'proxytier_nginx_upstream_requests_total{status_class="2xx",upstream="app"}' in text
+        assert not (tmp_path / "unused.sock").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+        given.close()
