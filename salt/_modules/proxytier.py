@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
         "garp_master_refresh": 0,
         "track": "script",
         "check_interval": 1,
-        "check_fall": 2,
+        "check_fall": 1,
         "check_rise": 2,
         "extra": {"global_defs": [], "instance": []},
     },
