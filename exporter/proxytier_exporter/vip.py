@@ -1,4 +1,4 @@
-"""VIP ownership, read from the kernel (`ip -j addr show`), independently of keepalived.
+"""VIP ownership, read from the kernel over rtnetlink (what `ip addr show` does), independently of keepalived.
 
 One series per configured VIP: 1 if the address is on one of this node's interfaces, else 0. The VIPs
 come from --vip, or from the virtual_ipaddress blocks of keepalived.conf when none is given.
@@ -7,8 +7,8 @@ come from --vip, or from the virtual_ipaddress blocks of keepalived.conf when no
 from __future__ import annotations
 
 import ipaddress
-import json
-import subprocess
+import socket
+import struct
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -27,45 +27,96 @@ def vip_address(text: str) -> IPAddress | None:
         return None
 
 
-def parse_ip_addr_json(text: str) -> dict[IPAddress, str]:
-    """Addresses held by this node's interfaces ({address: interface}) from `ip -j addr show`.
+# rtnetlink, as in linux/netlink.h, linux/rtnetlink.h and linux/if_addr.h
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
+IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x08, 0x40
+_NLMSGHDR = struct.Struct("=IHHII")
+_IFADDRMSG = struct.Struct("=BBBBI")
+_RTATTR = struct.Struct("=HH")
+MAX_DUMP_BYTES = 16 * 1024 * 1024
+
+
+def netlink_addr_dump(timeout: float = 2.0) -> bytes:
+    """The kernel's answer to an RTM_GETADDR dump request (what `ip addr show` asks), all messages."""
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+            sock.settimeout(timeout)
+            sock.bind((0, 0))
+            request = _NLMSGHDR.pack(_NLMSGHDR.size + _IFADDRMSG.size, RTM_GETADDR,
+                                     NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + _IFADDRMSG.pack(0, 0, 0, 0, 0)
+            sock.send(request)
+            chunks: list[bytes] = []
+            size = 0
+            while size < MAX_DUMP_BYTES:
+                chunk = sock.recv(65536)
+                chunks.append(chunk)
+                size += len(chunk)
+                if _ends_dump(chunk):
+                    return b"".join(chunks)
+    except OSError as error:
+        raise SourceError(f"netlink address dump failed: {error.strerror or error}") from error
+    raise SourceError(f"netlink address dump larger than {MAX_DUMP_BYTES} bytes")
+
+
+def _ends_dump(chunk: bytes) -> bool:
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(chunk):
+        length, kind = _NLMSGHDR.unpack_from(chunk, offset)[:2]
+        if kind in (NLMSG_DONE, NLMSG_ERROR):
+            return True
+        if length < _NLMSGHDR.size:
+            return True  # malformed: stop reading, the parser reports it
+        offset += (length + 3) & ~3
+    return False
+
+
+def parse_addr_dump(data: bytes) -> set[IPAddress]:
+    """Addresses held by this node's interfaces, from an RTM_GETADDR dump.
 
     Addresses still in IPv6 duplicate-address detection (tentative) or that failed it are not held.
-    Raises SourceError if the output is not ip's JSON.
+    Raises SourceError if the data is not a complete dump.
     """
-    try:
-        links = json.loads(text)
-    except (ValueError, RecursionError) as error:
-        raise SourceError(f"ip -j addr: output is not JSON: {error}") from error
-    if not isinstance(links, list):
-        raise SourceError("ip -j addr: expected a list of interfaces")
-    held: dict[IPAddress, str] = {}
-    for link in links:
-        if not isinstance(link, dict) or not isinstance(link.get("addr_info", []), list):
-            raise SourceError("ip -j addr: an interface entry is not an object with addr_info")
-        name = link.get("ifname")
-        for info in link.get("addr_info", []):
-            if not isinstance(info, dict) or info.get("tentative") or info.get("dadfailed"):
-                continue
-            local = info.get("local")
-            address = vip_address(local) if isinstance(local, str) else None
+    held: set[IPAddress] = set()
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, kind = _NLMSGHDR.unpack_from(data, offset)[:2]
+        if length < _NLMSGHDR.size or offset + length > len(data):
+            raise SourceError(f"netlink: malformed message at byte {offset}")
+        if kind == NLMSG_DONE:
+            return held
+        if kind == NLMSG_ERROR:
+            raise SourceError("netlink: the kernel answered the address dump with an error")
+        if kind == RTM_NEWADDR and length >= _NLMSGHDR.size + _IFADDRMSG.size:
+            address = _address(data[offset + _NLMSGHDR.size: offset + length])
             if address is not None:
-                held[address] = name if isinstance(name, str) else ""
-    return held
+                held.add(address)
+        offset += (length + 3) & ~3
+    raise SourceError("netlink: the address dump ended without NLMSG_DONE")
 
 
-def run_ip_addr(timeout: float = 2.0) -> str:
-    try:
-        answer = subprocess.run(
-            ["ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=timeout, check=True
-        )
-    except FileNotFoundError as error:
-        raise SourceError("ip: not found (install iproute2)") from error
-    except subprocess.TimeoutExpired as error:
-        raise SourceError(f"ip -j addr show took more than {timeout}s") from error
-    except subprocess.CalledProcessError as error:
-        raise SourceError(f"ip -j addr show failed: {error.stderr.strip()[:200]}") from error
-    return answer.stdout
+def _address(message: bytes) -> IPAddress | None:
+    family, _, flags, _, _ = _IFADDRMSG.unpack_from(message)
+    attributes: dict[int, bytes] = {}
+    offset = _IFADDRMSG.size
+    while offset + _RTATTR.size <= len(message):
+        length, kind = _RTATTR.unpack_from(message, offset)
+        if length < _RTATTR.size or offset + length > len(message):
+            break
+        attributes[kind] = message[offset + _RTATTR.size: offset + length]
+        offset += (length + 3) & ~3
+    if len(attributes.get(IFA_FLAGS, b"")) == 4:
+        flags = struct.unpack("=I", attributes[IFA_FLAGS])[0]
+    if flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED):
+        return None
+    raw = attributes.get(IFA_LOCAL) or attributes.get(IFA_ADDRESS)
+    if family == socket.AF_INET and raw is not None and len(raw) == 4:
+        return ipaddress.IPv4Address(raw)
+    if family == socket.AF_INET6 and raw is not None and len(raw) == 16:
+        return ipaddress.IPv6Address(raw)
+    return None
 
 
 class VipCollector:
@@ -75,7 +126,7 @@ class VipCollector:
         self,
         vips: Sequence[str],
         keepalived_config: str | None = None,
-        read_addresses: Callable[[], str] = run_ip_addr,
+        read_addresses: Callable[[], bytes] = netlink_addr_dump,
     ):
         self.vips = list(vips)
         self.keepalived_config = keepalived_config
@@ -88,10 +139,10 @@ class VipCollector:
         return [vip for instance in config.values() for vip in instance.vips]
 
     def collect(self) -> Iterator[Metric]:
-        held = parse_ip_addr_json(self.read_addresses())
+        held = parse_addr_dump(self.read_addresses())
         family = GaugeMetricFamily(
             "proxytier_vip_owned",
-            "1 if this node holds the VIP on one of its interfaces (kernel addresses, ip -j addr show).",
+            "1 if this node holds the VIP on one of its interfaces (kernel addresses, rtnetlink RTM_GETADDR).",
             labels=["vip"],
         )
         seen: set[IPAddress] = set()

@@ -19,7 +19,7 @@ from proxytier_exporter.haproxy import info_families, parse_show_info, parse_sho
 from proxytier_exporter.keepalived import instance_families, parse_fifo_line, parse_json_dump
 from proxytier_exporter.keepalived_conf import parse_keepalived_conf
 from proxytier_exporter.nginx import parse_stub_status, stub_status_families
-from proxytier_exporter.vip import parse_ip_addr_json
+from proxytier_exporter.vip import parse_addr_dump
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -105,10 +105,17 @@ def test_keepalived_conf(text: str) -> None:
     parse_keepalived_conf(text)
 
 
+def corrupted_bytes(name: str) -> st.SearchStrategy[bytes]:
+    data = (FIXTURES / name).read_bytes()
+    return st.tuples(st.integers(0, len(data)), st.integers(0, 8), st.binary(max_size=8)).map(
+        lambda t: data[: t[0]] + t[2] + data[t[0] + t[1]:]
+    )
+
+
 @FUZZ
-@given(inputs("ip_addr.json"))
-def test_ip_addr_json(text: str) -> None:
-    returns_or_raises(parse_ip_addr_json, text, SourceError)
+@given(st.one_of(st.binary(max_size=300), corrupted_bytes("netlink_addr_dump.bin")))
+def test_netlink_address_dump(data: bytes) -> None:
+    returns_or_raises(parse_addr_dump, data, SourceError)
 
 
 @FUZZ
