@@ -14,9 +14,9 @@ from pathlib import Path
 # Test the exporter of this checkout, whatever copy an editable install in a shared venv points at.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "exporter"))
 
-import pytest  # noqa: E402
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
-from prometheus_client.core import Metric  # noqa: E402
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = Path(__file__).parent / "golden"
