@@ -6,8 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.proxytier-deps
 # Unit, render and exporter tests first; the lab integration tests (slow, real cluster) last.
-FAST_TESTS := $(filter-out tests/integration/,$(wildcard tests/*/)) $(wildcard tests/test_*.py)
+FAST_TESTS := $(filter-out tests/integration/ tests/__pycache__/,$(wildcard tests/*/)) $(wildcard tests/test_*.py)
 PYTEST_ARGS ?=
+# every test is bounded (the lab tests set their own, longer, limits)
+PYTEST := $(PY) -m pytest --timeout=300
 
 .PHONY: all venv host-deps test test-fast test-integration lint demo lab-up lab-down lab-status
 
@@ -25,13 +27,13 @@ host-deps:
 	@sh lab/host-deps.sh
 
 test: venv host-deps
-	$(PY) -m pytest $(PYTEST_ARGS) $(FAST_TESTS) tests/integration
+	$(PYTEST) $(PYTEST_ARGS) $(FAST_TESTS) tests/integration
 
 test-fast: venv
-	$(PY) -m pytest $(PYTEST_ARGS) $(FAST_TESTS)
+	$(PYTEST) $(PYTEST_ARGS) $(FAST_TESTS)
 
 test-integration: venv host-deps
-	$(PY) -m pytest $(PYTEST_ARGS) tests/integration
+	$(PYTEST) $(PYTEST_ARGS) tests/integration
 
 lint: venv
 	$(PY) -m ruff check lab tests/integration

@@ -4,13 +4,14 @@ nginx, haproxy and keepalived are NOT installed in the image; their .debs (and d
 downloaded at build time into a local apt repository inside the image so that the formula's
 `pkg.installed` installs them for real, offline, on every node.
 
-The image is cached in CACHE/image and rebuilt when missing or when this file changes
-(its hash is the build recipe's hash).
+The image is cached in CACHE/image and rebuilt when missing or when its recipe (package lists,
+scripts, units, configure()) changes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 import shutil
 import sys
@@ -43,8 +44,8 @@ WHEELS_IN_IMAGE = "/var/tmp/salt-wheels"
 MINION_CONF = f"""\
 # proxytier lab: every node's minion talks to the lab salt-master on the bridge.
 master: {config.HOST_ADDR}
-acceptance_wait_time: 2
-acceptance_wait_time_max: 5
+acceptance_wait_time: 1
+acceptance_wait_time_max: 2
 random_reauth_delay: 0
 auth_timeout: 10
 recon_default: 500
@@ -63,6 +64,7 @@ Wants=proxytier-lab-net.service
 [Service]
 ExecStart={SALT_VENV}/bin/salt-minion
 KillMode=process
+TimeoutStopSec=5
 Restart=on-failure
 RestartSec=2
 
@@ -114,7 +116,10 @@ rm -rf /var/lib/apt/lists/partial/* /root/.cache
 
 
 def recipe_hash() -> str:
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    """Hash of what goes into the image (not of this module's other code): a change rebuilds it."""
+    parts = [SUITE, INCLUDE, *OFFLINE_PACKAGES, MINION_CONF, MINION_UNIT, NET_UNIT, BUILD_SCRIPT, FINISH_SCRIPT]
+    parts.append(inspect.getsource(configure))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
 def is_current() -> bool:
@@ -124,10 +129,9 @@ def is_current() -> bool:
         return False
 
 
-def host_debian_sources() -> list[tuple[str, str, str]]:
+def host_debian_sources(apt: Path = Path("/etc/apt")) -> list[tuple[str, str, str]]:
     """(uri, suite, components) of the host's Debian bookworm apt sources, read at run time."""
     entries: list[tuple[str, str, str]] = []
-    apt = Path("/etc/apt")
     files = [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*.list"))]
     for f in files:
         if not f.is_file():
@@ -170,8 +174,8 @@ def salt_wheels() -> Path:
     return WHEELS
 
 
-def mirror() -> str:
-    for uri, suite, _ in host_debian_sources():
+def mirror(apt: Path = Path("/etc/apt")) -> str:
+    for uri, suite, _ in host_debian_sources(apt):
         if suite == SUITE:
             return uri
     raise LabError(f"no Debian '{SUITE}' source in the host's /etc/apt sources; the lab reads its mirror from there")

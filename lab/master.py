@@ -37,7 +37,7 @@ def master_conf() -> str:
         "pillar_roots": {"base": [str(config.PILLAR_OVERRIDE), str(config.REPO / "pillar")]},
         "worker_threads": 3,
         "timeout": 20,
-        "gather_job_timeout": 20,
+        "gather_job_timeout": 10,
         "log_level_logfile": "info",
         "open_mode": False,
         "auto_accept": False,
@@ -121,7 +121,7 @@ def accept_keys(names: list[str], timeout: float = 120) -> float:
 
 def wait_ping(names: list[str], timeout: float = 120) -> float:
     def all_answer() -> bool:
-        got = salt_json(["salt", "-L", ",".join(names), "test.ping", "-t", "5"], timeout=60)
+        got = salt_json(["salt", "-L", ",".join(names), "test.ping", "-t", "3"], timeout=60)
         return all(got.get(n) is True for n in names)
 
     waited = wait_for(f"{', '.join(names)} to answer test.ping", all_answer, timeout=timeout, interval=1)

@@ -23,19 +23,22 @@ MEASURED: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="session")
-def lab() -> Iterator[None]:
+def lab(request: pytest.FixtureRequest) -> Iterator[None]:
     if os.geteuid() != 0:
         pytest.fail("the lab integration tests need root (namespaces, bridge, systemd-nspawn)")
     missing = [t for t in ("systemd-nspawn", "debootstrap", "ip", "nsenter") if shutil.which(t) is None]
     if missing:
         pytest.fail(f"missing host tools {missing}: run `sh lab/host-deps.sh` (make test does)")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
     try:
-        MEASURED.update(cluster.up())
+        with capture.global_and_fixture_disabled():  # show the lab's progress lines live
+            MEASURED.update(cluster.up())
         yield
     finally:
         tier.clear_pillar_override()
         if os.environ.get("PROXYTIER_LAB_KEEP") != "1":
-            cluster.down()
+            with capture.global_and_fixture_disabled():
+                cluster.down()
 
 
 @pytest.fixture

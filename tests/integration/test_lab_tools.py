@@ -1,0 +1,110 @@
+"""The lab's own tools, without the lab: address guard, apt source parsing, load generator accounting.
+
+They use loopback only and need no root.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import config, image
+from lab.load import LoadResult, Sample, run_load
+
+SERVER = Path(config.REPO / "lab" / "backend_server.py")
+
+
+def test_addresses_outside_the_lab_range_are_refused() -> None:
+    for ok in ("198.18.0.101", "198.19.255.1", "127.0.0.1"):
+        assert config.check_lab_address(ok) == ok
+    for bad in ("10.0.0.1", "192.168.1.1", "172.16.0.1", "8.8.8.8", "198.20.0.1"):
+        with pytest.raises(ValueError, match=r"outside 198\.18\.0\.0/15"):
+            config.check_lab_address(bad)
+    with pytest.raises(ValueError):
+        run_load(["10.1.2.3"], requests=1)
+
+
+def test_every_lab_address_is_in_the_benchmark_range() -> None:
+    addrs = [config.HOST_ADDR, *config.VIPS, *(n.address for n in config.NODES), *(b.address for b in config.BACKENDS)]
+    for a in addrs:
+        config.check_lab_address(a)
+    assert len(set(addrs)) == len(addrs)
+
+
+def test_host_sources_deb822_and_one_line(tmp_path: Path) -> None:
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    (apt / "sources.list").write_text(
+        "# nothing\ndeb [arch=amd64] http://mirror.example/debian bookworm main contrib\n"
+    )
+    (apt / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n"
+        "Types: deb\nURIs: http://other.example/x\nSuites: nodistro\nComponents: main\n\n"
+        "Types: deb-src\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n"
+    )
+    got = image.host_debian_sources(apt)
+    assert ("http://mirror.example/debian", "bookworm", "main contrib") in got
+    assert ("http://mirror.example/debian", "bookworm-updates", "main") in got
+    assert all("other.example" not in u for u, _, _ in got)
+    assert image.mirror(apt) == "http://mirror.example/debian"
+
+
+def test_max_gap_is_the_longest_time_without_a_successful_response() -> None:
+    r = LoadResult()
+    r.samples = [
+        Sample(0.0, 0.1, True, "a"),
+        Sample(0.1, 0.2, True, "a"),
+        Sample(0.2, 1.2, False, "a"),
+        Sample(1.2, 2.2, False, "a"),
+        Sample(2.2, 2.5, True, "a"),
+        Sample(0.0, 3.0, True, "b"),
+    ]
+    assert r.max_gap("a") == pytest.approx(2.3)
+    assert r.max_gap("b") == pytest.approx(3.0)
+
+
+@pytest.fixture
+def local_backend() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, SERVER, "--name", "bex", "--bind", "127.0.0.1", "--port", str(port)])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("new_connection", [True, False])
+def test_load_is_bounded_and_counts_the_backend_identity(local_backend: int, new_connection: bool) -> None:
+    result = run_load(
+        ["127.0.0.1"], requests=50, seconds=20, concurrency=3, port=local_backend, new_connection=new_connection
+    )
+    assert (result.ok, result.failed) == (50, 0)
+    assert result.by_backend == {"bex": 50}
+    assert result.by_node == {"127.0.0.1": 50}  # the peer the backend saw
+    assert len(result.samples) == 50
+
+
+def test_load_stops_at_its_time_bound_and_counts_failures() -> None:
+    with socket.socket() as s:  # a port with nothing listening: every request is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    result = run_load(["127.0.0.1"], requests=1_000_000, seconds=1.0, concurrency=2, port=port)
+    assert time.monotonic() - t0 < 5
+    assert result.ok == 0 and result.failed > 0
+    assert "ConnectionRefusedError" in result.errors
