@@ -14,11 +14,12 @@ from types import FrameType
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from proxytier_exporter import __version__
 from proxytier_exporter.accesslog import AccessLogCollector, AccessLogReceiver, AccessLogStats
 from proxytier_exporter.core import DaemonCollector, ScrapeCollector
+from proxytier_exporter.exposition import metrics_app
 from proxytier_exporter.haproxy import HAProxyCollector
 from proxytier_exporter.keepalived import FifoReader, FifoState, KeepalivedCollector
 from proxytier_exporter.nginx import NginxCollector
@@ -94,7 +95,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def web_app(registry: CollectorRegistry, telemetry_path: str) -> Callable[..., Iterable[bytes]]:
-    metrics = make_wsgi_app(registry)
+    metrics = metrics_app(registry.collect)
     landing = (f'<html><head><title>proxytier-exporter</title></head><body><h1>proxytier-exporter '
                f'{__version__}</h1><p><a href="{telemetry_path}">Metrics</a></p></body></html>').encode()
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from proxytier_exporter.core import SourceError, describe_names, state_set
 from proxytier_exporter.runtime_api import unix_command
@@ -163,17 +164,18 @@ def number(row: Mapping[str, str], column: str) -> float | None:
 
 
 class _Families:
-    """Families created on first use, kept in first-use order."""
+    """Families created on first use, kept in first-use order. Samples are appended directly with the
+    row's one labels dict, shared by all its metrics (cheaper to build and to render)."""
 
     def __init__(self) -> None:
         self._by_name: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
 
-    def add(self, field: Field, labels: Sequence[str], values: Sequence[str], value: float) -> None:
+    def add(self, field: Field, labels: dict[str, str], value: float) -> None:
         family = self._by_name.get(field.metric)
         if family is None:
             kind = CounterMetricFamily if field.counter else GaugeMetricFamily
             family = self._by_name[field.metric] = kind(field.metric, field.help, labels=list(labels))
-        family.add_metric(list(values), value)
+        family.samples.append(Sample(field.metric, labels, value))
 
     def __iter__(self) -> Iterator[Metric]:
         return iter(self._by_name.values())
@@ -210,22 +212,23 @@ def stat_families(rows: Iterable[Mapping[str, str]]) -> Iterator[Metric]:
         kind = row.get("type")
         proxy, name = row.get("pxname", ""), row.get("svname", "")
         if kind == TYPE_FRONTEND:
-            table, labels, values, word = FRONTEND_FIELDS, ["proxy"], [proxy], "frontend"
+            table, values, word = FRONTEND_FIELDS, [proxy], "frontend"
         elif kind == TYPE_BACKEND:
-            table, labels, values, word = BACKEND_FIELDS, ["proxy"], [proxy], "backend"
+            table, values, word = BACKEND_FIELDS, [proxy], "backend"
             status = row.get("status", "")
             add_backend_status(values, status if status in BACKEND_STATES else None)
         elif kind == TYPE_SERVER:
-            table, labels, values, word = SERVER_FIELDS, ["proxy", "server"], [proxy, name], "server"
+            table, values, word = SERVER_FIELDS, [proxy, name], "server"
             state, check = server_states(row.get("status", ""))
             add_server_status(values, state)
             add_check_state(values, check)
         else:
             continue  # listeners (type 3) are not exported
+        labels = {"proxy": proxy, "server": name} if kind == TYPE_SERVER else {"proxy": proxy}
         for field in table:
             value = number(row, field.column)
             if value is not None:
-                families.add(field, labels, values, value)
+                families.add(field, labels, value)
         for code in RESPONSE_CODES:
             value = number(row, f"hrsp_{code}")
             if value is not None:
@@ -243,7 +246,7 @@ def info_families(info: Mapping[str, str]) -> Iterator[Metric]:
     for field in INFO_FIELDS:
         value = number(info, field.column)
         if value is not None:
-            families.add(field, [], [], value)
+            families.add(field, {}, value)
     yield from families
     build = GaugeMetricFamily(
         "haproxy_process_build_info", "HAProxy version (show info field Version).", labels=["version"]
