@@ -245,8 +245,14 @@ def bench(rounds: int, scrapes: int) -> dict:
                 "rss_mib": rss_mib(pids) if pids else None,
                 "exposition_bytes": sizes[name],
             }
+        durations = {
+            line.split('"')[1]: float(line.rsplit(" ", 1)[1]) * 1000
+            for line in scrape(ours_url).decode().splitlines()
+            if line.startswith("proxytier_collector_duration_seconds{")
+        }
         return {"rounds": rounds, "scrapes_per_round": scrapes, "haproxy_servers": BACKENDS * SERVERS_PER_BACKEND,
-                "vips": 3, "idle_cpu_daemons_percent": idle_rate * 100, "summary": summary}
+                "vips": 3, "idle_cpu_daemons_percent": idle_rate * 100, "summary": summary,
+                "proxytier_collector_ms": durations}
     finally:
         for process in reversed(started):
             process.send_signal(signal.SIGTERM)
@@ -285,6 +291,8 @@ def main() -> None:
     path = out / f"exporter-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=2))
     print(table(report))
+    print("proxytier collectors, ms in one scrape: "
+          + ", ".join(f"{name} {ms:.2f}" for name, ms in report["proxytier_collector_ms"].items()))
     print(f"\n{report['haproxy_servers']} HAProxy servers, {report['vips']} VIPs; daemons' idle CPU "
           f"{report['idle_cpu_daemons_percent']:.1f}%; medians of {report['rounds']} rounds x "
           f"{report['scrapes_per_round']} scrapes; written to {path}")
