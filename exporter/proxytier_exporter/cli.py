@@ -112,12 +112,13 @@ def web_app(registry: CollectorRegistry, telemetry_path: str) -> Callable[..., I
     return app
 
 
-def serve(app: Callable[..., Iterable[bytes]], host: str, port: int) -> _Server:
-    server_class = _Server
-    if ":" in host:
-        server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
-    server = make_server(host or "0.0.0.0", port, app, server_class=server_class, handler_class=_QuietHandler)
-    return server  # type: ignore[return-value]
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def serve(app: Callable[..., Iterable[bytes]], host: str, port: int) -> WSGIServer:
+    server_class = _Server6 if ":" in host else _Server
+    return make_server(host or "0.0.0.0", port, app, server_class=server_class, handler_class=_QuietHandler)
 
 
 def build(args: argparse.Namespace) -> tuple[list[DaemonCollector], list[Callable[[], None]]]:
