@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from lab import config
-from lab.sh import LabError, log, read_pidfile, spawn, stop_pid, wait_for
+from lab.sh import LabError, find_pids, log, read_pidfile, spawn, stop_pids, wait_for
 
 BIN = Path(sys.executable).parent
 CONF_DIR = config.SALT_CONFIG.parent
@@ -74,10 +74,13 @@ def _listening() -> bool:
 
 
 def stop() -> None:
+    """Stop the lab master (by pid file, or by its command line if a killed run lost the pid file)."""
+    pids = set(find_pids("salt-master", MARKER))
     pid = read_pidfile(PIDFILE)
     if pid:
-        stop_pid(pid, marker=MARKER, grace=20, group=True)
-        PIDFILE.unlink(missing_ok=True)
+        pids.add(pid)
+    stop_pids(sorted(pids), marker=MARKER, grace=20, group=True)
+    PIDFILE.unlink(missing_ok=True)
 
 
 def salt(args: list[str], timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess[str]:

@@ -8,9 +8,10 @@ import urllib.request
 from pathlib import Path
 
 from lab import config
-from lab.sh import LabError, log, read_pidfile, run, spawn, stop_pid, wait_for
+from lab.sh import find_pids, read_pidfile, run, spawn, stop_pid, stop_pids, wait_for
 
 BACKEND_DIR = config.STATE / "backends"
+SERVER = Path(__file__).with_name("backend_server.py")
 
 
 def link_exists(name: str) -> bool:
@@ -58,9 +59,8 @@ def backend_up(be: config.Backend) -> None:
     run([*ns, "ip", "link", "set", "lo", "up"])
     run([*ns, "ip", "address", "add", f"{be.address}/{config.PREFIX}", "dev", "eth0"])
     run([*ns, "ip", "link", "set", "eth0", "up"])
-    server = Path(__file__).with_name("backend_server.py")
     spawn(
-        [*ns, sys.executable, server, "--name", be.name, "--bind", be.address, "--port", str(be.port)],
+        [*ns, sys.executable, SERVER, "--name", be.name, "--bind", be.address, "--port", str(be.port)],
         BACKEND_DIR / f"{be.name}.log",
         backend_pidfile(be.name),
     )
@@ -76,7 +76,7 @@ def backend_health(be: config.Backend) -> bool:
 def backend_down(be: config.Backend) -> None:
     pid = read_pidfile(backend_pidfile(be.name))
     if pid:
-        stop_pid(pid, marker="backend_server.py", grace=5, group=True)
+        stop_pid(pid, marker=SERVER.name, grace=5, group=True)
         backend_pidfile(be.name).unlink(missing_ok=True)
     if be.netns in netns_list():
         run(["ip", "netns", "del", be.netns])
@@ -86,27 +86,14 @@ def backend_down(be: config.Backend) -> None:
 
 def clean_backends() -> None:
     """Stop every backend a previous run left (by pid file), remove their namespaces and veths."""
+    pids = set(find_pids(str(SERVER), "--bind"))
     if BACKEND_DIR.is_dir():
         for pidfile in BACKEND_DIR.glob("*.pid"):
-            pid = read_pidfile(pidfile)
-            if pid:
-                stop_pid(pid, marker="backend_server.py", grace=5, group=True)
+            pids.add(read_pidfile(pidfile) or 0)
             pidfile.unlink(missing_ok=True)
+    stop_pids(sorted(pids - {0}), marker=SERVER.name, grace=5)
     for ns in netns_list():
         run(["ip", "netns", "del", ns])
     for link in lab_links():
         if link.startswith("ptl-") and link_exists(link):
             run(["ip", "link", "del", link])
-
-
-def assert_no_route_out() -> None:
-    """The bridge subnet is the lab's only route; the host does not forward it anywhere."""
-    fwd = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
-    if fwd != "0":
-        log("note: host has net.ipv4.ip_forward=1; lab nodes have no default route, so nothing leaves the bridge")
-
-
-def check_backends() -> None:
-    for be in config.BACKENDS:
-        if not backend_health(be):
-            raise LabError(f"backend {be.name} at {be.address} is not healthy")

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from lab import config
-from lab.sh import LabError, cmdline, pid_alive, read_pidfile, run, spawn, stop_pid, stop_pids, wait_for
+from lab.sh import LabError, cmdline, find_pids, pid_alive, read_pidfile, run, spawn, stop_pid, stop_pids, wait_for
 
 NSPAWN_MARKER = f"--network-bridge={config.BRIDGE}"
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -112,18 +112,10 @@ def stop(node: config.Node, grace: float = 60) -> None:
         stop_pid(pid, marker=NSPAWN_MARKER, grace=grace)
 
 
-def leftover_nspawn_pids() -> list[int]:
-    """nspawn processes the lab started in an earlier (killed) run: identified by the lab's image path + bridge."""
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        args = " ".join(cmdline(int(proc.name)))
-        if args.startswith("systemd-nspawn") and NSPAWN_MARKER in args and str(config.IMAGE) in args:
-            found.append(int(proc.name))
-    return found
-
-
 def clean_nodes() -> None:
-    pids = {p for p in (nspawn_pid(n) for n in config.NODES) if p} | set(leftover_nspawn_pids())
+    # by pid file, and by command line for what a killed run left (the lab's image + bridge)
+    leftover = find_pids("systemd-nspawn", str(config.IMAGE), NSPAWN_MARKER)
+    pids = {p for p in (nspawn_pid(n) for n in config.NODES) if p} | set(leftover)
     stop_pids(sorted(pids), marker=NSPAWN_MARKER, grace=30)
     # nspawn mounts live in its own mount namespace; unmount anything of ours that leaked to the host
     for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):

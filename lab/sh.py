@@ -109,6 +109,18 @@ def cmdline(pid: int) -> list[str]:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
+def find_pids(*markers: str) -> list[int]:
+    """Pids whose command line contains every marker (how `up` finds what a killed run left)."""
+    me = os.getpid()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        pid = int(proc.name)
+        args = " ".join(cmdline(pid))
+        if pid != me and args and all(m in args for m in markers):
+            found.append(pid)
+    return sorted(found)
+
+
 def read_pidfile(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
