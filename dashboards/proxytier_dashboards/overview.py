@@ -1,0 +1,204 @@
+"""Tier overview: failover health, VRRP, traffic and N-1 capacity, upstream errors and latency, backend health
+across nodes, nginx connections, exporter health. Tier-wide numbers are over the selected nodes (default all)."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard
+
+from proxytier_dashboards.panels import (
+    RATE,
+    SEL,
+    SERVER_CODES,
+    VRRP_CODES,
+    Query,
+    graph,
+    mapping,
+    new_dashboard,
+    number,
+    state_code,
+    states,
+)
+
+UID = "proxytier-overview"
+# Client requests entering the tier: HAProxy frontends, without the local monitor frontend keepalived asks.
+FRONTEND_REQUESTS = (f'haproxy_frontend_http_requests_total{{{SEL}, proxy!="proxytier_monitor"}}')
+ONE_PER_OBJECT = ((None, "red"), (1, "green"), (2, "red"))
+
+
+def failover_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    return (
+        d.with_row(dashboard.Row("Failover health"))
+        .with_panel(number(
+            "MASTERs per VRRP instance",
+            "Nodes reporting MASTER for each VRRP instance (sum over the 0/1 state series). Exactly 1 is healthy; "
+            "0 = nobody serves the VIP, 2+ = split brain.",
+            "none", [Query(f'sum by (vrrp_instance, vrid) (proxytier_keepalived_vrrp_state{{{SEL}, state="MASTER"}})',
+                           "{{vrrp_instance}} (VRID {{vrid}})")], steps=ONE_PER_OBJECT, width=8))
+        .with_panel(number(
+            "Nodes holding each VIP",
+            "Nodes whose kernel has the VIP on an interface. Exactly 1 is healthy; 0 = VIP lost, 2+ = duplicate VIP.",
+            "none", [Query(f"sum by (vip) (proxytier_vip_owned{{{SEL}}})", "{{vip}}")], steps=ONE_PER_OBJECT, width=8))
+        .with_panel(number(
+            "Nodes reporting",
+            "Exporters Prometheus scrapes successfully, of the tier's targets.",
+            "none", [Query(f"sum(up{{{SEL}}})", "up"), Query(f"count(up{{{SEL}}})", "targets")],
+            steps=((None, "blue"),), width=8))
+    )
+
+
+def vrrp_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    return (
+        d.with_row(dashboard.Row("VRRP"))
+        .with_panel(states(
+            "VRRP state per node and instance",
+            "keepalived state of every VRRP instance on every node over time: where each VIP's MASTER was.",
+            [Query(state_code("proxytier_keepalived_vrrp_state", VRRP_CODES, "instance, vrrp_instance"),
+                   "{{instance}} {{vrrp_instance}}")], mapping(VRRP_CODES), height=10))
+        .with_panel(graph(
+            "VRRP effective priority",
+            "Priority after tracking adjustments; the highest wins MASTER. A drop means a tracked check fails.",
+            "none", [Query(f"proxytier_keepalived_vrrp_effective_priority{{{SEL}}}",
+                           "{{instance}} {{vrrp_instance}}")]))
+        .with_panel(graph(
+            "VRRP transitions",
+            "Times a node became MASTER of an instance (keepalived events), per interval: each is a VIP move.",
+            "none", [Query(f"sum by (instance, vrrp_instance) (increase("
+                           f"proxytier_keepalived_vrrp_become_master_total{{{SEL}}}[{RATE}]))",
+                           "{{instance}} {{vrrp_instance}}")]))
+    )
+
+
+def capacity_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    per_node = f"sum by (instance) (rate({FRONTEND_REQUESTS}[{RATE}]))"
+    nodes = f"count(haproxy_process_max_connections{{{SEL}}})"
+    max_conn = f"haproxy_process_max_connections{{{SEL}}}"
+    return (
+        d.with_row(dashboard.Row("Traffic and capacity"))
+        .with_panel(graph(
+            "Requests per node",
+            "HTTP requests entering HAProxy's frontends on each node (the monitor frontend excluded).",
+            "reqps", [Query(per_node, "{{instance}}")], stack=True))
+        .with_panel(graph(
+            "Each node's share of requests",
+            "Fraction of the tier's requests each node's HAProxy receives. Even shares mean DNS round robin over "
+            "the VIPs works; a node with none holds no VIP.",
+            "percentunit", [Query(f"{per_node} / scalar(sum(rate({FRONTEND_REQUESTS}[{RATE}])))", "{{instance}}")],
+            minimum=0))
+        .with_panel(number(
+            "N-1 headroom (connections)",
+            "Share of the connection capacity left if the largest node failed: 1 - connections / (sum of HAProxy "
+            "maxconn - largest maxconn). Below 0 the tier would not hold its clients without one node.",
+            "percentunit",
+            [Query(f"1 - sum(haproxy_process_current_connections{{{SEL}}}) / (sum({max_conn}) - max({max_conn}))",
+                   "headroom")],
+            steps=((None, "red"), (0, "orange"), (0.2, "green")), width=6, height=8))
+        .with_panel(graph(
+            "Per-node load if one node fails",
+            "Requests per second each remaining node would carry if one node failed (tier total / (nodes - 1)), "
+            "beside the busiest node now. Compare with the per-node throughput measured by `make bench`.",
+            "reqps", [Query(f"sum(rate({FRONTEND_REQUESTS}[{RATE}])) / ({nodes} - 1)", "each node after losing one"),
+                      Query(f"max({per_node})", "busiest node now")], width=18, height=8))
+        .with_panel(graph(
+            "HAProxy connections per node",
+            "Current client connections of each HAProxy process, and its maxconn.",
+            "short", [Query(f"haproxy_process_current_connections{{{SEL}}}", "{{instance}}"),
+                      Query(f"max({max_conn})", "maxconn (per node)")], width=24))
+    )
+
+
+def upstream_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    requests = f"proxytier_nginx_upstream_requests_total{{{SEL}}}"
+    buckets = f"proxytier_nginx_upstream_request_duration_seconds_bucket{{{SEL}}}"
+    return (
+        d.with_row(dashboard.Row("Errors and latency per upstream"))
+        .with_panel(graph(
+            "Upstream requests by status",
+            "Requests nginx proxied to each upstream (application backends), by status class of the response.",
+            "reqps", [Query(f"sum by (upstream, status_class) (rate({requests}[{RATE}]))",
+                            "{{upstream}} {{status_class}}")], stack=True))
+        .with_panel(graph(
+            "Upstream 5xx ratio",
+            "Share of each upstream's proxied requests answered with 5xx (alert ProxytierUpstreamErrors at 5%).",
+            "percentunit",
+            [Query(f'sum by (upstream) (rate(proxytier_nginx_upstream_requests_total{{{SEL}, status_class="5xx"}}'
+                   f"[{RATE}])) / sum by (upstream) (rate({requests}[{RATE}]))", "{{upstream}}")], minimum=0))
+        .with_panel(graph(
+            "Upstream latency",
+            "Request time seen by nginx for proxied requests ($request_time), quantiles over all selected nodes.",
+            "s", [Query(f"histogram_quantile({q}, sum by (upstream, le) (rate({buckets}[{RATE}])))",
+                        f"{{{{upstream}}}} p{round(q * 100)}") for q in (0.5, 0.95, 0.99)]))
+        .with_panel(graph(
+            "Retries",
+            "nginx retries on another backend (proxy_next_upstream) per upstream, and HAProxy retries and "
+            "redispatches to another nginx per backend: each is a failing backend or nginx node.",
+            "reqps", [Query(f"sum by (upstream) (rate(proxytier_nginx_upstream_retries_total{{{SEL}}}[{RATE}]))",
+                            "nginx {{upstream}}"),
+                      Query(f"sum by (proxy) (rate(haproxy_backend_retry_warnings_total{{{SEL}}}[{RATE}]))",
+                            "haproxy retries {{proxy}}"),
+                      Query(f"sum by (proxy) (rate(haproxy_backend_redispatch_warnings_total{{{SEL}}}[{RATE}]))",
+                            "haproxy redispatches {{proxy}}")]))
+    )
+
+
+def backend_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    distinct_states = f"count by (proxy, server, state) (haproxy_server_status{{{SEL}}} == 1)"
+    return (
+        d.with_row(dashboard.Row("Backend health across nodes"))
+        .with_panel(states(
+            "Backend health matrix",
+            "State of every HAProxy server (nginx on each node) as seen by each node's HAProxy. Rows of the same "
+            "server should agree; a server DOWN for some nodes only is a path problem between them.",
+            [Query(state_code("haproxy_server_status", SERVER_CODES, "instance, proxy, server"),
+                   "{{proxy}}/{{server}} seen by {{instance}}")], mapping(SERVER_CODES), width=18, height=10))
+        .with_panel(number(
+            "Servers the nodes disagree about",
+            "Servers for which the nodes' HAProxies report different states (alert "
+            "ProxytierServerHealthDisagreement after 2 minutes).",
+            "none", [Query(f"count(count by (proxy, server) ({distinct_states}) > 1) or vector(0)", "servers")],
+            steps=((None, "green"), (1, "red")), width=6, height=10))
+        .with_panel(graph(
+            "Servers UP per backend and node",
+            "Active (non-backup) servers UP in each HAProxy backend, per node.",
+            "none", [Query(f"haproxy_backend_active_servers{{{SEL}}}", "{{instance}} {{proxy}}")], width=24,
+            minimum=0))
+    )
+
+
+def nginx_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    return (
+        d.with_row(dashboard.Row("nginx connections"))
+        .with_panel(graph(
+            "nginx active connections per node",
+            "Client connections of nginx (from HAProxy), including idle keep-alive ones (stub_status Active).",
+            "short", [Query(f"nginx_connections_active{{{SEL}}}", "{{instance}}")]))
+        .with_panel(graph(
+            "nginx dropped connections",
+            "Connections nginx accepted but did not handle (worker_connections or file limit reached).",
+            "cps", [Query(f"sum by (instance) (rate(nginx_connections_accepted{{{SEL}}}[{RATE}]) "
+                          f"- rate(nginx_connections_handled{{{SEL}}}[{RATE}]))", "{{instance}}")], minimum=0))
+    )
+
+
+def exporter_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    return (
+        d.with_row(dashboard.Row("Exporter and collectors"))
+        .with_panel(states(
+            "Collector success",
+            "Whether each collector of each node's exporter read its daemon in the last scrape.",
+            [Query(f"proxytier_collector_success{{{SEL}}}", "{{instance}} {{collector}}")],
+            mapping({1: ("OK", "green"), 0: ("FAILING", "red")}), width=12))
+        .with_panel(graph(
+            "Collector duration",
+            "Time each collector took during the scrape.",
+            "s", [Query(f"proxytier_collector_duration_seconds{{{SEL}}}", "{{instance}} {{collector}}")]))
+    )
+
+
+def build() -> dashboard.Dashboard:
+    d = new_dashboard(UID, "proxytier / Tier overview",
+                      "Failover health, traffic and capacity of a proxytier tier (keepalived, HAProxy, nginx).",
+                      multi_instance=True)
+    for row in (failover_row, vrrp_row, capacity_row, upstream_row, backend_row, nginx_row, exporter_row):
+        d = row(d)
+    return d
+
