@@ -13,7 +13,6 @@ the status is reduced to its class (1xx..5xx, other).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import stat
@@ -24,9 +23,8 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from proxytier_exporter.core import SourceError, describe_names
-
-log = logging.getLogger("proxytier_exporter")
+from proxytier_exporter.core import describe_names
+from proxytier_exporter.streams import StreamReader
 
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OVERFLOW_UPSTREAM = "__other__"
@@ -213,50 +211,31 @@ def _systemd_socket(name: str) -> socket.socket | None:
     return None
 
 
-class AccessLogReceiver:
+class AccessLogReceiver(StreamReader):
     """Background thread draining the syslog socket into an AccessLogStats."""
 
+    thread_name = "nginx-access-log"
+    source = "the syslog socket"
+
     def __init__(self, path: str, stats: AccessLogStats, mode: int = 0o660):
-        self.path = path
+        super().__init__(path)
         self.stats = stats
         self.mode = mode
-        self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
 
-    def start(self) -> None:
-        try:
-            self._sock = open_datagram_socket(self.path, self.mode)
-        except OSError as error:
-            self.error = f"{self.path}: cannot bind the syslog socket: {error.strerror or error}"
-            log.error("%s", self.error)
-            return
+    def _open(self) -> None:
+        self._sock = open_datagram_socket(self.path, self.mode)
         self._sock.settimeout(0.5)
-        self._thread = threading.Thread(target=self._run, name="nginx-access-log", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
+    def _read_once(self) -> None:
         assert self._sock is not None
-        while not self._stop.is_set():
-            try:
-                data = self._sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError as error:
-                self.error = f"{self.path}: receive failed: {error.strerror or error}"
-                log.error("%s", self.error)
-                return
-            self.stats.observe_datagram(data)
+        try:
+            data = self._sock.recv(65536)
+        except TimeoutError:
+            return
+        self.stats.observe_datagram(data)
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+    def _close(self) -> None:
         if self._sock is not None:
             self._sock.close()
 
@@ -270,8 +249,7 @@ class AccessLogCollector:
         self.receiver = receiver
 
     def collect(self) -> Iterator[Metric]:
-        if not self.receiver.running:
-            raise SourceError(self.receiver.error or f"{self.receiver.path}: the receiver is not running")
+        self.receiver.ensure_running()
         yield from self.receiver.stats.families()
 
     def describe(self) -> list[Metric]:

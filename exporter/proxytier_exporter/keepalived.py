@@ -37,6 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from proxytier_exporter.core import SourceError, describe_names, state_set
 from proxytier_exporter.keepalived_conf import InstanceConfig, load_keepalived_conf
+from proxytier_exporter.streams import StreamReader
 
 log = logging.getLogger("proxytier_exporter")
 
@@ -169,7 +170,7 @@ def process_identity(pid_file: str) -> str | None:
     return f"{pid}:{fields[19]}" if len(fields) > 19 else None
 
 
-class FifoReader:
+class FifoReader(StreamReader):
     """Background thread applying keepalived's notify FIFO lines to a FifoState.
 
     The FIFO is created (mode 0600, owned by the exporter) if missing, and opened read-write so the
@@ -177,60 +178,43 @@ class FifoReader:
     64 KiB of events in the pipe.
     """
 
+    thread_name = "keepalived-fifo"
+    source = "the notify FIFO"
+
     def __init__(self, path: str, state: FifoState, pid_file: str):
-        self.path = path
+        super().__init__(path)
         self.state = state
         self.pid_file = pid_file
-        self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._fd: int | None = None
+        self._pending = b""
 
-    def start(self) -> None:
-        try:
-            if not os.path.exists(self.path):
-                os.mkfifo(self.path, 0o600)
-            if not stat.S_ISFIFO(os.stat(self.path).st_mode):
-                raise OSError(f"{self.path} exists and is not a FIFO")
-            fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as error:
-            self.error = f"{self.path}: cannot open the notify FIFO: {error.strerror or error}"
-            log.error("%s", self.error)
+    def _open(self) -> None:
+        if not os.path.exists(self.path):
+            os.mkfifo(self.path, 0o600)
+        if not stat.S_ISFIFO(os.stat(self.path).st_mode):
+            raise OSError(f"{self.path} exists and is not a FIFO")
+        self._fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def _read_once(self) -> None:
+        assert self._fd is not None
+        ready, _, _ = select.select([self._fd], [], [], 0.5)
+        if not ready:
             return
-        self._thread = threading.Thread(target=self._run, args=(fd,), name="keepalived-fifo", daemon=True)
-        self._thread.start()
-
-    def _run(self, fd: int) -> None:
-        pending = b""
         try:
-            while not self._stop.is_set():
-                ready, _, _ = select.select([fd], [], [], 0.5)
-                if not ready:
-                    continue
-                try:
-                    chunk = os.read(fd, 65536)
-                except BlockingIOError:
-                    continue
-                *lines, pending = (pending + chunk).split(b"\n")
-                if len(pending) > 65536:  # no newline in 64 KiB: not keepalived; drop it
-                    pending = b""
-                for line in lines:
-                    event = parse_fifo_line(line.decode("utf-8", errors="replace"))
-                    if event is not None:
-                        self.state.apply(event, process_identity(self.pid_file))
-        except OSError as error:
-            self.error = f"{self.path}: read failed: {error.strerror or error}"
-            log.error("%s", self.error)
-        finally:
-            os.close(fd)
+            chunk = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        if len(self._pending) > 65536:  # no newline in 64 KiB: not keepalived; drop it
+            self._pending = b""
+        for line in lines:
+            event = parse_fifo_line(line.decode("utf-8", errors="replace"))
+            if event is not None:
+                self.state.apply(event, process_identity(self.pid_file))
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
 
 
 def fifo_views(config: dict[str, InstanceConfig], states: dict[str, FifoInstance]) -> list[InstanceView]:
@@ -409,8 +393,7 @@ class KeepalivedCollector:
             pid = int(identity.split(":", 1)[0])
             views = parse_json_dump(read_fresh_dump(pid, self.json_dump, self._signum, self.json_timeout))
         elif self.fifo is not None:
-            if not self.fifo.running:
-                raise SourceError(self.fifo.error or f"{self.fifo.path}: the FIFO reader is not running")
+            self.fifo.ensure_running()
             views = fifo_views(load_keepalived_conf(self.config_path), self.fifo.state.snapshot(identity))
         else:
             raise SourceError("no keepalived source configured")

@@ -115,7 +115,7 @@ def test_garbage_datagrams_are_counted_not_fatal() -> None:
 def test_a_socket_that_cannot_be_bound_fails_the_collector_with_the_reason(tmp_path) -> None:
     receiver = AccessLogReceiver(str(tmp_path / "no-such-dir" / "access.sock"), AccessLogStats())
     receiver.start()
-    with pytest.raises(SourceError, match="cannot bind the syslog socket"):
+    with pytest.raises(SourceError, match="cannot open the syslog socket"):
         list(AccessLogCollector(receiver).collect())
 
 
