@@ -26,22 +26,22 @@ venv: $(STAMP)
 host-deps:
 	@sh lab/host-deps.sh
 
-test: venv host-deps
+test: host-deps venv
 	$(PYTEST) $(PYTEST_ARGS) $(FAST_TESTS) tests/integration
 
 test-fast: venv
 	$(PYTEST) $(PYTEST_ARGS) $(FAST_TESTS)
 
-test-integration: venv host-deps
+test-integration: host-deps venv
 	$(PYTEST) $(PYTEST_ARGS) tests/integration
 
 lint: venv
 	$(PY) -m ruff check lab tests/integration
 
-demo: venv host-deps
+demo: host-deps venv
 	$(PY) -m lab demo
 
-lab-up: venv host-deps
+lab-up: host-deps venv
 	$(PY) -m lab up
 
 lab-status: venv

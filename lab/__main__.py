@@ -31,7 +31,7 @@ How to use the lab
 
 def state_apply(visible: bool) -> tuple[int, float]:
     """`salt 'proxy*' state.apply` against the lab; prints the summary when visible."""
-    cmd = [str(master.WRAPPER_DIR / "salt"), "proxy*", "state.apply", "--state-verbose=False", "--force-color"]
+    cmd = [str(master.WRAPPER_DIR / "salt"), "proxy*", "state.apply", "--state-output=terse", "--force-color"]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=master.env(), check=False, capture_output=not visible, text=True, timeout=900)
     return proc.returncode, round(time.monotonic() - t0, 1)
