@@ -33,6 +33,9 @@ proxytier-keepalived-restart-policy:
   file.managed:
     - name: {{ pt.params.systemd_dropin_dir }}/{{ pt.params.services.keepalived }}.service.d/proxytier.conf
     - source: salt://{{ tpldir }}/templates/restart.conf.jinja
+    - template: jinja
+    - context:
+        after: {{ [pt.params.services.haproxy ~ '.service', pt.params.services.nginx ~ '.service'] | json }}
     - makedirs: True
     - mode: "0644"
     - require_in:

@@ -27,6 +27,9 @@ proxytier-nginx-restart-policy:
   file.managed:
     - name: {{ pt.params.systemd_dropin_dir }}/{{ pt.params.services.nginx }}.service.d/proxytier.conf
     - source: salt://{{ tpldir }}/templates/restart.conf.jinja
+    - template: jinja
+    - context:
+        after: {{ [] | json }}
     - makedirs: True
     - mode: "0644"
     - require_in:
