@@ -83,6 +83,13 @@ DEFAULTS: dict[str, Any] = {
         "health_path": "/proxytier-health",
         "extra": {"main": [], "events": [], "http": []},
     },
+    "exporter": {
+        "enabled": True,
+        "port": 8408,
+        "keepalived_source": "fifo",
+        "max_upstreams": 64,
+        "extra_args": [],
+    },
     "sites": [],
 }
 
@@ -407,7 +414,8 @@ def build_model(
 
     sites = _sites(cfg["sites"], members, params, file_exists)
     vip_addrs = [inst["address"] for inst in instances]
-    _check_ports(sites, nginx_cfg, haproxy_cfg)
+    exporter = _exporter(cfg["exporter"], me["address"], vip_addrs, nginx_cfg, params)
+    _check_ports(sites, nginx_cfg, haproxy_cfg, cfg["exporter"])
 
     peers = [m["address"] for m in members if m["id"] != minion_id]
     trusted = [m["address"] for m in members] + vip_addrs
@@ -450,6 +458,43 @@ def build_model(
             "sites": [_nginx_site(s, me["address"]) for s in sites],
         },
         "tls_files": [s["tls"]["file"] for s in sites if s["tls"] and s["tls"]["file"]],
+        "exporter": exporter,
+    }
+
+
+def _exporter(
+    raw: dict[str, Any], address: str, vips: list[str], nginx_cfg: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """The exporter's command line: one source of truth for what it scrapes and where it listens."""
+    path: tuple[Any, ...] = ("exporter",)
+    enabled = _bool(raw["enabled"], (*path, "enabled"))
+    port = _port(raw["port"], (*path, "port"))
+    source = raw["keepalived_source"]
+    if source not in ("fifo", "json", "none"):
+        raise _fail((*path, "keepalived_source"), source, "'fifo' (no root), 'json' (needs root) or 'none'")
+    max_up = _int(raw["max_upstreams"], (*path, "max_upstreams"), 1, 10000, "max_upstreams")
+    run_dir = params.get("exporter_run_dir", "/run/proxytier-exporter")
+    listen = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    status_port = _port(nginx_cfg["status_port"], ("nginx", "status_port"))
+    args = [
+        f"--web.listen-address={listen}",
+        f"--haproxy.stats-socket={params.get('haproxy_stats_socket', '/run/haproxy/stats.sock')}",
+        f"--nginx.stub-status-url=http://127.0.0.1:{status_port}/stub_status",
+        f"--nginx.access-log-socket={run_dir}/nginx-access.sock",
+        f"--nginx.max-upstreams={max_up}",
+        f"--keepalived.source={source}",
+        f"--keepalived.notify-fifo={run_dir}/keepalived.fifo",
+        *[f"--vip={v}" for v in vips],
+        *_lines(raw["extra_args"], (*path, "extra_args")),
+    ]
+    return {
+        "enabled": enabled,
+        "port": port,
+        "listen": listen,
+        "args": args,
+        "fifo": f"{run_dir}/keepalived.fifo",
+        "access_log_socket": f"{run_dir}/nginx-access.sock",
+        "run_dir": run_dir,
     }
 
 
@@ -627,7 +672,9 @@ def _tls(raw: Any, path: tuple[Any, ...], site: str, tls_dir: str, file_exists: 
     return {"port": port, "redirect_http": redirect, "crt": crt, "file": None}
 
 
-def _check_ports(sites: list[dict[str, Any]], nginx_cfg: dict[str, Any], haproxy_cfg: dict[str, Any]) -> None:
+def _check_ports(
+    sites: list[dict[str, Any]], nginx_cfg: dict[str, Any], haproxy_cfg: dict[str, Any], exporter_cfg: dict[str, Any]
+) -> None:
     used: dict[int, str] = {}
 
     def claim(port: int, where: str) -> None:
@@ -639,6 +686,8 @@ def _check_ports(sites: list[dict[str, Any]], nginx_cfg: dict[str, Any], haproxy
 
     claim(_port(haproxy_cfg["monitor_port"], ("haproxy", "monitor_port")), _p(("haproxy", "monitor_port")))
     claim(_port(nginx_cfg["status_port"], ("nginx", "status_port")), _p(("nginx", "status_port")))
+    if exporter_cfg["enabled"]:
+        claim(_port(exporter_cfg["port"], ("exporter", "port")), _p(("exporter", "port")))
     for s in sites:
         claim(s["port"], _p((*s["path"], "port")))
         claim(s["nginx_port"], _p((*s["path"], "nginx_port")))

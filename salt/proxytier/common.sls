@@ -28,3 +28,50 @@ proxytier-common-{{ script }}:
     - require:
       - file: proxytier-common-libexec
 {%- endfor %}
+
+{%- if pt.exporter.enabled and grains.get("init") == "systemd" %}
+
+{#- What the daemons write to must exist before they start: the exporter's
+    user, its runtime dir with keepalived's notify FIFO, and the socket nginx
+    sends its JSON access log to. The exporter itself is proxytier.exporter. #}
+proxytier-common-exporter-user:
+  user.present:
+    - name: {{ pt.params.exporter_user }}
+    - system: True
+    - usergroup: True
+    - createhome: False
+    - home: /nonexistent
+    - shell: /usr/sbin/nologin
+
+proxytier-common-exporter-tmpfiles:
+  file.managed:
+    - name: {{ pt.params.tmpfiles_dir }}/{{ pt.params.exporter_service }}.conf
+    - source: salt://{{ tpldir }}/templates/exporter/tmpfiles.conf.jinja
+    - template: jinja
+    - context:
+        pt: {{ pt | json }}
+    - mode: "0644"
+    - require:
+      - user: proxytier-common-exporter-user
+  cmd.run:
+    - name: systemd-tmpfiles --create {{ pt.params.tmpfiles_dir }}/{{ pt.params.exporter_service }}.conf
+    - unless: test -p {{ pt.exporter.fifo }} && test "$(stat -c %U {{ pt.exporter.fifo }})" = {{ pt.params.exporter_user }}
+    - require:
+      - file: proxytier-common-exporter-tmpfiles
+
+proxytier-common-exporter-socket:
+  file.managed:
+    - name: {{ pt.params.systemd_dropin_dir }}/{{ pt.params.exporter_service }}.socket
+    - source: salt://{{ tpldir }}/templates/exporter/exporter.socket.jinja
+    - template: jinja
+    - context:
+        pt: {{ pt | json }}
+    - mode: "0644"
+    - require:
+      - cmd: proxytier-common-exporter-tmpfiles
+  service.running:
+    - name: {{ pt.params.exporter_service }}.socket
+    - enable: True
+    - watch:
+      - file: proxytier-common-exporter-socket
+{%- endif %}

@@ -19,7 +19,12 @@ proxytier-keepalived-config:
     - context:
         pt: {{ pt | json }}
     - user: root
+{%- if pt.exporter.enabled and grains.get("init") == "systemd" %}
+    # readable by the exporter (labels, base priorities), not by everyone (auth_pass)
+    - group: {{ pt.params.exporter_user }}
+{%- else %}
     - group: root
+{%- endif %}
     - mode: "0640"
     - check_cmd: {{ pt.params.libexec_dir }}/check-keepalived
     - require:

@@ -3,6 +3,9 @@
     replaces the live one; a change reloads nginx (never restarts it). -#}
 {%- from tpldir ~ "/map.jinja" import pt with context %}
 
+include:
+  - {{ tpldir }}.common
+
 proxytier-nginx-pkg:
   pkg.installed:
     - name: {{ pt.params.pkgs.nginx }}

@@ -31,7 +31,7 @@ def test_every_schema_key_is_documented() -> None:
 
 
 def test_documented_defaults_are_the_real_defaults() -> None:
-    for section in ("vrrp", "haproxy", "nginx", "interface", "lookup"):
+    for section in ("vrrp", "haproxy", "nginx", "exporter", "interface", "lookup"):
         assert EXAMPLE[section] == model_module.DEFAULTS[section], section
     site = EXAMPLE["sites"][0]
     for key, default in model_module.SITE_DEFAULTS.items():

@@ -1,0 +1,44 @@
+{#- proxytier-exporter on the node: Debian's python3-prometheus-client plus the
+    package files served by the Salt master (no PyPI on nodes), run by systemd
+    as its own unprivileged user. See exporter/README.md for every privilege. -#}
+{%- from tpldir ~ "/map.jinja" import pt with context %}
+{%- if pt.exporter.enabled %}
+
+include:
+  - {{ tpldir }}.common
+
+proxytier-exporter-pkgs:
+  pkg.installed:
+    - pkgs: {{ pt.params.exporter_pkgs | json }}
+
+proxytier-exporter-files:
+  file.recurse:
+    - name: {{ pt.params.exporter_lib_dir }}/proxytier_exporter
+    - source: salt://{{ tpldir }}/files/proxytier_exporter
+    - user: root
+    - group: root
+    - dir_mode: "0755"
+    - file_mode: "0644"
+    - clean: True
+    - exclude_pat: E@(__pycache__|\.pyc$)
+
+proxytier-exporter-unit:
+  file.managed:
+    - name: {{ pt.params.systemd_dropin_dir }}/{{ pt.params.exporter_service }}.service
+    - source: salt://{{ tpldir }}/templates/exporter/exporter.service.jinja
+    - template: jinja
+    - context:
+        pt: {{ pt | json }}
+    - mode: "0644"
+
+proxytier-exporter-service:
+  service.running:
+    - name: {{ pt.params.exporter_service }}
+    - enable: True
+    - require:
+      - pkg: proxytier-exporter-pkgs
+      - service: proxytier-common-exporter-socket
+    - watch:
+      - file: proxytier-exporter-files
+      - file: proxytier-exporter-unit
+{%- endif %}
