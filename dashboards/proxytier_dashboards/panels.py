@@ -13,6 +13,8 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
+# The datasource provisioned by provisioning/datasources/proxytier.yml: the variable's default.
+PROVISIONED_DATASOURCE = ("Prometheus (proxytier)", "proxytier-prometheus")
 # Label matchers every query carries: the tier (job) and the selected node(s) (instance).
 SEL = 'job=~"$job", instance=~"$instance"'
 RATE = "$__rate_interval"
@@ -86,7 +88,8 @@ def variables(*, multi_instance: bool) -> list[cogbuilder.Builder[model.Variable
         instance = instance.multi(True).include_all(True).all_value(".+")
     return [
         dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
-        .description("Prometheus that scrapes the proxytier exporters."),
+        .description("Prometheus that scrapes the proxytier exporters.")
+        .current(model.VariableOption(text=PROVISIONED_DATASOURCE[0], value=PROVISIONED_DATASOURCE[1])),
         dashboard.QueryVariable("job").label("Tier (job)").datasource(DATASOURCE)
         .description("Prometheus job of the tier's exporters.")
         .query("label_values(proxytier_build_info, job)")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import DASHBOARDS
 from proxytier_dashboards import lint, promql, render, schema
 
@@ -111,3 +112,17 @@ def test_parse_check_reports_a_broken_query(promtool: str) -> None:
 def test_substitute() -> None:
     expr = 'rate(x{job=~"$job", instance=~"$instance"}[$__rate_interval])'
     assert lint.substitute(expr) == 'rate(x{job=~".+", instance=~".+"}[1m])'
+
+
+def test_provisioning_matches_the_dashboards() -> None:
+    datasources = yaml.safe_load((DASHBOARDS / "provisioning" / "datasources" / "proxytier.yml").read_text())
+    (source,) = datasources["datasources"]
+    assert source["type"] == "prometheus"
+    for path in FILES:
+        variable = _load(path)["templating"]["list"][0]
+        assert variable["current"] == {"text": source["name"], "value": source["uid"]}, path.name
+    providers = yaml.safe_load((DASHBOARDS / "provisioning" / "dashboards" / "proxytier.yml").read_text())
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file"
+    readme = (DASHBOARDS / "README.md").read_text()
+    assert provider["options"]["path"] in readme, "README documents where the JSON files go"

@@ -99,3 +99,10 @@ def test_rules_use_only_exported_metrics_and_select_the_tier(rules: list[dict[st
             assert 'job=~"proxytier.*"' in matchers, f"{rule.get('alert') or rule.get('record')}: {name} job"
         for name in re.findall(r"\b[a-z_]*:[a-z0-9_:]+\b", str(rule["expr"])):
             assert name in recorded, f"{rule.get('alert') or rule.get('record')}: {name} is never recorded"
+
+
+def test_readme_lists_every_alert(alerts: list[dict[str, object]]) -> None:
+    readme = (DASHBOARDS / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| (Proxytier\w+) \|", readme, re.MULTILINE))
+    assert listed == {str(a["alert"]) for a in alerts}
+    assert f"({len(alerts)} alerts" in readme
