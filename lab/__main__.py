@@ -17,9 +17,9 @@ How to use the lab
                                  salt 'proxy*' test.ping
                                  salt 'proxy*' state.apply
                                  salt proxy1 cmd.run 'ip -4 addr show host0'
-  Bounded load through the VIPs: sudo .venv/bin/python -m lab load --requests 600 --concurrency 4
-  Lab status:                    sudo .venv/bin/python -m lab status
-  A shell on a node:             sudo nsenter -t $(sudo .venv/bin/python -m lab leader proxy1) -a /bin/bash
+  Bounded load through the VIPs: .venv/bin/python -m lab load --requests 600 --concurrency 4
+  Lab status:                    .venv/bin/python -m lab status
+  A shell on a node:             nsenter -t $(.venv/bin/python -m lab leader proxy1) -a /bin/bash
   Pillar served to the nodes:    pillar/ of this checkout (override a file by copying it into
                                  {config.PILLAR_OVERRIDE}/ and editing the copy)
   Prometheus and the exporter:   the formula's exporter serves metrics on every node (see exporter/ and

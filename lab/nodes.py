@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -105,10 +106,12 @@ def wait_booted(node: config.Node, timeout: float = 120) -> float:
     return waited
 
 
-def stop(node: config.Node, grace: float = 60) -> None:
-    """Clean shutdown: SIGTERM to nspawn makes systemd inside power off."""
+def stop(node: config.Node, grace: float = 60, wait: bool = True) -> None:
+    """Clean shutdown: SIGTERM to nspawn makes systemd inside power off (wait=False: do not wait)."""
     pid = nspawn_pid(node)
-    if pid:
+    if pid and not wait:
+        os.kill(pid, signal.SIGTERM)
+    elif pid:
         stop_pid(pid, marker=NSPAWN_MARKER, grace=grace)
 
 

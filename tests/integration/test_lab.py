@@ -2,20 +2,74 @@
 
 They run in this order (pytest keeps definition order): converge, idempotence, spread, pillar edit
 under load, bad pillar, then the destructive ones (HAProxy killed, node stopped), each restoring the
-lab before it ends. Every wait is bounded.
+lab before it ends. Every wait is bounded. The lab is brought up once for the module and torn down at
+the end (PROXYTIER_LAB_KEEP=1 leaves it running; then `make lab-down`). Measurements are printed at
+the end and merged into the results file (lab.config.RESULTS).
+
+(No conftest.py here on purpose: other test folders import their own `conftest` module by name.)
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from lab import config, master, net, nodes, tier
+from lab import cluster, config, master, net, nodes, tier
 from lab.load import BackgroundLoad, run_load, table
 from lab.sh import wait_for
+
+MEASURED: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest) -> Iterator[None]:
+    if os.geteuid() != 0:
+        pytest.fail("the lab integration tests need root (namespaces, bridge, systemd-nspawn)")
+    missing = [t for t in ("systemd-nspawn", "debootstrap", "ip", "nsenter") if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"missing host tools {missing}: run `sh lab/host-deps.sh` (make test does)")
+    capture: Any = request.config.pluginmanager.getplugin("capturemanager")
+    try:
+        with capture.global_and_fixture_disabled():  # show the lab's progress lines live
+            MEASURED.update(cluster.up())
+        yield
+    finally:
+        tier.clear_pillar_override()
+        with capture.global_and_fixture_disabled():
+            if MEASURED:
+                cluster.record(MEASURED)
+                print("\n[lab] measurements (seconds):")
+                for key in sorted(MEASURED):
+                    print(f"[lab]   {key:<32} {MEASURED[key]}")
+                print(f"[lab]   (also in {config.RESULTS})")
+            if os.environ.get("PROXYTIER_LAB_KEEP") != "1":
+                cluster.down()
+
+
+@pytest.fixture
+def measure() -> Callable[[str, float], None]:
+    """measure(name, seconds): record a measurement for the report."""
+
+    def _record(name: str, value: float) -> None:
+        MEASURED[name] = round(value, 2)
+        print(f"[measured] {name} = {value:.2f} s")
+
+    return _record
+
+
+@pytest.fixture
+def clean_pillar(lab: None) -> Iterator[None]:
+    """Tests that edit the pillar leave it as the checkout has it."""
+    tier.clear_pillar_override()
+    yield
+    tier.clear_pillar_override()
+
 
 NODE_NAMES = {n.name for n in config.NODES}
 BACKEND_NAMES = {b.name for b in config.BACKENDS}
@@ -135,38 +189,43 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
     vip = config.VIPS[0]
     victim = config.node(initial[vip][0])
     others = [v for v in config.VIPS if v != vip]
-    with (
-        BackgroundLoad([vip], seconds=180, concurrency=2, timeout=1) as on_vip,
-        BackgroundLoad(others, seconds=180, concurrency=2, timeout=5) as on_others,
-    ):
-        time.sleep(1)
-        # mask first so systemd's Restart=always cannot bring it straight back: it stays dead
-        nodes.exec_(victim, ["systemctl", "mask", "--runtime", "haproxy"])
-        t_kill = time.monotonic()
-        for _, pid, _ in tier.daemon_processes(victim, "haproxy"):
-            os.kill(pid, signal.SIGKILL)
-        wait_for("HAProxy to be gone", lambda: not tier.daemon_processes(victim, "haproxy"), timeout=10)
-        moved = wait_for(
-            f"{vip} to leave {victim.name}",
-            lambda: (h := nodes.vip_holders()[vip]) != [] and victim.name not in h,
-            timeout=30,
-            interval=0.1,
-        )
-        measure("haproxy_kill_vip_move", moved)
-        time.sleep(3)
-        after_move = run_load([vip], requests=100, seconds=20, concurrency=2)
-        assert after_move.failed == 0, f"traffic on {vip} after the move: {after_move.summary()}"
-        # heal
-        nodes.exec_(victim, ["systemctl", "unmask", "--runtime", "haproxy"])
+
+    def heal() -> None:
+        nodes.exec_(victim, ["systemctl", "unmask", "--runtime", "haproxy"], check=False)
         nodes.exec_(victim, ["systemctl", "reset-failed", "haproxy"], check=False)
         nodes.exec_(victim, ["systemctl", "start", "haproxy"])
-        wait_for("the VIPs to return to their preferred nodes", lambda: nodes.vip_holders() == initial, timeout=60)
-        time.sleep(2)
+
+    try:
+        with (
+            BackgroundLoad([vip], seconds=180, concurrency=2, timeout=1) as on_vip,
+            BackgroundLoad(others, seconds=180, concurrency=2, timeout=5) as on_others,
+        ):
+            time.sleep(1)
+            # mask first so that systemd's Restart=always cannot bring it straight back: it stays dead
+            nodes.exec_(victim, ["systemctl", "mask", "--runtime", "haproxy"])
+            t_kill = time.monotonic()
+            for _, pid, _ in tier.daemon_processes(victim, "haproxy"):
+                os.kill(pid, signal.SIGKILL)
+            wait_for("HAProxy to be gone", lambda: not tier.daemon_processes(victim, "haproxy"), timeout=10)
+            wait_for(
+                f"{vip} to leave {victim.name}",
+                lambda: (h := nodes.vip_holders()[vip]) != [] and victim.name not in h,
+                timeout=30,
+                interval=0.1,
+            )
+            measure("haproxy_kill_to_vip_moved", time.monotonic() - t_kill)
+            time.sleep(3)
+            after_move = run_load([vip], requests=100, seconds=20, concurrency=2)
+            assert after_move.failed == 0, f"traffic on {vip} after the move: {after_move.summary()}"
+            heal()
+            wait_for("the VIPs to return to their preferred nodes", lambda: nodes.vip_holders() == initial, timeout=60)
+            time.sleep(2)
+    finally:
+        heal()
     vip_result, other_result = on_vip.result, on_others.result
     assert vip_result is not None and other_result is not None
     print(f"on {vip}: {table(vip_result)}\nothers: {table(other_result)}")
     measure("haproxy_kill_client_outage", vip_result.max_gap(vip))
-    print(f"kill -> VIP moved in {moved:.2f} s; t_kill at {t_kill:.1f}")
     assert vip_result.ok > 0
     assert other_result.failed == 0, f"other VIPs must not notice: {other_result.summary()}"
     assert vip_result.max_gap(vip) < 15, f"outage too long: {vip_result.max_gap(vip):.1f} s"
@@ -179,30 +238,39 @@ def test_7_node_stopped_vip_moves_to_survivor_and_node_returns(measure) -> None:
     initial = nodes.vip_holders()
     vip = config.VIPS[1]
     victim = config.node(initial[vip][0])
-    with BackgroundLoad([vip], seconds=240, concurrency=2, timeout=1) as on_vip:
-        time.sleep(1)
-        t0 = time.monotonic()
+    survivors = [n for n in config.NODES if n != victim]
+    try:
+        with BackgroundLoad([vip], seconds=240, concurrency=2, timeout=1) as on_vip:
+            time.sleep(1)
+            t0 = time.monotonic()
+            nodes.stop(victim, wait=False)  # SIGTERM: the node shuts down cleanly
+            wait_for(
+                f"{vip} on a survivor",
+                lambda: nodes.vip_holders()[vip] not in ([], [victim.name]),
+                timeout=30,
+                interval=0.1,
+            )
+            measure("node_stop_to_vip_moved", time.monotonic() - t0)
+            wait_for(f"{victim.name} to stop", lambda: not nodes.running(victim), timeout=90)
+            measure("node_shutdown", time.monotonic() - t0)
+            time.sleep(2)
+            during = run_load(config.VIPS, requests=150, seconds=30, concurrency=3)
+            print(f"with {victim.name} down: {table(during)}")
+            assert during.failed == 0, during.summary()
+            assert set(during.by_node) == {n.name for n in survivors}, table(during)
+        vip_result = on_vip.result
+        assert vip_result is not None
+        print(f"on {vip} across the stop: {table(vip_result)}")
+        measure("node_stop_client_outage", vip_result.max_gap(vip))
+        assert vip_result.max_gap(vip) < 15
+    finally:
+        # bring it back: same overlay, so it boots with the formula applied; its minion reconnects
         nodes.stop(victim)
-        measure("node_stop_seconds", time.monotonic() - t0)
-        wait_for(f"{vip} on a survivor", lambda: nodes.vip_holders()[vip] not in ([], [victim.name]), timeout=30)
-        survivors = [n for n in config.NODES if n != victim]
-        time.sleep(2)
-        during = run_load(config.VIPS, requests=150, seconds=30, concurrency=3)
-        print(f"with {victim.name} down: {table(during)}")
-        assert during.failed == 0, during.summary()
-        assert set(during.by_node) == {n.name for n in survivors}, table(during)
-    vip_result = on_vip.result
-    assert vip_result is not None
-    print(f"on {vip} across the stop: {table(vip_result)}")
-    measure("node_stop_client_outage", vip_result.max_gap(vip))
-    assert vip_result.max_gap(vip) < 15
-
-    # bring it back: same overlay, so it boots with the formula applied; minion reconnects
-    t_back = time.monotonic()
-    nodes.start(victim)
-    nodes.wait_booted(victim)
+        t_back = time.monotonic()
+        nodes.start(victim)
+        nodes.wait_booted(victim)
     master.wait_ping([victim.name])
     wait_for("the VIPs to return to their preferred nodes", lambda: nodes.vip_holders() == initial, timeout=90)
-    measure("node_return_to_vip_back", time.monotonic() - t_back)
+    measure("node_start_to_vip_back", time.monotonic() - t_back)
     assert tier.services_active(victim) == dict.fromkeys(tier.DAEMONS, "active")
     assert_serving()
