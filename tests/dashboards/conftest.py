@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from dashboards_common import GOLDEN, RULES_FILE
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-
-REPO = Path(__file__).resolve().parents[2]
-DASHBOARDS = REPO / "dashboards"
-RULES_FILE = DASHBOARDS / "rules" / "proxytier.rules.yml"
-PROMTOOL_TESTS = sorted((Path(__file__).parent / "promtool").glob("*.test.yml"))
-GOLDEN = REPO / "tests" / "exporter" / "golden"
-
-sys.path.insert(0, str(DASHBOARDS))
 
 
 def _type_lines(exposition: str) -> set[str]:

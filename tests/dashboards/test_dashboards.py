@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import DASHBOARDS
+from dashboards_common import DASHBOARDS
 from proxytier_dashboards import lint, promql, render, schema
 
 FILES = sorted((DASHBOARDS / "grafana").glob("*.json"))

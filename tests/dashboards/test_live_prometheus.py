@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 import yaml
-from conftest import RULES_FILE
+from dashboards_common import RULES_FILE
 from proxytier_dashboards import lint, probe, render
 
 
@@ -69,8 +69,9 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
          f"--web.listen-address=127.0.0.1:{prometheus_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{prometheus_port}"
     try:
-        _wait(lambda: probe.evaluate(url, 'proxytier_collector_success{job="proxytier"}') >= 3,
-              "Prometheus to scrape the exporter")
+        # rate() needs two samples in its window: wait for three scrapes
+        _wait(lambda: probe.evaluate(url, 'count_over_time(up{job="proxytier"}[1m]) >= 3') == 1,
+              "Prometheus to scrape the exporter three times")
         yield url
     finally:
         _stop(server)
@@ -92,7 +93,7 @@ def test_failing_collectors_raise_the_alert(prometheus_url: str) -> None:
 def test_probe_tells_panels_with_data_from_empty_ones(prometheus_url: str) -> None:
     queries = [q for text in render.rendered().values() for q in lint.queries(yaml.safe_load(text))]
     results = {(r.query.dashboard, r.query.panel, r.query.ref_id): r for r in
-               probe.probe(prometheus_url, queries, job="proxytier", rate_interval="5s")}
+               probe.probe(prometheus_url, queries, job="proxytier", rate_interval="30s")}
     assert not [r.name for r in results.values() if r.error]
     assert results[("proxytier-overview", "Nodes reporting", "A")].series == 1
     assert results[("proxytier-overview", "Collector success", "A")].series >= 3

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DASHBOARDS, PROMTOOL_TESTS, RULES_FILE
+from dashboards_common import DASHBOARDS, PROMTOOL_TESTS, RULES_FILE
 from proxytier_dashboards.lint import metric_selectors
 
 ALERT_NAME = re.compile(r"^Proxytier[A-Z][A-Za-z0-9]+$")
