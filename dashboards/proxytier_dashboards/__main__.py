@@ -52,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print("\n".join(problems) or "dashboards OK")
         return 1 if problems else 0
+    try:
+        probe.evaluate(args.url, "vector(1)")
+    except probe.ProbeError as error:
+        print(f"cannot query Prometheus: {error}", file=sys.stderr)
+        return 2
     results = probe.probe(args.url, _all_queries(), job=args.job, rate_interval=args.rate_interval)
     failed = 0
     for result in results:
