@@ -765,6 +765,15 @@ def model(params: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def address(interface: str | None = None) -> list[str]:
-    """This node's IPv4 addresses on the tier interface, primary first (the mine function)."""
-    iface = interface or __pillar__.get("proxytier", {}).get("interface", DEFAULTS["interface"])  # noqa: F821
-    return __salt__["network.ip_addrs"](interface=iface)  # noqa: F821
+    """This node's own addresses on the tier interface, VIPs left out (the mine function:
+    ``mine_functions: {proxytier_address: {mine_function: proxytier.address}}``)."""
+    pillar = __pillar__.get("proxytier", {})  # noqa: F821 - injected by Salt
+    pillar = pillar if isinstance(pillar, dict) else {}
+    iface = interface or pillar.get("interface") or DEFAULTS["interface"]
+    vips = set()
+    for vip in pillar.get("vips") or []:
+        try:
+            vips.add(str(ipaddress.ip_interface(str(vip.get("address"))).ip))
+        except (AttributeError, ValueError):
+            continue  # the model reports bad VIPs; the mine only needs the good ones
+    return [ip for ip in __salt__["network.ip_addrs"](interface=iface) if ip not in vips]  # noqa: F821
