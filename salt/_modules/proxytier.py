@@ -777,3 +777,109 @@ def address(interface: str | None = None) -> list[str]:
         except (AttributeError, ValueError):
             continue  # the model reports bad VIPs; the mine only needs the good ones
     return [ip for ip in __salt__["network.ip_addrs"](interface=iface) if ip not in vips]  # noqa: F821
+
+
+# ---------------------------------------------------------------------------------------
+# Runtime actions for rolling changes (salt/proxytier/orch/rolling.sls)
+# ---------------------------------------------------------------------------------------
+
+
+def haproxy_command(command: str, sock_path: str, timeout: float = 5.0) -> str:
+    """One command on HAProxy's runtime API (the admin socket); returns its answer."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(sock_path)
+        sock.sendall(command.encode() + b"\n")
+        chunks = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def set_member_state(
+    model_: dict[str, Any], member: str, state: str, command: Callable[[str], str]
+) -> dict[str, str]:
+    """Set member's nginx server to state (ready, drain or maint) in every HAProxy backend of the model."""
+    if state not in ("ready", "drain", "maint"):
+        raise ProxytierError(f"state {state!r}: use ready, drain or maint")
+    ids = [m["id"] for m in model_["members"]]
+    if member not in ids:
+        raise ProxytierError(f"{member!r} is not a member of the tier ({', '.join(ids)})")
+    done = {}
+    for be in model_["haproxy"]["backends"]:
+        answer = command(f"set server {be['name']}/{member} state {state}").strip()
+        if answer:  # HAProxy answers nothing on success
+            raise ProxytierError(f"HAProxy refused 'set server {be['name']}/{member} state {state}': {answer}")
+        done[be["name"]] = state
+    return done
+
+
+def member_state(member: str, state: str) -> dict[str, str]:
+    """On this node's HAProxy, set member's nginx to ready/drain/maint in every backend.
+
+    CLI: ``salt 'proxy*' proxytier.member_state proxy2 drain``."""
+    m = model(params=__salt__["pillar.get"]("proxytier:lookup", {}))  # noqa: F821
+    sock = m["params"].get("haproxy_admin_socket", "/run/haproxy/admin.sock")
+    return set_member_state(m, member, state, lambda cmd: haproxy_command(cmd, sock))
+
+
+def verify(timeout: float = 30.0) -> dict[str, Any]:
+    """Is this node serving? nginx answers its health path on every site, HAProxy its monitor
+    URI, HAProxy sees every member's nginx UP, and the node holds the VIPs it owns. Waits up to
+    `timeout` seconds for all of it, then fails naming what is still wrong.
+
+    CLI: ``salt proxy1 proxytier.verify``."""
+    import csv
+    import io
+    import time
+    import urllib.request
+
+    m = model(params=__salt__["pillar.get"]("proxytier:lookup", {}))  # noqa: F821
+    sock = m["params"].get("haproxy_stats_socket", "/run/haproxy/stats.sock")
+    checks: dict[str, Callable[[], bool]] = {}
+
+    def http_ok(url: str) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    for site in m["nginx"]["sites"]:
+        checks[f"nginx {site['name']} on {site['listen']}"] = (
+            lambda s=site: http_ok(f"http://{s['listen']}{m['nginx']['health_path']}")
+        )
+    checks["haproxy monitor"] = lambda: http_ok(f"http://127.0.0.1:{m['haproxy']['monitor_port']}/proxytier-monitor")
+
+    def servers_up() -> bool:
+        try:
+            stat = haproxy_command("show stat -1 4 -1", sock)
+        except OSError:
+            return False
+        rows = csv.DictReader(io.StringIO(stat.lstrip("# ")))
+        status = {(r["pxname"], r["svname"]): r.get("status") or "" for r in rows}
+        want = [(be["name"], s["name"]) for be in m["haproxy"]["backends"] for s in be["servers"]]
+        return all(status.get(k, "").startswith(("UP", "DRAIN")) for k in want)
+
+    checks["haproxy sees every nginx up"] = servers_up
+    owned = [i["address"] for i in m["vrrp"]["instances"] if i["is_owner"]]
+
+    def holds_vips() -> bool:
+        held = set(__salt__["network.ip_addrs"](include_loopback=False))  # noqa: F821
+        return all(v in held for v in owned)
+
+    if owned:
+        checks[f"holds its VIPs {', '.join(owned)}"] = holds_vips
+    deadline = time.monotonic() + timeout
+    while True:
+        failing = [name for name, check in checks.items() if not check()]
+        if not failing:
+            return {"node": m["node"]["id"], "ok": sorted(checks)}
+        if time.monotonic() > deadline:
+            raise ProxytierError(f"{m['node']['id']} does not serve after {timeout:.0f} s: " + "; ".join(failing))
+        time.sleep(0.5)
