@@ -25,7 +25,6 @@ proxytier-rolling-{{ node }}-drain:
     - tgt: {{ target | json }}
     - tgt_type: {{ tgt_type }}
     - arg: [{{ node }}, drain]
-    - fail_minions: {{ nodes | json }}
 {%-   if previous %}
     - require:
       - salt: proxytier-rolling-{{ previous }}-ready
@@ -59,7 +58,6 @@ proxytier-rolling-{{ node }}-ready:
     - tgt: {{ target | json }}
     - tgt_type: {{ tgt_type }}
     - arg: [{{ node }}, ready]
-    - fail_minions: {{ nodes | json }}
     - require:
       - salt: proxytier-rolling-{{ node }}-verify
 {%- endfor %}
