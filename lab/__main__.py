@@ -22,8 +22,9 @@ How to use the lab
   A shell on a node:             nsenter -t $(.venv/bin/python -m lab leader proxy1) -a /bin/bash
   Pillar served to the nodes:    pillar/ of this checkout (override a file by copying it into
                                  {config.PILLAR_OVERRIDE}/ and editing the copy)
-  Prometheus and the exporter:   the formula's exporter serves metrics on every node (see exporter/ and
-                                 dashboards/ once they land); Prometheus will run on {config.HOST_ADDR}.
+  Exporter metrics (each node):  curl http://{config.NODES[0].address}:{config.EXPORTER_PORT}/metrics
+                                 (the formula's default port; see exporter/README.md). Dashboards and
+                                 alert rules: dashboards/ (Prometheus for the lab will run on {config.HOST_ADDR})
   Measurements of lab runs:      {config.RESULTS}
   Tear it all down:              make lab-down
 """

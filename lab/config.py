@@ -53,6 +53,8 @@ class Backend:
         return f"ptl-{self.name}"
 
 
+EXPORTER_PORT = 8408  # proxytier:exporter:port default of the formula
+
 NODES = [Node(f"proxy{i}", f"198.18.0.{10 + i}") for i in (1, 2, 3)]
 VIPS = [f"198.18.0.{100 + i}" for i in (1, 2, 3)]
 

@@ -15,10 +15,12 @@ import os
 import shutil
 import signal
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lab import cluster, config, master, net, nodes, tier
 from lab.load import BackgroundLoad, run_load, table
@@ -127,6 +129,23 @@ def test_3_every_vip_reaches_every_nginx_and_backend() -> None:
         for name, count in [*result.by_node.items(), *result.by_backend.items()]:
             assert count >= result.ok * 0.15, f"{vip}: {name} got only {count} of {result.ok}"
         assert config.HOST_ADDR in result.clients, f"client address lost: {dict(result.clients)}"
+
+
+def test_3b_exporter_on_every_node_agrees_with_the_kernel_on_vip_ownership() -> None:
+    """Beyond the issue's list: each node's exporter (the formula's default port) reports the VIPs it holds."""
+    holders = nodes.vip_holders()
+    for node in config.NODES:
+        url = f"http://{config.check_lab_address(node.address)}:{config.EXPORTER_PORT}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        owned = {
+            sample.labels["vip"]: sample.value == 1
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "proxytier_vip_owned"
+        }
+        expected = {vip: node.name in held for vip, held in holders.items()}
+        assert owned == expected, f"{node.name}: exporter says {owned}, kernel says {expected}"
 
 
 def test_4_pillar_edit_adds_and_removes_a_backend_without_failed_requests(clean_pillar, measure) -> None:
