@@ -16,7 +16,7 @@ proxytier-common-libexec:
     - mode: "0755"
     - makedirs: True
 
-{%- for script in ("check-haproxy", "check-haproxy-crt", "check-keepalived") %}
+{%- for script in ("check-haproxy", "check-haproxy-crt", "check-keepalived", "haproxy-save-state") %}
 
 proxytier-common-{{ script }}:
   file.managed:

@@ -8,7 +8,9 @@ include:
 
 proxytier-haproxy-pkg:
   pkg.installed:
-    - name: {{ pt.params.pkgs.haproxy }}
+    - pkgs:
+      - {{ pt.params.pkgs.haproxy }}
+      - {{ pt.params.pkgs.python3 }}  # haproxy-save-state
 
 {%- if pt.tls_files %}
 
@@ -58,6 +60,18 @@ proxytier-haproxy-config:
     - require:
       - pkg: proxytier-haproxy-pkg
       - sysctl: proxytier-common-nonlocal-bind
+
+# Runtime changes (a drained server, a weight) survive the reload below: the
+# states are saved where the new process loads them (load-server-state-from-file).
+proxytier-haproxy-save-state:
+  cmd.run:
+    - name: {{ pt.params.libexec_dir }}/haproxy-save-state {{ pt.params.haproxy_admin_socket }} {{ pt.params.haproxy_state_file }}
+    - onchanges:
+      - file: proxytier-haproxy-config
+    - require:
+      - file: proxytier-common-haproxy-save-state
+    - require_in:
+      - service: proxytier-haproxy-service
 
 proxytier-haproxy-service:
   service.running:
