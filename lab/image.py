@@ -84,7 +84,9 @@ ConditionPathExists=/etc/proxytier-lab/node.env
 Type=oneshot
 RemainAfterExit=yes
 EnvironmentFile=/etc/proxytier-lab/node.env
-ExecStart=/bin/sh -c 'ip link set host0 up && ip address replace "$ADDRESS" dev host0'
+# IPv4 only: the lab uses nothing but 198.18.0.0/15 (no IPv6 link-local chatter on the bridge)
+ExecStart=/bin/sh -c 'echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; \\
+    ip link set host0 up && ip address replace "$ADDRESS" dev host0'
 
 [Install]
 WantedBy=multi-user.target

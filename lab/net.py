@@ -18,9 +18,15 @@ def link_exists(name: str) -> bool:
     return run(["ip", "link", "show", "dev", name], check=False).returncode == 0
 
 
+def no_ipv6(ifname: str) -> None:
+    """The lab is IPv4-only (198.18.0.0/15): no IPv6 link-local address on its host-side links."""
+    Path(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6").write_text("1\n")
+
+
 def bridge_up() -> None:
     if not link_exists(config.BRIDGE):
         run(["ip", "link", "add", config.BRIDGE, "type", "bridge"])
+    no_ipv6(config.BRIDGE)
     run(["ip", "address", "replace", f"{config.HOST_ADDR}/{config.PREFIX}", "dev", config.BRIDGE])
     run(["ip", "link", "set", config.BRIDGE, "up"])
 
@@ -54,8 +60,10 @@ def backend_up(be: config.Backend) -> None:
     backend_down(be)
     run(["ip", "netns", "add", be.netns])
     run(["ip", "link", "add", be.veth, "type", "veth", "peer", "name", "eth0", "netns", be.netns])
+    no_ipv6(be.veth)
     run(["ip", "link", "set", be.veth, "master", config.BRIDGE, "up"])
     ns = ["ip", "netns", "exec", be.netns]
+    run([*ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"])
     run([*ns, "ip", "link", "set", "lo", "up"])
     run([*ns, "ip", "address", "add", f"{be.address}/{config.PREFIX}", "dev", "eth0"])
     run([*ns, "ip", "link", "set", "eth0", "up"])

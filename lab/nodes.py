@@ -99,6 +99,9 @@ def wait_booted(node: config.Node, timeout: float = 120) -> float:
         return system_state(node) in ("running", "degraded")
 
     waited = wait_for(f"{node.name} to boot", booted, timeout=timeout, interval=0.5)
+    veth = Path(f"/proc/sys/net/ipv6/conf/vb-{node.name}/disable_ipv6")  # host side of the node's link
+    if veth.exists():
+        veth.write_text("1\n")
     state = system_state(node)
     if state == "degraded":
         failed = exec_(node, ["systemctl", "--failed", "--no-legend", "--plain"], check=False).stdout.strip()
