@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from lab import config, image, master, net, nodes
-from lab.sh import LabError, log, run, step
+from lab.sh import LabError, log, run, step, wait_for
 
 
 def require_root() -> None:
@@ -62,6 +62,8 @@ def up() -> dict[str, float]:
     names = [n.name for n in config.NODES]
     with step("accepting node keys; waiting for test.ping", "20 s") as t:
         master.accept_keys(names)
+        # a ping published before a minion is connected costs a full gather timeout: wait for them
+        wait_for("salt-minions ready", lambda: all(nodes.minion_ready_count(n) for n in config.NODES), 120)
         master.wait_ping(names)
         master.salt(["salt", "proxy*", "saltutil.sync_all"], timeout=120, check=True)
     timings["keys_and_ping"] = t["seconds"]

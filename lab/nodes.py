@@ -131,6 +131,15 @@ def clean_nodes() -> None:
     shutil.rmtree(config.STATE / "nodes", ignore_errors=True)
 
 
+def minion_ready_count(node: config.Node) -> int:
+    """How many times the node's salt-minion has logged that it is ready (its log is in the overlay)."""
+    try:
+        text = (node.dir / "upper/var/log/salt/minion").read_text(errors="replace")
+    except OSError:
+        return 0
+    return text.count("Minion is ready to receive requests")
+
+
 def ipv4_addresses(node: config.Node) -> list[str]:
     out = exec_(node, ["ip", "-4", "-o", "address", "show", "dev", "host0"], timeout=20).stdout
     return [line.split()[3].split("/")[0] for line in out.splitlines()]

@@ -285,9 +285,11 @@ def test_7_node_stopped_vip_moves_to_survivor_and_node_returns(measure) -> None:
     finally:
         # bring it back: same overlay, so it boots with the formula applied; its minion reconnects
         nodes.stop(victim)
+        ready_before = nodes.minion_ready_count(victim)
         t_back = time.monotonic()
         nodes.start(victim)
         nodes.wait_booted(victim)
+    wait_for("its salt-minion", lambda: nodes.minion_ready_count(victim) > ready_before, timeout=120)
     master.wait_ping([victim.name])
     wait_for("the VIPs to return to their preferred nodes", lambda: nodes.vip_holders() == initial, timeout=90)
     measure("node_start_to_vip_back", time.monotonic() - t_back)
