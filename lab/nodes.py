@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from lab import config
-from lab.sh import LabError, cmdline, find_pids, pid_alive, read_pidfile, run, spawn, stop_pid, stop_pids, wait_for
+from lab.sh import LabError, cmdline, find_pids, log, pid_alive, read_pidfile, run, spawn, stop_pid, stop_pids, wait_for
 
 NSPAWN_MARKER = f"--network-bridge={config.BRIDGE}"
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -90,8 +90,18 @@ def system_state(node: config.Node) -> str:
     return exec_(node, ["systemctl", "is-system-running"], check=False, timeout=20).stdout.strip()
 
 
+def failed_units(node: config.Node) -> list[str]:
+    out = exec_(node, ["systemctl", "--failed", "--no-legend", "--plain"], check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
 def wait_booted(node: config.Node, timeout: float = 120) -> float:
-    """Wait until systemd inside reports running (or degraded) and host0 has its address."""
+    """Wait until systemd inside reports running and host0 is configured.
+
+    Early-boot units here sometimes fail with 219/CGROUP ("Failed to attach to cgroup ... No such file
+    or directory", a race of systemd 252 in nspawn on this kind of host); such units are restarted
+    (at most 3 times) instead of leaving the node degraded.
+    """
 
     def booted() -> bool:
         if not running(node):
@@ -99,13 +109,19 @@ def wait_booted(node: config.Node, timeout: float = 120) -> float:
         return system_state(node) in ("running", "degraded")
 
     waited = wait_for(f"{node.name} to boot", booted, timeout=timeout, interval=0.5)
+    for _ in range(3):
+        failed = failed_units(node)
+        if not failed:
+            break
+        log(f"{node.name}: restarting units that failed at boot: {' '.join(failed)}")
+        exec_(node, ["systemctl", "reset-failed", *failed], check=False)
+        exec_(node, ["systemctl", "restart", *failed], check=False, timeout=60)
+    if failed_units(node) or system_state(node) != "running":
+        journal = exec_(node, ["journalctl", "-b", "-p", "warning", "--no-pager", "-n", "30"], check=False).stdout
+        raise LabError(f"{node.name} booted degraded; failed units: {failed_units(node)}\n{journal}")
     veth = Path(f"/proc/sys/net/ipv6/conf/vb-{node.name}/disable_ipv6")  # host side of the node's link
     if veth.exists():
         veth.write_text("1\n")
-    state = system_state(node)
-    if state == "degraded":
-        failed = exec_(node, ["systemctl", "--failed", "--no-legend", "--plain"], check=False).stdout.strip()
-        raise LabError(f"{node.name} booted degraded; failed units:\n{failed}")
     return waited
 
 
