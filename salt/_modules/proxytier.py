@@ -62,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "haproxy": {
         "monitor_port": 8405,
-        "maxconn": 20000,
+        "maxconn": None,
         "retries": 2,
         "timeouts": {
             "connect": "2s",
@@ -432,7 +432,9 @@ def build_model(
         "vrrp": {**vrrp, "instances": instances, "router_id": minion_id},
         "haproxy": {
             "monitor_port": _port(haproxy_cfg["monitor_port"], ("haproxy", "monitor_port")),
-            "maxconn": _int(haproxy_cfg["maxconn"], ("haproxy", "maxconn"), 1, 10_000_000, "maxconn"),
+            "maxconn": None
+            if haproxy_cfg["maxconn"] is None
+            else _int(haproxy_cfg["maxconn"], ("haproxy", "maxconn"), 1, 10_000_000, "maxconn"),
             "retries": _int(haproxy_cfg["retries"], ("haproxy", "retries"), 0, 10, "retries"),
             "timeouts": {k: _duration(v, ("haproxy", "timeouts", k)) for k, v in haproxy_cfg["timeouts"].items()},
             "check": {

@@ -2,11 +2,18 @@
     a node does not hold, and the helper scripts (check commands). -#}
 {%- from tpldir ~ "/map.jinja" import pt with context %}
 
+proxytier-common-pkgs:
+  pkg.installed:
+    - pkgs:
+      - {{ pt.params.pkgs.procps }}  # sysctl, for sysctl.present
+
 proxytier-common-nonlocal-bind:
   sysctl.present:
     - name: net.ipv4.ip_nonlocal_bind
     - value: 1
     - config: {{ pt.params.sysctl_file }}
+    - require:
+      - pkg: proxytier-common-pkgs
 
 proxytier-common-libexec:
   file.directory:
@@ -16,7 +23,7 @@ proxytier-common-libexec:
     - mode: "0755"
     - makedirs: True
 
-{%- for script in ("check-haproxy", "check-haproxy-crt", "check-keepalived", "haproxy-save-state") %}
+{%- for script in ("check-haproxy", "check-haproxy-crt", "check-keepalived", "haproxy-reload-guard") %}
 
 proxytier-common-{{ script }}:
   file.managed:
@@ -59,6 +66,16 @@ proxytier-common-exporter-tmpfiles:
     - require:
       - file: proxytier-common-exporter-tmpfiles
 
+# systemd refuses to start a socket whose service unit does not exist yet
+proxytier-common-exporter-unit:
+  file.managed:
+    - name: {{ pt.params.systemd_dropin_dir }}/{{ pt.params.exporter_service }}.service
+    - source: salt://{{ tpldir }}/templates/exporter/exporter.service.jinja
+    - template: jinja
+    - context:
+        pt: {{ pt | json }}
+    - mode: "0644"
+
 proxytier-common-exporter-socket:
   file.managed:
     - name: {{ pt.params.systemd_dropin_dir }}/{{ pt.params.exporter_service }}.socket
@@ -69,6 +86,7 @@ proxytier-common-exporter-socket:
     - mode: "0644"
     - require:
       - cmd: proxytier-common-exporter-tmpfiles
+      - file: proxytier-common-exporter-unit
   service.running:
     - name: {{ pt.params.exporter_service }}.socket
     - enable: True

@@ -22,15 +22,6 @@ proxytier-exporter-files:
     - clean: True
     - exclude_pat: E@(__pycache__|\.pyc$)
 
-proxytier-exporter-unit:
-  file.managed:
-    - name: {{ pt.params.systemd_dropin_dir }}/{{ pt.params.exporter_service }}.service
-    - source: salt://{{ tpldir }}/templates/exporter/exporter.service.jinja
-    - template: jinja
-    - context:
-        pt: {{ pt | json }}
-    - mode: "0644"
-
 proxytier-exporter-service:
   service.running:
     - name: {{ pt.params.exporter_service }}
@@ -40,5 +31,5 @@ proxytier-exporter-service:
       - service: proxytier-common-exporter-socket
     - watch:
       - file: proxytier-exporter-files
-      - file: proxytier-exporter-unit
+      - file: proxytier-common-exporter-unit
 {%- endif %}

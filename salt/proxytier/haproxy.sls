@@ -61,15 +61,18 @@ proxytier-haproxy-config:
       - pkg: proxytier-haproxy-pkg
       - sysctl: proxytier-common-nonlocal-bind
 
+{%- set guard = pt.params.libexec_dir ~ "/haproxy-reload-guard" %}
+{%- set guard_pid = pt.params.haproxy_state_file ~ ".worker-pid" %}
+
 # Runtime changes (a drained server, a weight) survive the reload below: the
 # states are saved where the new process loads them (load-server-state-from-file).
 proxytier-haproxy-save-state:
   cmd.run:
-    - name: {{ pt.params.libexec_dir }}/haproxy-save-state {{ pt.params.haproxy_admin_socket }} {{ pt.params.haproxy_state_file }}
+    - name: {{ guard }} before {{ pt.params.haproxy_admin_socket }} {{ pt.params.haproxy_state_file }} {{ guard_pid }}
     - onchanges:
       - file: proxytier-haproxy-config
     - require:
-      - file: proxytier-common-haproxy-save-state
+      - file: proxytier-common-haproxy-reload-guard
     - require_in:
       - service: proxytier-haproxy-service
 
@@ -80,3 +83,13 @@ proxytier-haproxy-service:
     - reload: True
     - watch:
       - file: proxytier-haproxy-config
+
+# Debian's reload exits 0 even when the new process cannot load the config (the
+# old worker keeps serving): fail the state unless a new worker answers.
+proxytier-haproxy-reloaded:
+  cmd.run:
+    - name: {{ guard }} after {{ pt.params.haproxy_admin_socket }} {{ guard_pid }}
+    - onchanges:
+      - file: proxytier-haproxy-config
+    - require:
+      - service: proxytier-haproxy-service
