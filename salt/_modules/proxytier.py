@@ -858,17 +858,19 @@ def verify(timeout: float = 30.0) -> dict[str, Any]:
         )
     checks["haproxy monitor"] = lambda: http_ok(f"http://127.0.0.1:{m['haproxy']['monitor_port']}/proxytier-monitor")
 
+    me = m["node"]["id"]
+
     def servers_up() -> bool:
+        """This node's nginx is UP (or DRAIN) in this node's HAProxy, in every backend."""
         try:
             stat = haproxy_command("show stat -1 4 -1", sock)
         except OSError:
             return False
         rows = csv.DictReader(io.StringIO(stat.lstrip("# ")))
         status = {(r["pxname"], r["svname"]): r.get("status") or "" for r in rows}
-        want = [(be["name"], s["name"]) for be in m["haproxy"]["backends"] for s in be["servers"]]
-        return all(status.get(k, "").startswith(("UP", "DRAIN")) for k in want)
+        return all(status.get((be["name"], me), "").startswith(("UP", "DRAIN")) for be in m["haproxy"]["backends"])
 
-    checks["haproxy sees every nginx up"] = servers_up
+    checks[f"haproxy sees {me}'s nginx up"] = servers_up
     owned = [i["address"] for i in m["vrrp"]["instances"] if i["is_owner"]]
 
     def holds_vips() -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -179,6 +180,83 @@ def test_4_pillar_edit_adds_and_removes_a_backend_without_failed_requests(clean_
         assert "be4" in result.by_backend
     finally:
         net.backend_down(be4)
+
+
+def change_touching_every_daemon(tag: str) -> dict[str, Any]:
+    """The lab pillar plus a harmless line in each of nginx.conf, haproxy.cfg and keepalived.conf."""
+    data = tier.default_pillar()
+    pt = data["proxytier"]
+    line = f"# rolling-change {tag}"
+    pt.setdefault("nginx", {}).setdefault("extra", {})["http"] = [line]
+    pt.setdefault("haproxy", {}).setdefault("extra", {})["defaults"] = [line]
+    pt.setdefault("vrrp", {}).setdefault("extra", {})["global_defs"] = [line]
+    return data
+
+
+def rolling(timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return master.salt(["salt-run", "state.orchestrate", "proxytier.orch.rolling", "--out=json"], timeout=timeout)
+
+
+def test_4b_rolling_change_under_load_versus_all_at_once(clean_pillar, measure) -> None:
+    """Issue 7: a change touching every daemon rolled one node at a time (drain, hand VIPs over, apply,
+    verify, restore) under load, then the same kind of change applied to all nodes at once under the
+    same load; both figures are recorded side by side."""
+    failed = {}
+    for how in ("rolling", "all_at_once"):
+        tier.write_pillar(change_touching_every_daemon(how))
+        with BackgroundLoad(config.VIPS, seconds=300, concurrency=3, timeout=5) as bg:
+            time.sleep(1)
+            t0 = time.monotonic()
+            if how == "rolling":
+                proc = rolling()
+                assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+            else:
+                apply_ok()
+            measure(f"change_{how}_seconds", time.monotonic() - t0)
+            time.sleep(1)
+        result = bg.result
+        assert result is not None and result.total > 100, result
+        print(f"{how}: {table(result)}")
+        failed[how] = result.failed
+        MEASURED[f"change_{how}_failed_requests"] = result.failed
+        MEASURED[f"change_{how}_requests"] = result.total
+        for node in config.NODES:  # the change really reached every daemon's config
+            for path in ("/etc/nginx/nginx.conf", "/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf"):
+                text = nodes.exec_(node, ["cat", path]).stdout
+                assert f"# rolling-change {how}" in text, f"{node.name}:{path} lacks the {how} change"
+        tier.wait_vips_settled()
+    print(f"failed requests: rolling {failed['rolling']}, all at once {failed['all_at_once']}")
+    # Each VIP moves twice per node (away, back): an in-flight request on a moving VIP can be reset.
+    assert failed["rolling"] <= 2 * len(config.NODES) * 2, failed
+    tier.clear_pillar_override()
+    apply_ok()
+
+
+def test_4c_rolling_stops_at_a_failing_node_and_the_tier_keeps_serving(clean_pillar) -> None:
+    """Issue 7: a node whose apply/verification fails stops the rollout with a clear message; the nodes
+    after it are untouched and the tier keeps serving."""
+    proxy2 = config.NODES[1]
+    nodes.exec_(proxy2, ["systemctl", "mask", "--runtime", "nginx"])  # nginx cannot come back on proxy2
+    nodes.exec_(proxy2, ["systemctl", "stop", "nginx"])
+    try:
+        tier.write_pillar(change_touching_every_daemon("stops"))
+        proc = rolling()
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, out[-3000:]
+        assert "proxytier-rolling-proxy2-apply" in out and "nginx" in out, out[-3000:]
+        # proxy1 was done, proxy3 was never touched
+        assert "# rolling-change stops" in nodes.exec_(config.NODES[0], ["cat", "/etc/nginx/nginx.conf"]).stdout
+        assert "# rolling-change stops" not in nodes.exec_(config.NODES[2], ["cat", "/etc/nginx/nginx.conf"]).stdout
+        result = run_load(config.VIPS, requests=300, seconds=60, concurrency=3)
+        print(table(result))
+        assert result.failed == 0, result.summary()
+    finally:
+        nodes.exec_(proxy2, ["systemctl", "unmask", "--runtime", "nginx"], check=False)
+        master.salt(["salt", "proxy*", "proxytier.member_state", "proxy2", "ready"], timeout=120)
+        tier.clear_pillar_override()
+        apply_ok()
+        tier.wait_vips_settled()
+    assert_serving()
 
 
 def test_5_bad_pillar_fails_clearly_and_touches_nothing(clean_pillar) -> None:
