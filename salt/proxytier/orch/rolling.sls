@@ -5,10 +5,17 @@
     formula is applied to it (which starts keepalived again); it is verified
     (nginx, HAProxy, every nginx seen UP, its own VIPs back); then every HAProxy
     puts its nginx back. The first node that fails stops the rollout: it stays
-    drained, the nodes not yet done are untouched, the tier keeps serving. -#}
+    drained, the nodes not yet done are untouched, the tier keeps serving.
+
+    Moving a VIP resets the client connections in flight on it (measured in the
+    lab: a few requests per move under load). Changes that only reload the daemons
+    are hitless without it: pillar='{"handover_vips": false}' keeps the VIPs in
+    place and only drains nginx. Keep the default for anything that restarts
+    HAProxy or keepalived (package upgrades). -#}
 {%- set target = salt["pillar.get"]("target", "proxy*") %}
 {%- set tgt_type = salt["pillar.get"]("tgt_type", "glob") %}
 {%- set sls = salt["pillar.get"]("sls", "proxytier") %}
+{%- set handover = salt["pillar.get"]("handover_vips", True) %}
 {%- set nodes = salt["saltutil.runner"]("manage.up", tgt=target, tgt_type=tgt_type) | sort %}
 {%- if not nodes %}
 
@@ -30,6 +37,8 @@ proxytier-rolling-{{ node }}-drain:
       - salt: proxytier-rolling-{{ previous }}-ready
 {%-   endif %}
 
+{%-   if handover %}
+
 proxytier-rolling-{{ node }}-handover:
   salt.function:
     - name: service.stop
@@ -37,13 +46,14 @@ proxytier-rolling-{{ node }}-handover:
     - arg: [keepalived]
     - require:
       - salt: proxytier-rolling-{{ node }}-drain
+{%-   endif %}
 
 proxytier-rolling-{{ node }}-apply:
   salt.state:
     - tgt: {{ node }}
     - sls: {{ sls }}
     - require:
-      - salt: proxytier-rolling-{{ node }}-handover
+      - salt: proxytier-rolling-{{ node }}-{{ "handover" if handover else "drain" }}
 
 proxytier-rolling-{{ node }}-verify:
   salt.function:
