@@ -133,21 +133,48 @@ def test_3_every_vip_reaches_every_nginx_and_backend() -> None:
         assert config.HOST_ADDR in result.clients, f"client address lost: {dict(result.clients)}"
 
 
+def scrape(node: config.Node) -> list[Any]:
+    """One scrape of the node's exporter (the formula's default port): its samples."""
+    url = f"http://{config.check_lab_address(node.address)}:{config.EXPORTER_PORT}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def vrrp_states(samples: list[Any]) -> dict[str, str]:
+    """{vrrp_instance: the state whose state-set series is 1}."""
+    return {
+        s.labels["vrrp_instance"]: s.labels["state"]
+        for s in samples
+        if s.name == "proxytier_keepalived_vrrp_state" and s.value == 1
+    }
+
+
+def collectors(samples: list[Any]) -> dict[str, float]:
+    return {s.labels["collector"]: s.value for s in samples if s.name == "proxytier_collector_success"}
+
+
+def instance_of(vip: str) -> str:
+    """The VRRP instance that carries a VIP, as the formula names it (VI_<vrid>)."""
+    vips = tier.default_pillar()["proxytier"]["vips"]
+    return next(f"VI_{v['vrid']}" for v in vips if v["address"].split("/")[0] == vip)
+
+
 def test_3b_exporter_on_every_node_agrees_with_the_kernel_on_vip_ownership() -> None:
-    """Beyond the issue's list: each node's exporter (the formula's default port) reports the VIPs it holds."""
+    """Issue 4 in the lab: every node's exporter is scraped; its VIP ownership and VRRP states agree with
+    which node really holds each VIP; every collector succeeds."""
     holders = nodes.vip_holders()
     for node in config.NODES:
-        url = f"http://{config.check_lab_address(node.address)}:{config.EXPORTER_PORT}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            text = resp.read().decode()
-        owned = {
-            sample.labels["vip"]: sample.value == 1
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "proxytier_vip_owned"
-        }
+        samples = scrape(node)
+        owned = {s.labels["vip"]: s.value == 1 for s in samples if s.name == "proxytier_vip_owned"}
         expected = {vip: node.name in held for vip, held in holders.items()}
         assert owned == expected, f"{node.name}: exporter says {owned}, kernel says {expected}"
+        states = vrrp_states(samples)
+        want = {instance_of(vip): "MASTER" if node.name in held else "BACKUP" for vip, held in holders.items()}
+        assert states == want, f"{node.name}: exporter VRRP states {states}, kernel VIPs imply {want}"
+        assert collectors(samples) == dict.fromkeys(
+            ("haproxy", "keepalived", "nginx", "nginx_access_log", "vip"), 1.0
+        ), f"{node.name}: {collectors(samples)}"
 
 
 def test_4_pillar_edit_adds_and_removes_a_backend_without_failed_requests(clean_pillar, measure) -> None:
@@ -317,6 +344,17 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
                 interval=0.1,
             )
             measure("haproxy_kill_to_vip_moved", time.monotonic() - t_kill)
+            # Issue 4: the next scrape shows it. The victim: haproxy collector down, the others up, its
+            # instance in FAULT; the new holder: MASTER of that instance and owner of the VIP.
+            new_holder = config.node(nodes.vip_holders()[vip][0])
+            victim_samples, holder_samples = scrape(victim), scrape(new_holder)
+            up = collectors(victim_samples)
+            assert up["haproxy"] == 0 and up["keepalived"] == up["nginx"] == up["vip"] == 1, up
+            assert vrrp_states(victim_samples)[instance_of(vip)] == "FAULT", vrrp_states(victim_samples)
+            assert vrrp_states(holder_samples)[instance_of(vip)] == "MASTER", vrrp_states(holder_samples)
+            assert any(
+                s.name == "proxytier_vip_owned" and s.labels["vip"] == vip and s.value == 1 for s in holder_samples
+            )
             time.sleep(3)
             after_move = run_load([vip], requests=100, seconds=20, concurrency=2)
             assert after_move.failed == 0, f"traffic on {vip} after the move: {after_move.summary()}"
