@@ -8,7 +8,7 @@ import shutil
 import time
 from typing import Any
 
-from lab import config, image, master, net, nodes
+from lab import config, image, master, net, nodes, prometheus
 from lab.sh import LabError, log, run, step, wait_for
 
 
@@ -20,9 +20,10 @@ def require_root() -> None:
 def down() -> None:
     """Remove everything the lab made (also what a killed run left): nodes, backends, master, bridge, state."""
     require_root()
-    with step("lab down: stopping nodes, backends, salt-master; removing bridge and state", "10 s"):
+    with step("lab down: stopping nodes, backends, salt-master, Prometheus; removing bridge and state", "10 s"):
         nodes.clean_nodes()
         net.clean_backends()
+        prometheus.stop()
         master.stop()
         for link in net.lab_links():
             run(["ip", "link", "del", link], check=False)
@@ -54,6 +55,8 @@ def up() -> dict[str, float]:
             net.backend_up(be)
     with step("salt-master on the bridge (salt/ and pillar/ of this checkout)", "10 s"):
         master.start()
+    with step(f"Prometheus on {prometheus.URL} (the project's rules; scrapes every node's exporter)", "5 s"):
+        prometheus.start()
     for node in config.NODES:
         nodes.prepare(node)
     with step(f"booting {', '.join(n.name for n in config.NODES)} (systemd-nspawn)", "15 s") as t:

@@ -16,17 +16,20 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab import cluster, config, master, net, nodes, tier
+from lab import cluster, config, master, net, nodes, prometheus, tier
 from lab.load import BackgroundLoad, run_load, table
-from lab.sh import wait_for
+from lab.sh import run, wait_for
 
 MEASURED: dict[str, float] = {}
 
@@ -177,6 +180,56 @@ def test_3b_exporter_on_every_node_agrees_with_the_kernel_on_vip_ownership() -> 
         ), f"{node.name}: {collectors(samples)}"
 
 
+def promql(expr: str) -> list[dict[str, Any]]:
+    """An instant query on the lab's Prometheus."""
+    url = f"{prometheus.URL}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = json.loads(resp.read())
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def alert_active(name: str) -> bool:
+    """The alert is pending or firing on the lab's Prometheus."""
+    return bool(promql(f'ALERTS{{alertname="{name}"}}'))
+
+
+def wait_scraped(timeout: float = 90) -> None:
+    """Every node's exporter scraped several times (rate() needs two samples in its window)."""
+    expr = f'count(count_over_time(up{{job="{prometheus.JOB}"}}[1m]) >= 5 and up{{job="{prometheus.JOB}"}} == 1)'
+    wait_for("Prometheus to scrape every exporter", lambda: promql(expr) and promql(expr)[0]["value"][1] == "3",
+             timeout=timeout, interval=1)
+
+
+# Panels that are empty in a healthy tier by design (nothing to show until something goes wrong).
+EMPTY_WHEN_HEALTHY: set[tuple[str, str]] = set()
+
+
+def test_3c_dashboards_and_rules_on_the_lab_prometheus() -> None:
+    """Issue 5 in the lab: a real Prometheus scrapes every exporter with the project's rules; every rule
+    evaluates; every dashboard panel query (variables substituted) returns data in the healthy tier;
+    no critical alert is pending or firing."""
+    sys.path.insert(0, str(config.REPO / "dashboards"))
+    from proxytier_dashboards import lint, probe, render
+
+    wait_scraped()
+    with BackgroundLoad(config.VIPS, seconds=120, concurrency=3, timeout=5):
+        time.sleep(35)  # a 30 s rate window full of traffic
+        queries = [q for text in render.rendered().values() for q in lint.queries(yaml.safe_load(text))]
+        results = probe.probe(prometheus.URL, queries, job=prometheus.JOB, rate_interval="30s")
+    errors = [f"{r.name}: {r.error}" for r in results if r.error]
+    assert not errors, errors
+    empty = sorted(r.name for r in results if r.series == 0 and (r.query.dashboard, r.query.panel)
+                   not in EMPTY_WHEN_HEALTHY)
+    print(f"{len(results)} panel queries, {len(results) - len(empty)} with data")
+    assert not empty, f"panels without data in a healthy tier: {empty}"
+    with urllib.request.urlopen(f"{prometheus.URL}/api/v1/rules", timeout=10) as resp:
+        rules = [r for g in json.loads(resp.read())["data"]["groups"] for r in g["rules"]]
+    assert rules and all(r["health"] == "ok" for r in rules), [r["name"] for r in rules if r["health"] != "ok"]
+    critical = promql('ALERTS{severity="critical"}')
+    assert not critical, [a["metric"] for a in critical]
+
+
 def test_4_pillar_edit_adds_and_removes_a_backend_without_failed_requests(clean_pillar, measure) -> None:
     """Issue test 4: add be4 by pillar -> apply -> it gets traffic; remove -> it gets none; 0 failed under load."""
     be4 = config.backend(4)
@@ -311,6 +364,48 @@ def test_5_bad_pillar_fails_clearly_and_touches_nothing(clean_pillar) -> None:
         assert tier.daemon_processes(node) == procs, f"{node.name}: a daemon was reloaded or restarted"
 
 
+def test_5b_vrrp_blocked_between_nodes_is_split_brain_then_heals() -> None:
+    """Issue 5 chaos: VRRP blocked between the nodes (bridge ports isolated from each other; the host,
+    Prometheus and backends still reach them) -> every node becomes MASTER: the split-brain alerts go
+    pending; unblocked -> one MASTER per VIP again."""
+    tier.wait_vips_settled()
+    ports = [f"vb-{n.name}" for n in config.NODES]
+    try:
+        for port in ports:
+            run(["bridge", "link", "set", "dev", port, "isolated", "on"])
+        wait_for("every node to hold every VIP", lambda: all(len(h) == len(config.NODES)
+                                                              for h in nodes.vip_holders().values()), timeout=30)
+        for alert in ("ProxytierVRRPSplitBrain", "ProxytierVIPOnSeveralNodes"):
+            wait_for(f"{alert} to be pending", lambda a=alert: alert_active(a), timeout=60, interval=1)
+    finally:
+        for port in ports:
+            run(["bridge", "link", "set", "dev", port, "isolated", "off"], check=False)
+    tier.wait_vips_settled()
+    wait_for("the split-brain alerts to clear", lambda: not alert_active("ProxytierVRRPSplitBrain")
+             and not alert_active("ProxytierVIPOnSeveralNodes"), timeout=60, interval=1)
+    assert_serving()
+
+
+def test_5c_backend_stopped_raises_the_backend_alert() -> None:
+    """Issue 5 chaos: an application backend stopped under load -> nginx retries elsewhere (no failed
+    request) and the upstream alert goes pending; the backend back -> it serves again."""
+    be1 = config.BACKENDS[0]
+    try:
+        with BackgroundLoad(config.VIPS, seconds=180, concurrency=3, timeout=5) as bg:
+            time.sleep(1)
+            net.backend_down(be1)
+            wait_for("ProxytierUpstreamDegraded to be pending", lambda: alert_active("ProxytierUpstreamDegraded"),
+                     timeout=120, interval=1)
+        result = bg.result
+        assert result is not None
+        print(table(result))
+        assert result.failed == 0, result.summary()
+    finally:
+        net.backend_up(be1)
+    wait_for("be1 to serve again", lambda: "be1" in run_load(config.VIPS, requests=60, seconds=20,
+                                                             concurrency=3).by_backend, timeout=60)
+
+
 def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
     """Issue test 5: HAProxy killed (and kept down) on the master of a VIP -> VIP moves, traffic continues;
     HAProxy back -> the tier heals (the VIP returns to its preferred node)."""
@@ -355,6 +450,13 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
             assert any(
                 s.name == "proxytier_vip_owned" and s.labels["vip"] == vip and s.value == 1 for s in holder_samples
             )
+            # Issue 5: Prometheus sees this failover: the new holder's state for the instance just turned
+            # MASTER, and the failover alert names it.
+            sel = f'instance="{new_holder.name}", vrrp_instance="{instance_of(vip)}"'
+            seen = (f'proxytier_keepalived_vrrp_state{{{sel}, state="MASTER"}} == 1 and '
+                    f'changes(proxytier_keepalived_vrrp_state{{{sel}, state="MASTER"}}[30s]) > 0')
+            wait_for("Prometheus to see the new MASTER", lambda: bool(promql(seen)), timeout=30, interval=1)
+            assert promql(f'ALERTS{{alertname="ProxytierVRRPFailover", {sel}}}'), "no ProxytierVRRPFailover alert"
             time.sleep(3)
             after_move = run_load([vip], requests=100, seconds=20, concurrency=2)
             assert after_move.failed == 0, f"traffic on {vip} after the move: {after_move.summary()}"
