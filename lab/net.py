@@ -88,8 +88,8 @@ def backend_down(be: config.Backend) -> None:
         backend_pidfile(be.name).unlink(missing_ok=True)
     if be.netns in netns_list():
         run(["ip", "netns", "del", be.netns])
-    if link_exists(be.veth):
-        run(["ip", "link", "del", be.veth])
+    if link_exists(be.veth):  # usually gone with the namespace already (asynchronously): no check
+        run(["ip", "link", "del", be.veth], check=False)
 
 
 def clean_backends() -> None:

@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
         "auth_pass": None,
         "garp_master_delay": 1,
         "garp_master_refresh": 0,
+        "garp_lower_prio_repeat": 3,
         "track": "script",
         "check_interval": 1,
         "check_fall": 1,
@@ -551,6 +552,9 @@ def _vrrp(raw: dict[str, Any], n_members: int) -> dict[str, Any]:
         "auth_pass": auth,
         "garp_master_delay": _int(raw["garp_master_delay"], (*path, "garp_master_delay"), 0, 255, "garp delay"),
         "garp_master_refresh": _int(raw["garp_master_refresh"], (*path, "garp_master_refresh"), 0, 3600, "refresh"),
+        "garp_lower_prio_repeat": _int(
+            raw["garp_lower_prio_repeat"], (*path, "garp_lower_prio_repeat"), 0, 100, "garp_lower_prio_repeat"
+        ),
         "track": track,
         "check_interval": _int(raw["check_interval"], (*path, "check_interval"), 1, 3600, "check_interval (seconds)"),
         "check_fall": _int(raw["check_fall"], (*path, "check_fall"), 1, 100, "check_fall"),
