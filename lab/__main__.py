@@ -23,8 +23,11 @@ How to use the lab
   Pillar served to the nodes:    pillar/ of this checkout (override a file by copying it into
                                  {config.PILLAR_OVERRIDE}/ and editing the copy)
   Exporter metrics (each node):  curl http://{config.NODES[0].address}:{config.EXPORTER_PORT}/metrics
-                                 (the formula's default port; see exporter/README.md). Dashboards and
-                                 alert rules: dashboards/ (Prometheus for the lab will run on {config.HOST_ADDR})
+                                 (the formula's default port; see exporter/README.md)
+  Prometheus (project's rules):  http://{config.HOST_ADDR}:9090/alerts  (e.g. curl .../api/v1/query?query=up)
+  Dashboards:                    dashboards/grafana/*.json; evaluate every panel against the lab:
+                                 cd dashboards && ../.venv/bin/python -m proxytier_dashboards probe \
+                                     http://{config.HOST_ADDR}:9090 --job proxytier
   Measurements of lab runs:      {config.RESULTS}
   Tear it all down:              make lab-down
 """
