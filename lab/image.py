@@ -35,6 +35,7 @@ OFFLINE_PACKAGES = [
     "keepalived",
     "python3-prometheus-client python3-requests",
     "curl",
+    "nftables",
 ]
 
 STAMP = config.CACHE / "image.recipe"

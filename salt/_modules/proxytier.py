@@ -430,7 +430,13 @@ def build_model(
         "interface": interface,
         "peers": peers,
         "vips": vip_addrs,
-        "vrrp": {**vrrp, "instances": instances, "router_id": minion_id},
+        "vrrp": {
+            **vrrp,
+            "instances": instances,
+            "router_id": minion_id,
+            # rolling changes hold a node's priority down through this file (proxytier.handover)
+            "hold_file": params.get("vrrp_hold_file", "/run/proxytier-vrrp-hold"),
+        },
         "haproxy": {
             "monitor_port": _port(haproxy_cfg["monitor_port"], ("haproxy", "monitor_port")),
             "maxconn": None
@@ -770,6 +776,26 @@ def model(params: dict[str, Any] | None = None) -> dict[str, Any]:
     return build_model(pillar, minion_id, mine=mine, params=params)
 
 
+def params() -> dict[str, Any]:
+    """The formula's OS parameters as map.jinja layers them (defaults, os_family, pillar
+    proxytier:lookup), for the runtime functions below. CLI: ``salt proxy1 proxytier.params``."""
+    import yaml
+
+    base = "salt://proxytier/parameters"
+    layers = [f"{base}/defaults.yaml"]
+    family = __grains__.get("os_family", "Debian")  # noqa: F821
+    if family in ("Debian", "RedHat"):
+        layers.append(f"{base}/os_family/{family}.yaml")
+    merged: dict[str, Any] = {}
+    for url in layers:
+        text = __salt__["cp.get_file_str"](url)  # noqa: F821
+        if not text:
+            raise ProxytierError(f"{url} is missing on the master: the proxytier formula is not in its file_roots")
+        values = (yaml.safe_load(text) or {}).get("values") or {}
+        merged = __salt__["slsutil.merge"](merged, values, strategy="recurse")  # noqa: F821
+    return __salt__["slsutil.merge"](merged, __salt__["pillar.get"]("proxytier:lookup", {}), strategy="recurse")  # noqa: F821
+
+
 def address(interface: str | None = None) -> list[str]:
     """This node's own addresses on the tier interface, VIPs left out (the mine function:
     ``mine_functions: {proxytier_address: {mine_function: proxytier.address}}``)."""
@@ -788,6 +814,15 @@ def address(interface: str | None = None) -> list[str]:
 # ---------------------------------------------------------------------------------------
 # Runtime actions for rolling changes (salt/proxytier/orch/rolling.sls)
 # ---------------------------------------------------------------------------------------
+
+
+def reinstall() -> dict[str, Any]:
+    """Reinstall the tier's packages (nginx, HAProxy, keepalived) as an upgrade would: their
+    maintainer scripts restart the daemons. For rolling changes (the orchestration's
+    ``reinstall: true``) and their tests. CLI: ``salt proxy1 proxytier.reinstall``."""
+    m = model(params=params())
+    pkgs = [m["params"]["pkgs"][k] for k in ("nginx", "haproxy", "keepalived")]
+    return __salt__["pkg.install"](pkgs=pkgs, reinstall=True)  # noqa: F821
 
 
 def haproxy_command(command: str, sock_path: str, timeout: float = 5.0) -> str:
@@ -829,15 +864,16 @@ def member_state(member: str, state: str) -> dict[str, str]:
     """On this node's HAProxy, set member's nginx to ready/drain/maint in every backend.
 
     CLI: ``salt 'proxy*' proxytier.member_state proxy2 drain``."""
-    m = model(params=__salt__["pillar.get"]("proxytier:lookup", {}))  # noqa: F821
+    m = model(params=params())
     sock = m["params"].get("haproxy_admin_socket", "/run/haproxy/admin.sock")
     return set_member_state(m, member, state, lambda cmd: haproxy_command(cmd, sock))
 
 
-def verify(timeout: float = 30.0) -> dict[str, Any]:
+def verify(timeout: float = 30.0, vips: bool = True) -> dict[str, Any]:
     """Is this node serving? nginx answers its health path on every site, HAProxy its monitor
-    URI, HAProxy sees every member's nginx UP, and the node holds the VIPs it owns. Waits up to
-    `timeout` seconds for all of it, then fails naming what is still wrong.
+    URI, HAProxy sees every member's nginx UP, keepalived runs, and (unless vips=False, for a
+    node whose VIPs were handed over) the node holds the VIPs it owns. Waits up to `timeout`
+    seconds for all of it, then fails naming what is still wrong.
 
     CLI: ``salt proxy1 proxytier.verify``."""
     import csv
@@ -845,7 +881,7 @@ def verify(timeout: float = 30.0) -> dict[str, Any]:
     import time
     import urllib.request
 
-    m = model(params=__salt__["pillar.get"]("proxytier:lookup", {}))  # noqa: F821
+    m = model(params=params())
     sock = m["params"].get("haproxy_stats_socket", "/run/haproxy/stats.sock")
     checks: dict[str, Callable[[], bool]] = {}
 
@@ -875,7 +911,9 @@ def verify(timeout: float = 30.0) -> dict[str, Any]:
         return all(status.get((be["name"], me), "").startswith(("UP", "DRAIN")) for be in m["haproxy"]["backends"])
 
     checks[f"haproxy sees {me}'s nginx up"] = servers_up
-    owned = [i["address"] for i in m["vrrp"]["instances"] if i["is_owner"]]
+    keepalived = m["params"].get("services", {}).get("keepalived", "keepalived")
+    checks["keepalived running"] = lambda: bool(__salt__["service.status"](keepalived))  # noqa: F821
+    owned = [i["address"] for i in m["vrrp"]["instances"] if i["is_owner"]] if vips else []
 
     def holds_vips() -> bool:
         held = set(__salt__["network.ip_addrs"](include_loopback=False))  # noqa: F821
@@ -891,3 +929,194 @@ def verify(timeout: float = 30.0) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise ProxytierError(f"{m['node']['id']} does not serve after {timeout:.0f} s: " + "; ".join(failing))
         time.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------------------
+# Moving VIPs without failing a request (rolling changes)
+#
+# A VIP that moves resets the client connections in flight on it: the client's next packet
+# reaches the new holder, which knows no such connection. So before a VIP moves, the node
+# that holds it stops answering new SYNs for it (an nftables rule drops them: the client's
+# kernel retransmits the SYN after its 1 s initial timeout), waits for its connections on
+# that VIP to finish, and only then lets the VIP go. The retransmitted SYN reaches the new
+# holder. Clients see up to ~1 s of extra connect time and no error.
+#
+# The move itself is a priority change, not a stop: every VRRP instance tracks a file (see
+# keepalived.conf.jinja) whose value is subtracted from its priority. A held node (value
+# HOLD_VALUE) sits at priority 1: every peer outranks it, yet it still takes its VIPs if it
+# is the last node alive. The file lives in /run, so a reboot clears a forgotten hold.
+# ---------------------------------------------------------------------------------------
+
+HOLD_VALUE = 253  # keepalived: priority - 253 clamps to 1; below -253 would mean FAULT
+GUARD_TABLE = "proxytier_handover"
+# /proc/net/tcp states in which a connection still has a request or response on the wire
+# (ESTABLISHED, SYN_RECV, FIN_WAIT1, CLOSE_WAIT, LAST_ACK, CLOSING)
+_BUSY_TCP_STATES = {"01", "03", "04", "08", "09", "0B"}
+
+
+def busy_connections(proc_net_tcp: str, addresses: list[str]) -> int:
+    """How many TCP connections in /proc/net/tcp text have a local address in `addresses`
+    and may still carry data (a moved VIP would reset them)."""
+    wanted = set()
+    for a in addresses:
+        packed = ipaddress.IPv4Address(a).packed
+        wanted.add(packed[::-1].hex().upper())  # /proc/net/tcp: host byte order (little endian)
+    busy = 0
+    for line in proc_net_tcp.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        local_ip = fields[1].split(":")[0].upper()
+        if local_ip in wanted and fields[3].upper() in _BUSY_TCP_STATES:
+            busy += 1
+    return busy
+
+
+def guard_script(vips: list[str]) -> str:
+    """nft script: drop new inbound connections (bare SYNs) to `vips`; established traffic passes."""
+    for v in vips:
+        ipaddress.IPv4Address(v)  # never put anything but an address into the ruleset
+    return (
+        f"table ip {GUARD_TABLE} {{\n"
+        "  chain input {\n"
+        "    type filter hook input priority -150; policy accept;\n"
+        f"    ip daddr {{ {', '.join(vips)} }} tcp flags & (syn | ack) == syn drop\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+class _Guard:
+    """The SYN guard for some VIPs on this node, removed on exit whatever happens."""
+
+    def __init__(self, vips: list[str], run: Callable[..., Any]):
+        self.vips, self.run = vips, run
+
+    def __enter__(self) -> _Guard:
+        if self.vips:
+            self.run(["nft", "delete", "table", "ip", GUARD_TABLE], check=False)  # a killed run's leftover
+            self.run(["nft", "-f", "-"], input=guard_script(self.vips))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.vips:
+            self.run(["nft", "delete", "table", "ip", GUARD_TABLE], check=False)
+
+
+def _handover_env() -> dict[str, Any]:
+    import subprocess
+
+    m = model(params=params())
+
+    def run(cmd: list[str], input: str | None = None, check: bool = True) -> str:
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=10)
+        if check and proc.returncode != 0:
+            raise ProxytierError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc.stdout
+
+    def local_vips() -> set[str]:
+        return set(__salt__["network.ip_addrs"](include_loopback=False)) & set(m["vips"])  # noqa: F821
+
+    def busy(vips: list[str]) -> int:
+        with open("/proc/net/tcp") as f:
+            return busy_connections(f.read(), vips)
+
+    return {"model": m, "run": run, "local_vips": local_vips, "busy": busy}
+
+
+def _wait(what: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def _set_hold(path: str, value: int) -> None:
+    # written in place: keepalived watches this file (a rename would swap the inode under it)
+    with open(path, "w") as f:
+        f.write(f"{value}\n")
+
+
+def _probe_dropped(address: str, port: int, timeout: float = 0.2) -> bool:
+    """True when a SYN to address:port goes unanswered (the holder's guard is up)."""
+    import socket
+
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return False
+    except TimeoutError:
+        return True
+    except OSError:
+        return False
+
+
+def handover(node: str, action: str, timeout: float = 5.0, drain: float = 2.0) -> dict[str, Any]:
+    """Move `node`'s VIPs to its peers (action=release) or back to it (action=reclaim) without
+    failing a request. Run it on every member at once (each does its part):
+
+        salt 'proxy*' proxytier.handover proxy2 release
+        salt 'proxy*' proxytier.handover proxy2 reclaim
+
+    release: `node` guards the VIPs it holds, waits up to `drain` s for their connections to
+    finish, then holds its priority down; fails if a peer has not taken them in `timeout` s
+    (and then lets go of the hold: no peer is there to serve them).
+    reclaim: the peers holding `node`'s own VIPs guard them and wait for their connections to
+    finish; `node` waits until it sees the guard, then lifts its hold and takes its VIPs back."""
+    import time
+
+    if action not in ("release", "reclaim"):
+        raise ProxytierError(f"action {action!r}: use release or reclaim")
+    env = _handover_env()
+    m, run, local_vips, busy = env["model"], env["run"], env["local_vips"], env["busy"]
+    ids = [x["id"] for x in m["members"]]
+    if node not in ids:
+        raise ProxytierError(f"{node!r} is not a member of the tier ({', '.join(ids)})")
+    me = m["node"]["id"]
+    hold_file = m["vrrp"]["hold_file"]
+    homes = [i["address"] for i in m["vrrp"]["instances"] if i["owner"] == node]
+    t0 = time.monotonic()
+    report: dict[str, Any] = {"node": me, "action": action}
+
+    if action == "release" and me == node:
+        vips = sorted(local_vips())
+        with _Guard(vips, run):
+            report["drained"] = _wait(lambda: busy(vips) == 0, drain)
+            report["left_busy"] = busy(vips)
+            _set_hold(hold_file, HOLD_VALUE)
+            if not _wait(lambda: not (local_vips() & set(vips)), timeout):
+                _set_hold(hold_file, 0)
+                raise ProxytierError(
+                    f"{me} still holds {', '.join(sorted(local_vips() & set(vips)))} {timeout:.0f} s after "
+                    "lowering its priority: no peer took them (are the peers' keepalived up?); hold lifted"
+                )
+        report["moved"] = vips
+    elif action == "reclaim" and me == node:
+        away = [v for v in homes if v not in local_vips()]
+        ports = sorted({int(b["address"].rsplit(":", 1)[1]) for f in m["haproxy"]["frontends"] for b in f["binds"]})
+        if away and ports:
+            # the holders guard first: wait until our SYNs to our VIPs go unanswered
+            report["guard_seen"] = _wait(lambda: all(_probe_dropped(v, ports[0]) for v in away), 1.0, step=0.05)
+            time.sleep(0.2)  # the holders' in-flight requests finish (milliseconds)
+        _set_hold(hold_file, 0)
+        if not _wait(lambda: set(homes) <= local_vips(), timeout):
+            raise ProxytierError(
+                f"{me} did not take back {', '.join(sorted(set(homes) - local_vips()))} in {timeout:.0f} s "
+                "after lifting its hold (is its keepalived running and its HAProxy up?)"
+            )
+        report["moved"] = away
+    elif action == "reclaim":
+        vips = sorted(local_vips() & set(homes))
+        with _Guard(vips, run):
+            report["drained"] = _wait(lambda: busy(vips) == 0, drain)
+            ok = _wait(lambda: not (local_vips() & set(vips)), timeout)
+        if not ok:
+            raise ProxytierError(f"{node} did not take {', '.join(vips)} from {me} in {timeout:.0f} s")
+        report["moved"] = vips
+    else:
+        report["moved"] = []
+    report["seconds"] = round(time.monotonic() - t0, 3)
+    return report

@@ -6,6 +6,7 @@ proxytier-common-pkgs:
   pkg.installed:
     - pkgs:
       - {{ pt.params.pkgs.procps }}  # sysctl, for sysctl.present
+      - {{ pt.params.pkgs.nftables }}  # nft, for proxytier.handover (its service stays off)
 
 proxytier-common-nonlocal-bind:
   sysctl.present:

@@ -1,21 +1,24 @@
 {#- Rolling change, one proxy node at a time, with no failed requests:
       salt-run state.orchestrate proxytier.orch.rolling [pillar='{"target": "proxy*", "sls": "proxytier"}']
     For each node in turn: every HAProxy drains that node's nginx; the node hands
-    its VIPs to its peers (keepalived stopped: priority-0 adverts, ~0.1 s); the
-    formula is applied to it (which starts keepalived again); it is verified
-    (nginx, HAProxy, every nginx seen UP, its own VIPs back); then every HAProxy
-    puts its nginx back. The first node that fails stops the rollout: it stays
-    drained, the nodes not yet done are untouched, the tier keeps serving.
+    its VIPs to its peers (proxytier.handover release: new connections to them are
+    held back for a moment, the ones in flight finish, then its VRRP priority
+    sinks and the peers take them); its packages are reinstalled if asked
+    (reinstall: true, as an upgrade would restart the daemons); the formula is
+    applied to it; it is verified (nginx, HAProxy, keepalived, every nginx seen
+    UP); it takes its VIPs back the same careful way (handover reclaim); every
+    HAProxy puts its nginx back. The first node that fails stops the rollout: it
+    stays drained, the nodes not yet done are untouched, the tier keeps serving.
 
-    Moving a VIP resets the client connections in flight on it (measured in the
-    lab: a few requests per move under load). Changes that only reload the daemons
-    are hitless without it: pillar='{"handover_vips": false}' keeps the VIPs in
-    place and only drains nginx. Keep the default for anything that restarts
-    HAProxy or keepalived (package upgrades). -#}
+    Pillar keys: target/tgt_type (the proxy nodes), sls (what to apply),
+    reinstall (reinstall nginx, haproxy, keepalived before applying), and
+    handover_vips (default true; false keeps the VIPs in place and only drains
+    nginx: enough for changes that only reload the daemons). -#}
 {%- set target = salt["pillar.get"]("target", "proxy*") %}
 {%- set tgt_type = salt["pillar.get"]("tgt_type", "glob") %}
 {%- set sls = salt["pillar.get"]("sls", "proxytier") %}
 {%- set handover = salt["pillar.get"]("handover_vips", True) %}
+{%- set reinstall = salt["pillar.get"]("reinstall", False) %}
 {%- set nodes = salt["saltutil.runner"]("manage.up", tgt=target, tgt_type=tgt_type) | sort %}
 {%- if not nodes %}
 
@@ -25,49 +28,43 @@ proxytier-rolling-no-nodes:
 {%- endif %}
 {%- for node in nodes %}
 {%-   set previous = loop.previtem if not loop.first else None %}
+{%-   set steps = ["drain"] + (["release"] if handover else []) + (["reinstall"] if reinstall else [])
+              + ["apply", "verify"] + (["reclaim"] if handover else []) + ["ready"] %}
+{%-   for step in steps %}
+{%-     set id = "proxytier-rolling-" ~ node ~ "-" ~ step %}
+{%-     set after = ("proxytier-rolling-" ~ node ~ "-" ~ loop.previtem) if not loop.first
+                    else (("proxytier-rolling-" ~ previous ~ "-ready") if previous else None) %}
 
-proxytier-rolling-{{ node }}-drain:
-  salt.function:
-    - name: proxytier.member_state
-    - tgt: {{ target | json }}
-    - tgt_type: {{ tgt_type }}
-    - arg: [{{ node }}, drain]
-{%-   if previous %}
-    - require:
-      - salt: proxytier-rolling-{{ previous }}-ready
-{%-   endif %}
-
-{%-   if handover %}
-
-proxytier-rolling-{{ node }}-handover:
-  salt.function:
-    - name: service.stop
-    - tgt: {{ node }}
-    - arg: [keepalived]
-    - require:
-      - salt: proxytier-rolling-{{ node }}-drain
-{%-   endif %}
-
-proxytier-rolling-{{ node }}-apply:
+{{ id }}:
+{%-     if step == "apply" %}
   salt.state:
     - tgt: {{ node }}
     - sls: {{ sls }}
-    - require:
-      - salt: proxytier-rolling-{{ node }}-{{ "handover" if handover else "drain" }}
-
-proxytier-rolling-{{ node }}-verify:
+{%-     else %}
   salt.function:
-    - name: proxytier.verify
-    - tgt: {{ node }}
-    - require:
-      - salt: proxytier-rolling-{{ node }}-apply
-
-proxytier-rolling-{{ node }}-ready:
-  salt.function:
+{%-       if step in ("drain", "ready") %}
     - name: proxytier.member_state
     - tgt: {{ target | json }}
     - tgt_type: {{ tgt_type }}
-    - arg: [{{ node }}, ready]
+    - arg: [{{ node }}, {{ step }}]
+{%-       elif step in ("release", "reclaim") %}
+    - name: proxytier.handover
+    - tgt: {{ target | json }}
+    - tgt_type: {{ tgt_type }}
+    - arg: [{{ node }}, {{ step }}]
+{%-       elif step == "reinstall" %}
+    - name: proxytier.reinstall
+    - tgt: {{ node }}
+{%-       elif step == "verify" %}
+    - name: proxytier.verify
+    - tgt: {{ node }}
+    - kwarg:
+        vips: {{ not handover }}
+{%-       endif %}
+{%-     endif %}
+{%-     if after %}
     - require:
-      - salt: proxytier-rolling-{{ node }}-verify
+      - salt: {{ after }}
+{%-     endif %}
+{%-   endfor %}
 {%- endfor %}
