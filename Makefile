@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.proxytier-deps
 # Unit, render and exporter tests first; the lab integration tests (slow, real cluster) last.
-FAST_TESTS := $(filter-out tests/integration/ tests/__pycache__/,$(wildcard tests/*/)) $(wildcard tests/test_*.py)
+FAST_TESTS := $(filter-out tests/integration/ tests/node/ tests/__pycache__/,$(wildcard tests/*/)) $(wildcard tests/test_*.py)
 PYTEST_ARGS ?=
 # every test is bounded (the lab tests set their own, longer, limits)
 PYTEST := $(PY) -m pytest --timeout=300
