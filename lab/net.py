@@ -67,8 +67,14 @@ def backend_up(be: config.Backend) -> None:
     run([*ns, "ip", "link", "set", "lo", "up"])
     run([*ns, "ip", "address", "add", f"{be.address}/{config.PREFIX}", "dev", "eth0"])
     run([*ns, "ip", "link", "set", "eth0", "up"])
+    start_server(be)
+
+
+def start_server(be: config.Backend) -> None:
+    """Start the backend's HTTP server in its (existing) namespace, as after a crash; wait for /healthz."""
     spawn(
-        [*ns, sys.executable, SERVER, "--name", be.name, "--bind", be.address, "--port", str(be.port)],
+        ["ip", "netns", "exec", be.netns, sys.executable, SERVER, "--name", be.name, "--bind", be.address,
+         "--port", str(be.port)],
         BACKEND_DIR / f"{be.name}.log",
         backend_pidfile(be.name),
     )

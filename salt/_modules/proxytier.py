@@ -892,9 +892,27 @@ def verify(timeout: float = 30.0, vips: bool = True) -> dict[str, Any]:
         except OSError:
             return False
 
+    def proxied_ok(listen: str, path: str) -> bool:
+        """GET through a PROXY protocol listener: a v1 header first, as HAProxy would send (v2)."""
+        import socket
+
+        host, port = listen.rsplit(":", 1)
+        try:
+            with socket.create_connection((host, int(port)), timeout=2) as sock:
+                sock.sendall(
+                    f"PROXY TCP4 127.0.0.1 {host} 1 {port}\r\n".encode()
+                    + f"GET {path} HTTP/1.0\r\nHost: proxytier-verify\r\n\r\n".encode()
+                )
+                return sock.recv(64).startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
+        except OSError:
+            return False
+
+    health = m["nginx"]["health_path"]
     for site in m["nginx"]["sites"]:
         checks[f"nginx {site['name']} on {site['listen']}"] = (
-            lambda s=site: http_ok(f"http://{s['listen']}{m['nginx']['health_path']}")
+            (lambda s=site: proxied_ok(s["listen"], health))
+            if site.get("proxy_protocol")
+            else (lambda s=site: http_ok(f"http://{s['listen']}{health}"))
         )
     checks["haproxy monitor"] = lambda: http_ok(f"http://127.0.0.1:{m['haproxy']['monitor_port']}/proxytier-monitor")
 

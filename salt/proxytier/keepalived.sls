@@ -41,6 +41,7 @@ proxytier-keepalived-restart-policy:
     - template: jinja
     - context:
         after: {{ [pt.params.services.haproxy ~ '.service', pt.params.services.nginx ~ '.service'] | json }}
+        release_vips: {{ pt.vrrp.instances | json }}
     - makedirs: True
     - mode: "0644"
     - require_in:

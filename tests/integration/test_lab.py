@@ -27,7 +27,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab import cluster, config, master, net, nodes, prometheus, tier
+from lab import chaos, cluster, config, master, net, nodes, prometheus, tier
 from lab.load import BackgroundLoad, run_load, table
 from lab.sh import run, wait_for
 
@@ -538,4 +538,51 @@ def test_7_node_stopped_vip_moves_to_survivor_and_node_returns(measure) -> None:
     wait_for("the VIPs to return to their preferred nodes", lambda: nodes.vip_holders() == initial, timeout=90)
     measure("node_start_to_vip_back", time.monotonic() - t_back)
     assert tier.services_active(victim) == dict.fromkeys(tier.DAEMONS, "active")
+    assert_serving()
+
+
+REPAIR_AFTER = 3.0  # seconds a fault that needs an operator (node off, link down, backend dead) lasts
+MOVE_WINDOW = 3.0  # failures are allowed only this long after a fault or its repair, and only if a VIP moves
+
+
+@pytest.mark.parametrize("event", sorted(chaos.EVENTS))
+def test_8_chaos_the_tier_recovers_unaided_and_loses_nothing_beyond_the_vip_move(event: str, measure) -> None:
+    """Issue 6 chaos matrix: each fault on the node holding the first VIP (daemons killed, node lost,
+    link down, a backend killed), under load through every VIP. The tier recovers unaided (after the
+    repair an operator would make, for faults that need one): every VIP back on its preferred node,
+    alone, every daemon active. Faults that move no VIP fail no request; the others fail requests
+    only within MOVE_WINDOW s of the fault or of its repair."""
+    ev = chaos.EVENTS[event]
+    chaos.wait_settled()  # start from the preferred placement, not from the previous test's recovery
+    victim = config.node(chaos.HOME[config.VIPS[0]][0])
+    with BackgroundLoad(config.VIPS, seconds=300, concurrency=3, timeout=2) as bg:
+        time.sleep(1)
+        t_fault = time.monotonic()
+        repair = ev.inject(victim)
+        t_repair = t_repaired = None
+        if repair:
+            time.sleep(REPAIR_AFTER)
+            t_repair = time.monotonic()
+            repair()  # a node boots during its repair: its VIPs may come back before repair() returns
+            t_repaired = time.monotonic()
+        if event == "keepalived_sigkill":  # SIGKILL leaves the addresses: they must not linger
+            wait_for("the VIP to be on one node only", tier.vips_settled, timeout=10, interval=0.05)
+        chaos.wait_settled()
+        # a backend back from the dead is retried by nginx after fail_timeout (10 s)
+        wait_for("every backend to serve through the tier again", lambda: BACKEND_NAMES <= set(
+            run_load(config.VIPS, requests=60, seconds=5, concurrency=3).by_backend), timeout=60, interval=0.5)
+        measure(f"chaos_{event}_to_settled", time.monotonic() - (t_repaired or t_fault))
+        time.sleep(1)
+    result = bg.result
+    assert result is not None and result.ok > 100, result
+    print(f"{event} on {victim.name}: {table(result)}")
+    failed = [s for s in result.samples if not s.ok]
+    MEASURED[f"chaos_{event}_failed_requests"] = len(failed)
+    windows = [(t_fault, t_fault + MOVE_WINDOW)]
+    if t_repair and t_repaired:
+        windows.append((t_repair, t_repaired + MOVE_WINDOW))
+    outside = [round(s.start - t_fault, 2) for s in failed if not any(a - 0.1 <= s.start <= b for a, b in windows)]
+    if not ev.moves_vip:
+        assert not failed, f"{event} moves no VIP, yet: {result.summary()}"
+    assert not outside, f"{event}: requests failed outside the VIP-move windows, at +{outside} s: {result.summary()}"
     assert_serving()

@@ -47,10 +47,10 @@ def tls_pem(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return (d / "cert.pem").read_text(), (d / "key.pem").read_text()
 
 
-def seed_pillar(cert: str, key: str) -> dict[str, Any]:
-    """Seed mode: two nodes, one VIP, TLS terminated by HAProxy."""
+def seed_pillar(cert: str, key: str, members: int = 2) -> dict[str, Any]:
+    """Seed mode: two nodes (or `members`), one VIP, TLS terminated by HAProxy."""
     p = example_pillar()
-    p["members"] = p["members"][:2]
+    p["members"] = p["members"][:members]
     p["vips"] = p["vips"][:1]
     p["sites"][0]["tls"] = {"certificate": cert, "key": key, "redirect_http": True}
     return p
@@ -90,10 +90,12 @@ def check(name: str, path: Path, address: str) -> subprocess.CompletedProcess[st
 
 
 @pytest.mark.parametrize(
-    ("layout", "nodes"), [("seed", ["proxy1", "proxy2"]), ("active-active", ["proxy1", "proxy2", "proxy3"])]
+    ("layout", "nodes"),
+    [("seed", ["proxy1"]), ("seed", ["proxy1", "proxy2"]), ("active-active", ["proxy1", "proxy2", "proxy3"])],
 )
 def test_daemons_accept_every_node(layout: str, nodes: list[str], tls_pem: tuple[str, str], tmp_path: Path) -> None:
-    pillar = seed_pillar(*tls_pem) if layout == "seed" else active_active_pillar(*tls_pem)
+    # one node alone (no peer: no unicast_peer block, which keepalived would refuse empty), two, three
+    pillar = seed_pillar(*tls_pem, members=len(nodes)) if layout == "seed" else active_active_pillar(*tls_pem)
     for node in nodes:
         model, paths = render_node(pillar, node, tmp_path)
         assert model["mode"] == layout

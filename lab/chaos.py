@@ -1,0 +1,114 @@
+"""Faults the lab can inject into a running tier, shared by the chaos tests (make test) and
+bench/failover. Each fault hits one victim node (or one backend) and returns the repair an
+operator would make, or None when the tier heals by itself (systemd brings a killed daemon back).
+
+    repair = chaos.EVENTS["keepalived_sigkill"].inject(config.node("proxy1"))
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lab import config, net, nodes, tier
+from lab.sh import read_pidfile, run, wait_for
+
+Repair = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    doc: str
+    moves_vip: bool  # the victim's VIPs move (their clients see a failover); else nothing may fail
+    inject: Callable[[config.Node], Repair | None]
+
+
+def _kill(node: config.Node, comm: str, sig: signal.Signals) -> None:
+    procs = tier.daemon_processes(node, comm)
+    if not procs:
+        raise RuntimeError(f"no {comm} process on {node.name} to kill")
+    for _, pid, _ in procs:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass  # a worker that went with its master
+
+
+def _killer(comm: str, sig: signal.Signals) -> Callable[[config.Node], None]:
+    def inject(node: config.Node) -> None:
+        _kill(node, comm, sig)
+
+    return inject
+
+
+def _node_lost(node: config.Node) -> Repair:
+    nodes.stop(node, wait=False)  # the container powers off (a clean shutdown, as a host going away)
+
+    def repair() -> None:
+        wait_for(f"{node.name} to stop", lambda: not nodes.running(node), timeout=90)
+        nodes.stop(node)
+        nodes.start(node)
+        nodes.wait_booted(node)
+
+    return repair
+
+
+def bridge_port(node: config.Node) -> str:
+    return f"vb-{node.name}"  # the host side of the node's link, a port of the lab bridge
+
+
+def _link_down(node: config.Node) -> Repair:
+    run(["ip", "link", "set", bridge_port(node), "down"])
+    return lambda: run(["ip", "link", "set", bridge_port(node), "up"])
+
+
+def _backend_sigkill(node: config.Node) -> Repair:
+    """The backend paired with the victim's index (be1 for proxy1): killed, then started again."""
+    be = config.BACKENDS[config.NODES.index(node) % len(config.BACKENDS)]
+    pid = read_pidfile(net.backend_pidfile(be.name))
+    if pid is None:
+        raise RuntimeError(f"backend {be.name} is not running")
+    os.kill(pid, signal.SIGKILL)
+    return lambda: net.start_server(be)  # the process restarted on its host, as a supervisor would
+
+
+EVENTS: dict[str, Event] = {
+    e.name: e
+    for e in (
+        Event("haproxy_sigkill", "every HAProxy process on the node SIGKILLed", True,
+              _killer("haproxy", signal.SIGKILL)),
+        Event("keepalived_sigterm", "keepalived SIGTERMed (clean exit, priority-0 adverts)", True,
+              _killer("keepalived", signal.SIGTERM)),
+        Event("keepalived_sigkill", "keepalived SIGKILLed (its VIP addresses are left behind)", True,
+              _killer("keepalived", signal.SIGKILL)),
+        Event("nginx_sigkill", "every nginx process on the node SIGKILLed", False, _killer("nginx", signal.SIGKILL)),
+        Event("backend_sigkill", "one application backend SIGKILLed, started again 3 s later", False,
+              _backend_sigkill),
+        Event("node_lost", "the node's container powers off; started again later", True, _node_lost),
+        Event("link_down", "the node's link to the bridge goes down; up again later", True, _link_down),
+    )
+}
+
+
+# where every VIP lives when nothing is wrong: VIP i on node i (the lab pillar's rotation)
+HOME: dict[str, list[str]] = {vip: [node.name] for vip, node in zip(config.VIPS, config.NODES, strict=True)}
+
+
+def settled(initial: dict[str, list[str]] = HOME) -> bool:
+    """The tier is whole again: every VIP on its preferred node only, every daemon active."""
+    if nodes.vip_holders() != initial:
+        return False
+    return all(
+        nodes.running(n) and tier.services_active(n) == dict.fromkeys(tier.DAEMONS, "active") for n in config.NODES
+    )
+
+
+def wait_settled(initial: dict[str, list[str]] = HOME, timeout: float = 120) -> float:
+    t0 = time.monotonic()
+    wait_for("the tier to settle (VIPs home, daemons active)", lambda: settled(initial), timeout=timeout,
+             interval=0.2)
+    return time.monotonic() - t0
