@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab import config, net, nodes, tier
+from lab.load import run_load
 from lab.sh import read_pidfile, run, wait_for
 
 Repair = Callable[[], None]
@@ -28,14 +29,23 @@ class Event:
 
 
 def _kill(node: config.Node, comm: str, sig: signal.Signals) -> None:
+    """Send sig to every `comm` process of the node. For SIGKILL, repeat until none is left: a master
+    can fork a new worker between two kills, and systemd inside the lab's containers cannot always
+    reap a unit's leftover processes (reading the cgroup fails with EIO on some hosts), so a surviving
+    orphan worker would keep the ports and the restarted daemon could never bind them."""
     procs = tier.daemon_processes(node, comm)
     if not procs:
         raise RuntimeError(f"no {comm} process on {node.name} to kill")
-    for _, pid, _ in procs:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass  # a worker that went with its master
+    for _ in range(20 if sig == signal.SIGKILL else 1):
+        for _, pid, _ in sorted(procs, key=lambda p: p[2]):  # oldest (the master) first
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass  # a worker that went with its master
+        procs = tier.daemon_processes(node, comm)
+        if not procs:
+            return
+        time.sleep(0.02)
 
 
 def _killer(comm: str, sig: signal.Signals) -> Callable[[config.Node], None]:
@@ -107,8 +117,16 @@ def settled(initial: dict[str, list[str]] = HOME) -> bool:
     )
 
 
+def serving() -> bool:
+    """Clients reach every VIP promptly (a stale ARP entry on the client side shows here, not above)."""
+    result = run_load(config.VIPS, requests=30, seconds=5, concurrency=3, timeout=0.5)
+    return result.failed == 0 and max(x.end - x.start for x in result.samples) < 0.3
+
+
 def wait_settled(initial: dict[str, list[str]] = HOME, timeout: float = 120) -> float:
     t0 = time.monotonic()
     wait_for("the tier to settle (VIPs home, daemons active)", lambda: settled(initial), timeout=timeout,
+             interval=0.2)
+    wait_for("every VIP to answer promptly", serving, timeout=max(10.0, timeout - (time.monotonic() - t0)),
              interval=0.2)
     return time.monotonic() - t0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,7 +28,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab import chaos, cluster, config, master, net, nodes, prometheus, tier
+from lab import chaos, cluster, config, master, net, nodecheck, nodes, prometheus, tier
 from lab.load import BackgroundLoad, run_load, table
 from lab.sh import run, wait_for
 
@@ -178,6 +179,16 @@ def test_3b_exporter_on_every_node_agrees_with_the_kernel_on_vip_ownership() -> 
         assert collectors(samples) == dict.fromkeys(
             ("haproxy", "keepalived", "nginx", "nginx_access_log", "vip"), 1.0
         ), f"{node.name}: {collectors(samples)}"
+
+
+def test_3d_node_checks_shared_with_kitchen_pass_on_every_node() -> None:
+    """Issue 7: the testinfra node checks kitchen's verifier runs (tests/node) pass on every lab node,
+    through testinfra's salt backend."""
+    rc, output = nodecheck.run_node_checks("proxy*")
+    print(output[-2000:])
+    assert rc == 0, output[-4000:]
+    passed = re.search(r"(\d+) passed", output)
+    assert passed and int(passed.group(1)) >= 3 * 15, f"too few node checks ran:\n{output[-2000:]}"
 
 
 def promql(expr: str) -> list[dict[str, Any]]:

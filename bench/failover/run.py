@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Failover benchmark in the lab: every chaos event (lab/chaos.py) on the node holding VIP-1, under an
+open-loop probe (a new connection every 10 ms through each VIP), repeated, for keepalived's own timing
+defaults and for proxytier's, in one run. Writes bench/out/failover-<time>.json, one timeline PNG per
+event and profile (the median repetition) under bench/failover/plots/, and the failover section of
+BENCHMARKS.md.
+
+Needs the lab up with the formula applied (`make demo`, or `make lab-up` and an apply), as root:
+
+    .venv/bin/python -m bench.failover.run [--reps 3] [--events node_lost,haproxy_sigkill]
+
+Bounded: each repetition probes for at most 60 s; the whole run stops after --max-minutes.
+The lab's pillar override is removed at the end (the tier returns to the checkout's pillar).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.failover import plot, report, stats
+from bench.failover.probe import BackgroundProbe, Target
+from lab import chaos, config, master, tier
+from lab.sh import log
+
+PLOTS = Path(__file__).resolve().parent / "plots"
+REPAIR_AFTER = 3.0  # a fault that needs an operator (node off, link down, dead backend) lasts this long
+TAIL = 2.0  # seconds probed after the tier settled
+
+# The VRRP timing knobs proxytier tunes, at keepalived's own defaults (keepalived.conf(5)): VRRPv2 with
+# 1 s adverts, 5 s before the second gratuitous ARP burst, no ARP on hearing a lower-priority master.
+KEEPALIVED_DEFAULTS = {
+    "version": 2,
+    "advert_interval": 1,
+    "garp_master_delay": 5,
+    "garp_lower_prio_repeat": 0,
+    "check_rise": 1,
+}
+PROFILES = {
+    "proxytier-defaults": {},
+    "keepalived-defaults": KEEPALIVED_DEFAULTS,
+}
+# events whose repair is an event of its own (the node or link coming back, its VIP preempted back)
+RETURNS = {"node_lost": "node_returns", "link_down": "link_up"}
+
+
+class Sampler:
+    """Polls every node's exporter (VRRP state per instance, VIPs owned) while a repetition runs."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.vrrp: list[tuple[float, str, str, str]] = []
+        self.holders: list[tuple[float, str, str | None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="failover-sampler")
+
+    def _scrape(self, node: config.Node) -> tuple[dict[str, str], set[str]] | None:
+        url = f"http://{config.check_lab_address(node.address)}:{config.EXPORTER_PORT}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=0.3) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
+        states, owned = {}, set()
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "proxytier_keepalived_vrrp_state" and s.value == 1:
+                    states[s.labels["vrrp_instance"]] = s.labels["state"]
+                elif s.name == "proxytier_vip_owned" and s.value == 1:
+                    owned.add(s.labels["vip"])
+        return states, owned
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 120
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            t = time.monotonic()
+            owners: dict[str, str | None] = dict.fromkeys(config.VIPS)
+            for node in config.NODES:
+                got = self._scrape(node)
+                if got is None:
+                    self.vrrp.extend((t, node.name, inst, "STOPPED") for inst in instances())
+                    continue
+                states, owned = got
+                self.vrrp.extend((t, node.name, inst, states.get(inst, "STOPPED")) for inst in instances())
+                for vip in owned & set(owners):
+                    owners[vip] = node.name
+            self.holders.extend((t, vip, who) for vip, who in owners.items())
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - t)))
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def instances() -> list[str]:
+    return [f"VI_{v['vrid']}" for v in tier.default_pillar()["proxytier"]["vips"]]
+
+
+def apply_profile(name: str, vrrp: dict) -> None:
+    data = tier.default_pillar()
+    data["proxytier"].setdefault("vrrp", {}).update(vrrp)
+    if vrrp:
+        tier.write_pillar(data)
+    else:
+        tier.clear_pillar_override()
+    log(f"profile {name}: applying {vrrp or 'the formula defaults'}")
+    res = tier.apply()
+    bad = [n for n, m in res.minions.items() if not m.ok]
+    if bad:
+        raise SystemExit(f"apply of profile {name} failed on {bad}:\n{res.describe()}")
+    chaos.wait_settled()
+
+
+def one_rep(event: str, targets: list[Target]) -> dict:
+    ev = chaos.EVENTS[event]
+    chaos.wait_settled()
+    victim = config.node(chaos.HOME[config.VIPS[0]][0])
+    with Sampler() as sampler:
+        probe = BackgroundProbe(targets, interval=0.01, timeout=2.0, max_seconds=60).start()
+        time.sleep(1.5)
+        t_fault = time.monotonic()
+        repair = ev.inject(victim)
+        t_repair = None
+        if repair:
+            time.sleep(REPAIR_AFTER)
+            t_repair = time.monotonic()
+            repair()
+        chaos.wait_settled(timeout=45)
+        time.sleep(TAIL)
+        result = probe.stop()
+    if event == "node_lost":  # its minion reconnects before the next repetition applies anything
+        master.wait_ping([victim.name], timeout=90)
+    return {"result": result, "t_fault": t_fault, "t_repair": t_repair, "vrrp": sampler.vrrp,
+            "holders": sampler.holders, "victim": victim.name}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3, help="repetitions per event and profile (1..10)")
+    ap.add_argument("--events", default=",".join(sorted(chaos.EVENTS)), help="comma-separated chaos events")
+    ap.add_argument("--max-minutes", type=float, default=40.0, help="stop starting repetitions after this")
+    ap.add_argument("--output", default=str(report.REPO / "BENCHMARKS.md"))
+    args = ap.parse_args(argv)
+    reps_n = max(1, min(args.reps, 10))
+    events = [e for e in args.events.split(",") if e]
+    unknown = [e for e in events if e not in chaos.EVENTS]
+    if unknown:
+        ap.error(f"unknown events {unknown}; known: {', '.join(sorted(chaos.EVENTS))}")
+    deadline = time.monotonic() + args.max_minutes * 60
+    targets = [Target(vip, 80, "/lab") for vip in config.VIPS]
+    names = [t.name for t in targets]
+    labels = {t.name: f"VIP-{i + 1} {t.address}" for i, t in enumerate(targets)}
+    run = report.new_run(
+        profiles=PROFILES, reference="proxytier-defaults",
+        settings={"interval": 0.01, "timeout": 2.0, "good_latency": stats.GOOD_LATENCY, "settle": stats.SETTLE,
+                  "reps": reps_n, "repair_after": REPAIR_AFTER, "victim": "the node holding VIP-1",
+                  "targets": names},
+        notes=["Every event hits the node holding VIP-1 (proxy1) under the probe; VIP-2 and VIP-3 show "
+               "what the other nodes' clients saw.",
+               "keepalived-defaults changes only the VRRP timing knobs; HAProxy, nginx and systemd "
+               "settings stay proxytier's in both profiles."],
+    )
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        for profile, vrrp in PROFILES.items():
+            apply_profile(profile, vrrp)
+            for event in events:
+                figures: dict[str, list[dict]] = {event: []}
+                kept: dict[str, list[tuple]] = {event: []}
+                for rep in range(reps_n):
+                    if time.monotonic() > deadline:
+                        log("time budget used up: no more repetitions")
+                        break
+                    r = one_rep(event, targets)
+                    records = r["result"].records
+                    parts = [(event, r["t_fault"], r["t_repair"])]
+                    if event in RETURNS and r["t_repair"]:
+                        parts.append((RETURNS[event], r["t_repair"], None))
+                    for name, t0, until in parts:
+                        figs = stats.event_stats(records, t0, names, until=until)
+                        figures.setdefault(name, []).append(figs)
+                        kept.setdefault(name, []).append((records, t0, r["vrrp"], r["holders"]))
+                        log(f"{profile} {name} rep {rep + 1}: outage {figs['outage']:.3f} s, "
+                            f"failed {figs['failed']}, slow {figs['slow']}")
+                for name, reps in figures.items():
+                    if not reps:
+                        continue
+                    i = stats.median_rep(reps)
+                    records, t0, vrrp_s, holders = kept[name][i]
+                    png = plot.timeline(PLOTS / f"{name}-{profile}.png", records, t0, event=name, profile=profile,
+                                        vrrp=vrrp_s, holders=holders, targets=names, target_labels=labels,
+                                        window=(1.5, 8.0))
+                    doc = chaos.EVENTS[name].doc if name in chaos.EVENTS else f"the repair of {event} (preempt back)"
+                    report.add_event(run, event=name, profile=profile, reps=reps, plot=png, description=doc)
+    finally:
+        tier.clear_pillar_override()
+        tier.apply()
+    path = report.save_run(run)
+    report.write_report([path], args.output)
+    log(f"results: {path}; report: {args.output}; plots: {PLOTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
