@@ -66,13 +66,13 @@ DEFAULTS: dict[str, Any] = {
         "maxconn": None,
         "retries": 2,
         "timeouts": {
-            "connect": "2s",
+            "connect": "500ms",  # LAN: a dead node's nginx costs 0.5 s, then a retry elsewhere
             "client": "30s",
             "server": "30s",
             "http_request": "10s",
             "http_keep_alive": "10s",
             "queue": "10s",
-            "check": "2s",
+            "check": "500ms",
         },
         "check": {"inter": "1s", "fastinter": "250ms", "downinter": "1s", "fall": 2, "rise": 2},
         "extra": {"global": [], "defaults": []},
