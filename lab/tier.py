@@ -109,6 +109,17 @@ def pillar_with_backend(extra: config.Backend) -> dict[str, Any]:
     return data
 
 
+def pillar_with_comment(line: str) -> dict[str, Any]:
+    """The lab pillar plus a harmless comment line in each of nginx.conf, haproxy.cfg and
+    keepalived.conf: a change that makes every daemon reload."""
+    data = default_pillar()
+    pt = data["proxytier"]
+    pt.setdefault("nginx", {}).setdefault("extra", {})["http"] = [line]
+    pt.setdefault("haproxy", {}).setdefault("extra", {})["defaults"] = [line]
+    pt.setdefault("vrrp", {}).setdefault("extra", {})["global_defs"] = [line]
+    return data
+
+
 def pillar_with_vrid(index: int, vrid: int) -> dict[str, Any]:
     data = copy.deepcopy(default_pillar())
     data["proxytier"]["vips"][index]["vrid"] = vrid

@@ -150,13 +150,18 @@ def add_event(run: dict, *, event: str, profile: str, reps: list[dict], plot: st
     return entry
 
 
-def save_run(run: dict, out_dir: str | Path = REPO / "bench" / "out") -> Path:
+def save_json(run: dict, name: str, out_dir: str | Path = REPO / "bench" / "out") -> Path:
+    """Write any bench's run (with its "date") to bench/out/<name>-<date>.json; returns the path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stamp = run["date"].replace("-", "").replace(":", "").rstrip("Z")
-    path = out / f"{BENCH}-{stamp}.json"
+    path = out / f"{name}-{stamp}.json"
     path.write_text(json.dumps(run, indent=1) + "\n")
     return path
+
+
+def save_run(run: dict, out_dir: str | Path = REPO / "bench" / "out") -> Path:
+    return save_json(run, BENCH, out_dir)
 
 
 # ---- failover runs: the markdown

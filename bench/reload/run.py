@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import statistics
 import sys
 import time
@@ -29,13 +28,7 @@ FILES = ("proxytier-nginx-config", "proxytier-haproxy-config", "proxytier-keepal
 
 
 def change(i: int) -> dict:
-    data = tier.default_pillar()
-    pt = data["proxytier"]
-    line = f"# bench reload {i}"
-    pt.setdefault("nginx", {}).setdefault("extra", {})["http"] = [line]
-    pt.setdefault("haproxy", {}).setdefault("extra", {})["defaults"] = [line]
-    pt.setdefault("vrrp", {}).setdefault("extra", {})["global_defs"] = [line]
-    return data
+    return tier.pillar_with_comment(f"# bench reload {i}")
 
 
 def render(run: dict) -> str:
@@ -106,10 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     "errors": dict(errors), "slowest": round(slowest, 3),
                     "apply_median": statistics.median(durations)},
     }
-    out = report.REPO / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"reload-{run['date'].replace('-', '').replace(':', '').rstrip('Z')}.json"
-    path.write_text(json.dumps(run, indent=1) + "\n")
+    path = report.save_json(run, "reload")
     text = render(run)
     print(text)
     report.write_section(Path(args.output), "reload", text)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import socket
 import statistics
 import sys
@@ -171,10 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_round": per_round,
         "results": {p: {k: statistics.median(v) for k, v in d.items()} for p, d in per_round.items()},
     }
-    out = report.REPO / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"throughput-{run['date'].replace('-', '').replace(':', '').rstrip('Z')}.json"
-    path.write_text(json.dumps(run, indent=1) + "\n")
+    path = report.save_json(run, "throughput")
     text = render(run)
     print(text)
     report.write_section(Path(args.output), "throughput", text)

@@ -276,14 +276,7 @@ def test_4_pillar_edit_adds_and_removes_a_backend_without_failed_requests(clean_
 
 
 def change_touching_every_daemon(tag: str) -> dict[str, Any]:
-    """The lab pillar plus a harmless line in each of nginx.conf, haproxy.cfg and keepalived.conf."""
-    data = tier.default_pillar()
-    pt = data["proxytier"]
-    line = f"# rolling-change {tag}"
-    pt.setdefault("nginx", {}).setdefault("extra", {})["http"] = [line]
-    pt.setdefault("haproxy", {}).setdefault("extra", {})["defaults"] = [line]
-    pt.setdefault("vrrp", {}).setdefault("extra", {})["global_defs"] = [line]
-    return data
+    return tier.pillar_with_comment(f"# rolling-change {tag}")
 
 
 def rolling(timeout: float = 600, **pillar: Any) -> subprocess.CompletedProcess[str]:
