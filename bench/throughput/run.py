@@ -42,7 +42,12 @@ class Client:
     """One keep-alive HTTP/1.1 connection; get() returns after the whole body (Content-Length) is read."""
 
     def __init__(self, address: str, port: int) -> None:
-        self.sock = socket.create_connection((config.check_lab_address(address), port), timeout=5)
+        self.where = (config.check_lab_address(address), port)
+        self.reconnects = 0
+        self._connect()
+
+    def _connect(self) -> None:
+        self.sock = socket.create_connection(self.where, timeout=5)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
 
@@ -60,6 +65,10 @@ class Client:
             self._recv()
             rest = self.buf
         self.buf = rest[length:]
+        if b"\r\nconnection: close" in head.lower():  # e.g. nginx after keepalive_requests (1000)
+            self.sock.close()
+            self.reconnects += 1
+            self._connect()
 
     def _recv(self) -> None:
         data = self.sock.recv(65536)
