@@ -19,6 +19,7 @@ daemon's last states are never published.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
@@ -84,6 +85,16 @@ class InstanceView:
     adverts_received: float | None = None
     adverts_sent: float | None = None
     advert_errors: dict[str, float] = field(default_factory=dict)
+    vips: list[str] = field(default_factory=list)
+
+
+def _vip_address(text: str) -> str | None:
+    """'198.18.0.101/24 dev host0 ...' (keepalived.conf) or '198.18.0.101 dev ka0 ...' (JSON) -> the address."""
+    words = text.split()
+    try:
+        return str(ipaddress.ip_interface(words[0]).ip) if words else None
+    except ValueError:
+        return None
 
 
 # --- the FIFO source ---------------------------------------------------------------------------------
@@ -222,7 +233,8 @@ def fifo_views(config: dict[str, InstanceConfig], states: dict[str, FifoInstance
     for name in [*config, *(name for name in states if name not in config)]:
         conf = config.get(name, InstanceConfig(name))
         known = states.get(name)
-        view = InstanceView(name, conf.vrid, conf.interface, base_priority=conf.priority)
+        view = InstanceView(name, conf.vrid, conf.interface, base_priority=conf.priority,
+                            vips=[a for a in map(_vip_address, conf.vips) if a])
         if known is not None:
             view.state = known.state
             view.effective_priority = known.effective_priority
@@ -268,6 +280,7 @@ def parse_json_dump(text: str) -> list[InstanceView]:
             state=JSON_STATES.get(code, "UNKNOWN") if isinstance(code, int) else "UNKNOWN",
             base_priority=_num(data, "base_priority"),
             effective_priority=_num(data, "effective_priority"),
+            vips=[a for a in map(_vip_address, [v for v in data.get("vips") or [] if isinstance(v, str)]) if a],
             last_transition=_num(data, "last_transition"),
             become_master=_num(stats, "become_master"),
             release_master=_num(stats, "release_master"),
@@ -348,6 +361,12 @@ def instance_families(views: Sequence[InstanceView]) -> Iterator[Metric]:
         key: CounterMetricFamily(f"proxytier_keepalived_vrrp_{key}", doc, labels=_LABELS)
         for key, doc in counters.items()
     })
+    vip_info = GaugeMetricFamily(
+        "proxytier_keepalived_vrrp_vip_info",
+        "1 for each VIP the instance carries (keepalived.conf virtual_ipaddress or JSON data.vips): joins "
+        "proxytier_vip_owned{vip} to its instance.",
+        labels=[*_LABELS, "vip"],
+    )
     errors = CounterMetricFamily(
         "proxytier_keepalived_vrrp_advert_errors_total",
         "Invalid adverts received, by JSON stats field (packet_len_err, auth_failure, ...).",
@@ -356,6 +375,8 @@ def instance_families(views: Sequence[InstanceView]) -> Iterator[Metric]:
     for view in views:
         labels = [view.name, view.vrid, view.interface]
         add_state(labels, view.state)
+        for vip in view.vips:
+            vip_info.add_metric([*labels, vip], 1)
         for key, attribute in attributes.items():
             value = getattr(view, attribute)
             if value is not None:
@@ -364,6 +385,7 @@ def instance_families(views: Sequence[InstanceView]) -> Iterator[Metric]:
             errors.add_metric([*labels, error], value)
     yield state
     yield from families.values()
+    yield vip_info
     yield errors
 
 
@@ -402,5 +424,5 @@ class KeepalivedCollector:
     def describe(self) -> list[Metric]:
         keys = ("state", "base_priority", "effective_priority", "last_transition_timestamp_seconds",
                 "become_master_total", "release_master_total", "adverts_received_total",
-                "adverts_sent_total", "advert_errors_total")
+                "adverts_sent_total", "vip_info", "advert_errors_total")
         return describe_names(*(f"proxytier_keepalived_vrrp_{key}" for key in keys))
