@@ -109,6 +109,11 @@ def pillar_with_backend(extra: config.Backend) -> dict[str, Any]:
     return data
 
 
+def vrrp_instances() -> dict[str, str]:
+    """{VIP address: the VRRP instance that carries it, as the formula names it (VI_<vrid>)}."""
+    return {v["address"].split("/")[0]: f"VI_{v['vrid']}" for v in default_pillar()["proxytier"]["vips"]}
+
+
 def pillar_with_comment(line: str) -> dict[str, Any]:
     """The lab pillar plus a harmless comment line in each of nginx.conf, haproxy.cfg and
     keepalived.conf: a change that makes every daemon reload."""

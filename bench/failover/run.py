@@ -55,6 +55,7 @@ class Sampler:
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
+        self.instances = list(tier.vrrp_instances().values())
         self.vrrp: list[tuple[float, str, str, str]] = []
         self.holders: list[tuple[float, str, str | None]] = []
         self._stop = threading.Event()
@@ -84,10 +85,10 @@ class Sampler:
             for node in config.NODES:
                 got = self._scrape(node)
                 if got is None:
-                    self.vrrp.extend((t, node.name, inst, "STOPPED") for inst in instances())
+                    self.vrrp.extend((t, node.name, inst, "STOPPED") for inst in self.instances)
                     continue
                 states, owned = got
-                self.vrrp.extend((t, node.name, inst, states.get(inst, "STOPPED")) for inst in instances())
+                self.vrrp.extend((t, node.name, inst, states.get(inst, "STOPPED")) for inst in self.instances)
                 for vip in owned & set(owners):
                     owners[vip] = node.name
             self.holders.extend((t, vip, who) for vip, who in owners.items())
@@ -100,10 +101,6 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-
-
-def instances() -> list[str]:
-    return [f"VI_{v['vrid']}" for v in tier.default_pillar()["proxytier"]["vips"]]
 
 
 def apply_profile(name: str, vrrp: dict) -> None:

@@ -160,8 +160,7 @@ def collectors(samples: list[Any]) -> dict[str, float]:
 
 def instance_of(vip: str) -> str:
     """The VRRP instance that carries a VIP, as the formula names it (VI_<vrid>)."""
-    vips = tier.default_pillar()["proxytier"]["vips"]
-    return next(f"VI_{v['vrid']}" for v in vips if v["address"].split("/")[0] == vip)
+    return tier.vrrp_instances()[vip]
 
 
 def test_3b_exporter_on_every_node_agrees_with_the_kernel_on_vip_ownership() -> None:
