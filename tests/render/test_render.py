@@ -105,6 +105,22 @@ def test_daemons_accept_every_node(layout: str, nodes: list[str], tls_pem: tuple
         assert "ssl crt" in paths["haproxy"].read_text()
 
 
+@pytest.mark.parametrize("on_error", ["mark-down", "sudden-death", "none"])
+def test_haproxy_observes_live_traffic_unless_told_not_to(on_error: str, tmp_path: Path) -> None:
+    pillar = example_pillar()
+    pillar.setdefault("haproxy", {})["check"] = {"on_error": on_error, "error_limit": 2}
+    model, paths = render_node(pillar, "proxy1", tmp_path)
+    servers = [line for line in paths["haproxy"].read_text().splitlines() if "default-server" in line]
+    assert servers
+    for line in servers:
+        if on_error == "none":
+            assert "observe" not in line and "on-error" not in line, line
+        else:
+            assert f"observe layer4 error-limit 2 on-error {on_error}" in line, line
+    res = check("haproxy", paths["haproxy"], model["node"]["address"])
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 BROKEN_EXTRA = {
     "nginx": (("nginx", "extra", "http"), "no_such_directive on;", "no_such_directive"),
     "haproxy": (("haproxy", "extra", "defaults"), "no-such-keyword 1", "no-such-keyword"),
