@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import stat
 import threading
@@ -216,6 +217,7 @@ class AccessLogReceiver(StreamReader):
 
     thread_name = "nginx-access-log"
     source = "the syslog socket"
+    BATCH = 256  # datagrams read without waiting after each wake-up (then the stop flag is checked)
 
     def __init__(self, path: str, stats: AccessLogStats, mode: int = 0o660):
         super().__init__(path)
@@ -225,15 +227,22 @@ class AccessLogReceiver(StreamReader):
 
     def _open(self) -> None:
         self._sock = open_datagram_socket(self.path, self.mode)
-        self._sock.settimeout(0.5)
+        self._sock.setblocking(False)
+        self._poll = select.poll()
+        self._poll.register(self._sock, select.POLLIN)
 
     def _read_once(self) -> None:
+        """Wait up to 0.5 s for a datagram, then read every queued one: under load, one wake-up
+        handles many lines (at most BATCH, then the stop flag is checked again)."""
         assert self._sock is not None
-        try:
-            data = self._sock.recv(65536)
-        except TimeoutError:
+        if not self._poll.poll(500):
             return
-        self.stats.observe_datagram(data)
+        for _ in range(self.BATCH):
+            try:
+                data = self._sock.recv(65536)
+            except BlockingIOError:
+                return
+            self.stats.observe_datagram(data)
 
     def _close(self) -> None:
         if self._sock is not None:

@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
         "monitor_port": 8405,
         "maxconn": None,
         "retries": 2,
+        # nginx logs every request (its access log and the exporter's stream); HAProxy logs the
+        # abnormal ones (errors, retries, redispatches, aborts) unless told "all"
+        "log_requests": "abnormal",
         "timeouts": {
             "connect": "500ms",  # LAN: a dead node's nginx costs 0.5 s, then a retry elsewhere
             "client": "30s",
@@ -453,6 +456,10 @@ def build_model(
             if haproxy_cfg["maxconn"] is None
             else _int(haproxy_cfg["maxconn"], ("haproxy", "maxconn"), 1, 10_000_000, "maxconn"),
             "retries": _int(haproxy_cfg["retries"], ("haproxy", "retries"), 0, 10, "retries"),
+            "log_requests": _choice(
+                haproxy_cfg["log_requests"], ("haproxy", "log_requests"), ("abnormal", "all"),
+                "abnormal (errors, retries, redispatches, aborts: nginx logs every request) or all",
+            ),
             "timeouts": {k: _duration(v, ("haproxy", "timeouts", k)) for k, v in haproxy_cfg["timeouts"].items()},
             "check": _haproxy_check(haproxy_cfg["check"]),
             "extra": {k: _lines(v, ("haproxy", "extra", k)) for k, v in haproxy_cfg["extra"].items()},
@@ -711,19 +718,22 @@ def _check_ports(
             claim(s["tls"]["port"], _p((*s["path"], "tls", "port")))
 
 
+def _choice(value: Any, path: tuple[Any, ...], choices: tuple[str, ...], fix: str) -> str:
+    if value not in choices:
+        raise _fail(path, value, fix)
+    return value
+
+
 ON_ERROR = ("mark-down", "sudden-death", "fail-check", "fastinter", "none")
 
 
 def _haproxy_check(raw: dict[str, Any]) -> dict[str, Any]:
     path = ("haproxy", "check")
-    on_error = raw["on_error"]
-    if on_error not in ON_ERROR:
-        raise _fail(
-            (*path, "on_error"),
-            on_error,
-            "one of " + ", ".join(ON_ERROR) + " (what HAProxy does after error_limit connection errors in a row "
-            "to a server; none: only health checks mark it down)",
-        )
+    on_error = _choice(
+        raw["on_error"], (*path, "on_error"), ON_ERROR,
+        "one of " + ", ".join(ON_ERROR) + " (what HAProxy does after error_limit connection errors in a row "
+        "to a server; none: only health checks mark it down)",
+    )
     return {
         "inter": _duration(raw["inter"], (*path, "inter")),
         "fastinter": _duration(raw["fastinter"], (*path, "fastinter")),

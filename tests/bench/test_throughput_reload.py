@@ -10,15 +10,17 @@ from bench.throughput import run as tput
 
 
 @pytest.fixture
-def local_paths(local_server, monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[str, int]]:
+def local_paths(local_server, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple[str, int]]]:
     servers = {name: local_server(f"127.0.0.{i}") for i, name in ((11, "direct"), (12, "nginx"), (13, "tier"))}
-    paths = {name: (s.address, s.port) for name, s in servers.items()}
+    second = local_server("127.0.0.14")
+    paths = {name: [(s.address, s.port)] for name, s in servers.items()}
+    paths["direct"].append((second.address, second.port))  # two targets, taken in turn
     monkeypatch.setattr(tput, "PATHS", paths)
     return paths
 
 
 def test_client_reads_whole_answers_on_one_keepalive_connection(local_paths) -> None:
-    client = tput.Client(*local_paths["direct"])
+    client = tput.Client(*local_paths["direct"][0])
     try:
         local = client.sock.getsockname()
         for _ in range(200):
@@ -38,6 +40,8 @@ def test_latency_and_throughput_measure_something_real(local_paths) -> None:
     lat = tput.latency("direct", 300)
     assert len(lat) == 300 and all(0 < x < 1 for x in lat)
     assert tput.pct(lat, 0.5) <= tput.pct(lat, 0.99)
+    new = tput.latency_new_connection("direct", 100)
+    assert len(new) == 100 and all(0 < x < 1 for x in new)
     rps = tput.throughput("nginx", concurrency=2, seconds=1.0)
     assert rps > 50  # a local Python server answers hundreds per second
 
@@ -49,16 +53,36 @@ def test_pct_picks_the_rank() -> None:
 
 
 def test_throughput_report_gives_differences_and_ratios(local_paths) -> None:
+    def r(p50: float, new: float | None, rps: float, cpu0: float) -> dict:
+        return {"p50": p50 * 1e-6, "p99": 3 * p50 * 1e-6, "new_p50": None if new is None else new * 1e-6,
+                "rps": rps, "cpu0_p50": cpu0 * 1e-6}
+
     run = {
         "date": "2026-01-01T00:00:00Z", "git_commit": "abc", "machine": {"cpu_model": "x", "cpus": 2},
-        "settings": {"rounds": 1, "requests": 10, "seconds": 1, "concurrency": 2},
-        "results": {"direct": {"p50": 100e-6, "p99": 300e-6, "rps": 1000.0},
-                    "nginx": {"p50": 150e-6, "p99": 400e-6, "rps": 800.0},
-                    "tier": {"p50": 230e-6, "p99": 600e-6, "rps": 500.0}},
+        "settings": {"rounds": 1, "requests": 10, "requests_new": 5, "seconds": 1, "concurrency": 2},
+        "paths": {"direct": [("198.18.0.21", 8080)], "tier": [("198.18.0.101", 80)]},
+        "results": {"direct": r(100, 300, 1000.0, 80), "relay x2": r(160, None, 700.0, 110),
+                    "tier": r(230, 450, 500.0, 150)},
     }
     text = tput.render(run)
-    assert "| tier | 230 | 600 | +130 | 500 | 0.50 |" in text
-    assert "| direct | 100 | 300 | +0 | 1000 | 1.00 |" in text
+    assert "| direct | 100 | +0 | 300 | 300 | +0 | 1000 | 1.00 | 80 | +0 |" in text
+    assert "| relay x2 | 160 | +60 | 480 | - | - | 700 | 0.70 | 110 | +30 |" in text
+    assert "| tier | 230 | +130 | 690 | 450 | +150 | 500 | 0.50 | 150 | +70 |" in text
+    assert "keep-alive p50: +70 us on both CPUs, +40 us on one CPU" in text
+
+
+def test_relays_chain_two_nodes_to_each_backend_on_lab_addresses() -> None:
+    from lab import config
+
+    by_port = {port: (node.name, address, upstream) for node, address, port, upstream in tput.RELAYS}
+    for i, be in enumerate(config.BACKENDS, start=1):
+        assert by_port[tput.relay_port(0, i)][2] == f"{be.address}:{be.port}"  # one hop
+        first = by_port[tput.relay_port(1, i)]  # two hops: proxy1 -> proxy2 -> the backend
+        second = by_port[tput.relay_port(2, i)]
+        assert first[0] != second[0] and first[2] == f"{second[1]}:{tput.relay_port(2, i)}"
+        assert second[2] == f"{be.address}:{be.port}"
+    for _name, address, _upstream in by_port.values():
+        config.check_lab_address(address)
 
 
 def test_reload_change_touches_all_three_configs_and_report_counts() -> None:

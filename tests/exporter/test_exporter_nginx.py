@@ -86,6 +86,25 @@ def test_access_log_received_over_the_socket_matches_golden_file(tmp_path, fixtu
         receiver.stop()
 
 
+def test_a_burst_is_read_whole_and_the_reader_stops_promptly(tmp_path, fixtures) -> None:
+    line = datagrams(fixtures)[0]
+    receiver = AccessLogReceiver(str(tmp_path / "access.sock"), AccessLogStats())
+    receiver.start()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as nginx:
+            for _ in range(2000):  # blocking sends: they wait while the queue (10 datagrams) is full
+                nginx.sendto(line, str(tmp_path / "access.sock"))
+        deadline = time.monotonic() + 5
+        while receiver.stats._lines < 2000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert receiver.stats._lines == 2000 and receiver.stats._malformed == 0
+        assert receiver.running
+    finally:
+        t = time.monotonic()
+        receiver.stop()
+        assert time.monotonic() - t < 1.5 and not receiver.running
+
+
 def test_captured_lines_parse_with_upstream_status_class_and_tries(fixtures) -> None:
     entries = [parse_datagram(line) for line in datagrams(fixtures)]
     assert AccessLogEntry("", "2xx", 0.0, 0) in entries  # location answered by nginx itself (204)

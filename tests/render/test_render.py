@@ -121,6 +121,19 @@ def test_haproxy_observes_live_traffic_unless_told_not_to(on_error: str, tmp_pat
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.parametrize(("log_requests", "rendered"), [(None, True), ("abnormal", True), ("all", False)])
+def test_haproxy_logs_only_abnormal_requests_by_default(log_requests: str | None, rendered: bool,
+                                                         tmp_path: Path) -> None:
+    pillar = example_pillar()
+    if log_requests:
+        pillar.setdefault("haproxy", {})["log_requests"] = log_requests
+    model, paths = render_node(pillar, "proxy1", tmp_path)
+    assert ("option dontlog-normal" in paths["haproxy"].read_text()) is rendered
+    assert "option httplog" in paths["haproxy"].read_text()
+    res = check("haproxy", paths["haproxy"], model["node"]["address"])
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 BROKEN_EXTRA = {
     "nginx": (("nginx", "extra", "http"), "no_such_directive on;", "no_such_directive"),
     "haproxy": (("haproxy", "extra", "defaults"), "no-such-keyword 1", "no-such-keyword"),

@@ -186,6 +186,7 @@ BAD = [
     ("haproxy", {"timeouts": {"connect": "soon"}}, "proxy1", ["proxytier:haproxy:timeouts:connect = 'soon'"]),
     ("haproxy", {"check": {"on_error": "markdown"}}, "proxy1",
      ["proxytier:haproxy:check:on_error = 'markdown'", "mark-down, sudden-death"]),
+    ("haproxy", {"log_requests": "none"}, "proxy1", ["proxytier:haproxy:log_requests = 'none'", "abnormal", "all"]),
     ("haproxy", {"check": {"error_limit": 0}}, "proxy1", ["proxytier:haproxy:check:error_limit = 0", "1..1000"]),
     ("vips", [], "proxy1", ["proxytier:vips = []", "at least one VIP"]),
     ("interface", "eth0 ; rm", "proxy1", ["proxytier:interface"]),
