@@ -83,9 +83,10 @@ DEFAULTS: dict[str, Any] = {
             "downinter": "1s",
             "fall": 2,
             "rise": 2,
-            # live traffic marks a server down after error_limit connection errors in a row, instead
-            # of waiting for fall failed checks (an unplugged node: 0.5 s instead of about 2 s)
-            "on_error": "mark-down",
+            # mark-down: live traffic marks a server down after error_limit connection errors in a
+            # row (an unplugged node costs 0.6 s instead of 2.15 s), but under reloads it timed out
+            # 12 of 161,612 requests (bench/reload, 15 changes) where "none" failed 0 of 158,874
+            "on_error": "none",
             "error_limit": 3,
         },
         "extra": {"global": [], "defaults": []},
