@@ -86,17 +86,10 @@ def outage_span(
     return begin, rs[-1].start, False
 
 
-def outage(
-    records: Iterable[_Rec],
-    target: str,
-    event_t: float,
-    *,
-    good_latency: float = GOOD_LATENCY,
-    settle: float = SETTLE,
-    until: float | None = None,
-) -> float:
-    """Client-observed outage in seconds of `target` after the event (see the module doc); 0.0 if none."""
-    span = outage_span(records, target, event_t, good_latency=good_latency, settle=settle, until=until)
+def outage(records: Iterable[_Rec], target: str, event_t: float, **options: float | None) -> float:
+    """Client-observed outage in seconds of `target` after the event (see the module doc); 0.0 if none.
+    Options as for outage_span (good_latency, settle, until)."""
+    span = outage_span(records, target, event_t, **options)
     return 0.0 if span is None else span[1] - span[0]
 
 
