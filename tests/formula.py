@@ -3,38 +3,34 @@ templates the way Salt does (plain Jinja, the model passed as `pt`)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import yaml
+from proxytier_model import build_model
+from proxytier_params import load_params
+from proxytier_schema import ProxytierError
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMULA = ROOT / "salt" / "proxytier"
 TEMPLATES = FORMULA / "templates"
 
+__all__ = ["FORMULA", "ROOT", "ProxytierError", "build_model", "example_pillar", "os_params", "render"]
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("proxytier_model", ROOT / "salt" / "_modules" / "proxytier.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["proxytier_model"] = module
-    spec.loader.exec_module(module)
-    return module
+DEBIAN_12 = {"os_family": "Debian", "os": "Debian", "osfinger": "Debian-12"}
 
 
-model_module = _load_module()
-build_model = model_module.build_model
-ProxytierError = model_module.ProxytierError
+def read_parameters(rel: str) -> str | None:
+    """A file under the formula's parameters/ directory, as the master would serve it."""
+    path = FORMULA / "parameters" / rel
+    return path.read_text() if path.is_file() else None
 
 
-def os_params(**overrides: Any) -> dict[str, Any]:
-    """The formula's Debian parameters (defaults.yaml + os_family/Debian.yaml), with overrides."""
-    params = yaml.safe_load((FORMULA / "parameters" / "defaults.yaml").read_text())["values"]
-    params.update(yaml.safe_load((FORMULA / "parameters" / "os_family" / "Debian.yaml").read_text())["values"] or {})
-    params.update(overrides)
-    return params
+def os_params(grains: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """The formula's parameters for a node with these grains (default Debian 12), layered as on a
+    minion (proxytier_params.load_params), with top-level overrides."""
+    return {**load_params(read_parameters, grains or DEBIAN_12), **overrides}
 
 
 def example_pillar() -> dict[str, Any]:

@@ -12,10 +12,7 @@ import textwrap
 import time
 
 import pytest
-from formula import model_module
-
-busy_connections = model_module.busy_connections
-guard_script = model_module.guard_script
+from proxytier_handover import busy_connections, guard_script
 
 
 def _proc_net_tcp() -> str:

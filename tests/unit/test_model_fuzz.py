@@ -6,9 +6,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from formula import ProxytierError, build_model, example_pillar, model_module
+from formula import ProxytierError, build_model, example_pillar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from proxytier_model import DEFAULTS
+from proxytier_sites import SITE_DEFAULTS
 
 BASE = example_pillar()
 BASE["sites"][0]["tls"] = {"certificate_file": "/etc/ssl/app.pem", "key_file": "/etc/ssl/app.pem.key"}
@@ -33,8 +35,8 @@ def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 # the keys the pillar uses, plus every key the schema knows (sections left to their defaults)
-SITE_PATHS = {("sites", 0, *q) for q in paths(model_module.SITE_DEFAULTS)}
-ALL_PATHS = sorted(set(paths(BASE)) | set(paths(model_module.DEFAULTS)) | SITE_PATHS, key=str)
+SITE_PATHS = {("sites", 0, *q) for q in paths(SITE_DEFAULTS)}
+ALL_PATHS = sorted(set(paths(BASE)) | set(paths(DEFAULTS)) | SITE_PATHS, key=str)
 
 
 @st.composite

@@ -5,8 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import proxytier_members
+import proxytier_model
+import proxytier_sites
+import proxytier_tls
+import proxytier_vrrp
 import yaml
-from formula import ROOT, build_model, model_module
+from formula import ROOT, build_model
 
 TEXT = (ROOT / "pillar.example").read_text()
 EXAMPLE = yaml.safe_load(TEXT)["proxytier"]
@@ -23,24 +28,25 @@ def keys(d: dict[str, Any]) -> set[str]:
 
 def test_every_schema_key_is_documented() -> None:
     schema = set()
-    for name in ("DEFAULTS", "SITE_DEFAULTS", "TLS_DEFAULTS", "BACKEND_DEFAULTS", "VIP_DEFAULTS", "MEMBER_DEFAULTS",
-                 "MINE_DEFAULTS"):
-        schema |= keys(getattr(model_module, name))
+    for defaults in (proxytier_model.DEFAULTS, proxytier_sites.SITE_DEFAULTS, proxytier_tls.TLS_DEFAULTS,
+                     proxytier_sites.BACKEND_DEFAULTS, proxytier_vrrp.VIP_DEFAULTS, proxytier_members.MEMBER_DEFAULTS,
+                     proxytier_members.MINE_DEFAULTS):
+        schema |= keys(defaults)
     missing = sorted(k for k in schema if not re.search(rf"^\s*(#\s*)?(- )?{re.escape(k)}:", TEXT, re.M))
     assert not missing, f"pillar.example does not document: {missing}"
 
 
 def test_documented_defaults_are_the_real_defaults() -> None:
     for section in ("vrrp", "haproxy", "nginx", "exporter", "interface", "lookup"):
-        assert EXAMPLE[section] == model_module.DEFAULTS[section], section
+        assert EXAMPLE[section] == proxytier_model.DEFAULTS[section], section
     site = EXAMPLE["sites"][0]
-    for key, default in model_module.SITE_DEFAULTS.items():
+    for key, default in proxytier_sites.SITE_DEFAULTS.items():
         if key not in ("name", "backends"):
             assert site[key] == default, key
     first_backend = {k: v for k, v in site["backends"][0].items() if k != "address"}
-    assert first_backend == {k: v for k, v in model_module.BACKEND_DEFAULTS.items() if k != "address"}
+    assert first_backend == {k: v for k, v in proxytier_sites.BACKEND_DEFAULTS.items() if k != "address"}
     assert {k: v for k, v in EXAMPLE["vips"][0].items() if k not in ("address", "vrid")} == {
-        k: v for k, v in model_module.VIP_DEFAULTS.items() if k not in ("address", "vrid")
+        k: v for k, v in proxytier_vrrp.VIP_DEFAULTS.items() if k not in ("address", "vrid")
     }
 
 

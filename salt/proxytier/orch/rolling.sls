@@ -26,6 +26,16 @@ proxytier-rolling-no-nodes:
   test.fail_without_changes:
     - name: "no minion matching {{ target }} is up: nothing to roll"
 {%- endif %}
+{%- if nodes %}
+
+{#- The runtime functions below (member_state, handover, verify) and the model they share live in
+    the formula's _modules and _utils: every node gets this checkout's copy first. #}
+proxytier-rolling-sync:
+  salt.function:
+    - name: saltutil.sync_all
+    - tgt: {{ target | json }}
+    - tgt_type: {{ tgt_type }}
+{%- endif %}
 {%- for node in nodes %}
 {%-   set previous = loop.previtem if not loop.first else None %}
 {%-   set steps = ["drain"] + (["release"] if handover else []) + (["reinstall"] if reinstall else [])
@@ -33,7 +43,7 @@ proxytier-rolling-no-nodes:
 {%-   for step in steps %}
 {%-     set id = "proxytier-rolling-" ~ node ~ "-" ~ step %}
 {%-     set after = ("proxytier-rolling-" ~ node ~ "-" ~ loop.previtem) if not loop.first
-                    else (("proxytier-rolling-" ~ previous ~ "-ready") if previous else None) %}
+                    else (("proxytier-rolling-" ~ previous ~ "-ready") if previous else "proxytier-rolling-sync") %}
 
 {{ id }}:
 {%-     if step == "apply" %}

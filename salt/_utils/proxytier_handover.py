@@ -1,0 +1,181 @@
+"""Moving VIPs without failing a request (rolling changes: ``proxytier.handover``).
+
+A VIP that moves resets the client connections in flight on it: the client's next packet
+reaches the new holder, which knows no such connection. So before a VIP moves, the node that
+holds it stops answering new SYNs for it (an nftables rule drops them: the client's kernel
+retransmits the SYN after its 1 s initial timeout), waits for its connections on that VIP to
+finish, and only then lets the VIP go. The retransmitted SYN reaches the new holder. Clients see
+up to ~1 s of extra connect time and no error.
+
+The move itself is a priority change, not a stop: every VRRP instance tracks a file (see
+keepalived.conf.jinja) whose value is subtracted from its priority. A held node (value
+HOLD_VALUE) sits at priority 1: every peer outranks it, yet it still takes its VIPs if it is the
+last node alive. The file lives in /run, so a reboot clears a forgotten hold.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from proxytier_runtime import wait_until
+from proxytier_schema import ProxytierError
+
+HOLD_VALUE = 253  # keepalived: priority - 253 clamps to 1; below -253 would mean FAULT
+GUARD_TABLE = "proxytier_handover"
+# /proc/net/tcp states in which a connection still has a request or response on the wire
+# (ESTABLISHED, SYN_RECV, FIN_WAIT1, CLOSE_WAIT, LAST_ACK, CLOSING)
+BUSY_TCP_STATES = {"01", "03", "04", "08", "09", "0B"}
+
+
+def busy_connections(proc_net_tcp: str, addresses: list[str]) -> int:
+    """How many TCP connections in /proc/net/tcp text have a local address in `addresses`
+    and may still carry data (a moved VIP would reset them)."""
+    wanted = set()
+    for a in addresses:
+        packed = ipaddress.IPv4Address(a).packed
+        wanted.add(packed[::-1].hex().upper())  # /proc/net/tcp: host byte order (little endian)
+    busy = 0
+    for line in proc_net_tcp.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        local_ip = fields[1].split(":")[0].upper()
+        if local_ip in wanted and fields[3].upper() in BUSY_TCP_STATES:
+            busy += 1
+    return busy
+
+
+def guard_script(vips: list[str]) -> str:
+    """nft script: drop new inbound connections (bare SYNs) to `vips`; established traffic passes."""
+    for v in vips:
+        ipaddress.IPv4Address(v)  # never put anything but an address into the ruleset
+    return (
+        f"table ip {GUARD_TABLE} {{\n"
+        "  chain input {\n"
+        "    type filter hook input priority -150; policy accept;\n"
+        f"    ip daddr {{ {', '.join(vips)} }} tcp flags & (syn | ack) == syn drop\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+class Guard:
+    """The SYN guard for some VIPs on this node, removed on exit whatever happens.
+    `run(argv, input=None, check=True)` runs a command (nft)."""
+
+    def __init__(self, vips: list[str], run: Callable[..., Any]):
+        self.vips, self.run = vips, run
+
+    def __enter__(self) -> Guard:
+        if self.vips:
+            self.run(["nft", "delete", "table", "ip", GUARD_TABLE], check=False)  # a killed run's leftover
+            self.run(["nft", "-f", "-"], input=guard_script(self.vips))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.vips:
+            self.run(["nft", "delete", "table", "ip", GUARD_TABLE], check=False)
+
+
+def set_hold(path: str, value: int) -> None:
+    """Write keepalived's hold file in place (keepalived watches the inode: no rename)."""
+    with open(path, "w") as f:
+        f.write(f"{value}\n")
+
+
+def probe_dropped(address: str, port: int, timeout: float = 0.2) -> bool:
+    """True when a SYN to address:port goes unanswered (the holder's guard is up)."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return False
+    except TimeoutError:
+        return True
+    except OSError:
+        return False
+
+
+def handover(
+    model: dict[str, Any],
+    node: str,
+    action: str,
+    run: Callable[..., Any],
+    local_vips: Callable[[], set[str]],
+    busy: Callable[[list[str]], int],
+    timeout: float = 5.0,
+    drain: float = 2.0,
+) -> dict[str, Any]:
+    """Move `node`'s VIPs to its peers (action=release) or back to it (action=reclaim), this
+    node's part of it (every member runs it at once). `local_vips()` -> the VIPs this node holds;
+    `busy(vips)` -> connections still carrying data on them. Returns a report with "moved" and
+    "seconds"; raises ProxytierError when the VIPs do not move within `timeout` s."""
+    if action not in ("release", "reclaim"):
+        raise ProxytierError(f"action {action!r}: use release or reclaim")
+    ids = [x["id"] for x in model["members"]]
+    if node not in ids:
+        raise ProxytierError(f"{node!r} is not a member of the tier ({', '.join(ids)})")
+    me = model["node"]["id"]
+    t0 = time.monotonic()
+    report: dict[str, Any] = {"node": me, "action": action}
+    homes = [i["address"] for i in model["vrrp"]["instances"] if i["owner"] == node]
+    if action == "release" and me == node:
+        report.update(_release(model, run, local_vips, busy, timeout, drain))
+    elif action == "reclaim" and me == node:
+        report.update(_reclaim(model, homes, local_vips, timeout))
+    elif action == "reclaim":
+        vips = sorted(local_vips() & set(homes))
+        with Guard(vips, run):
+            report["drained"] = wait_until(lambda: busy(vips) == 0, drain)
+            ok = wait_until(lambda: not (local_vips() & set(vips)), timeout)
+        if not ok:
+            raise ProxytierError(f"{node} did not take {', '.join(vips)} from {me} in {timeout:.0f} s")
+        report["moved"] = vips
+    else:
+        report["moved"] = []
+    report["seconds"] = round(time.monotonic() - t0, 3)
+    return report
+
+
+def _release(
+    model: dict[str, Any], run: Callable[..., Any], local_vips: Callable[[], set[str]],
+    busy: Callable[[list[str]], int], timeout: float, drain: float,
+) -> dict[str, Any]:
+    me, hold_file = model["node"]["id"], model["vrrp"]["hold_file"]
+    vips = sorted(local_vips())
+    report: dict[str, Any] = {}
+    with Guard(vips, run):
+        report["drained"] = wait_until(lambda: busy(vips) == 0, drain)
+        report["left_busy"] = busy(vips)
+        set_hold(hold_file, HOLD_VALUE)
+        if not wait_until(lambda: not (local_vips() & set(vips)), timeout):
+            set_hold(hold_file, 0)
+            raise ProxytierError(
+                f"{me} still holds {', '.join(sorted(local_vips() & set(vips)))} {timeout:.0f} s after "
+                "lowering its priority: no peer took them (are the peers' keepalived up?); hold lifted"
+            )
+    report["moved"] = vips
+    return report
+
+
+def _reclaim(
+    model: dict[str, Any], homes: list[str], local_vips: Callable[[], set[str]], timeout: float
+) -> dict[str, Any]:
+    me, hold_file = model["node"]["id"], model["vrrp"]["hold_file"]
+    report: dict[str, Any] = {}
+    away = [v for v in homes if v not in local_vips()]
+    ports = sorted({int(b["address"].rsplit(":", 1)[1]) for f in model["haproxy"]["frontends"] for b in f["binds"]})
+    if away and ports:
+        # the holders guard first: wait until our SYNs to our VIPs go unanswered
+        report["guard_seen"] = wait_until(lambda: all(probe_dropped(v, ports[0]) for v in away), 1.0, step=0.05)
+        time.sleep(0.2)  # the holders' in-flight requests finish (milliseconds)
+    set_hold(hold_file, 0)
+    if not wait_until(lambda: set(homes) <= local_vips(), timeout):
+        raise ProxytierError(
+            f"{me} did not take back {', '.join(sorted(set(homes) - local_vips()))} in {timeout:.0f} s "
+            "after lifting its hold (is its keepalived running and its HAProxy up?)"
+        )
+    report["moved"] = away
+    return report

@@ -1,0 +1,94 @@
+"""The model: pillar (+ Salt mine) -> one validated view of the tier for one node.
+
+Owns the assembly and the pillar's top level (DEFAULTS): each part is decided by its own module
+(members, VRRP, sites and TLS, HAProxy, nginx, exporter) and this one puts them together in the
+order their dependencies need (VIPs before mine members, which must not pick a VIP; sites before
+HAProxy and nginx). Everything the templates need is in the result; they only loop over it.
+Pure Python (standard library and PyYAML): ``build_model`` runs without Salt.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import proxytier_members as members_
+import proxytier_vrrp as vrrp_
+from proxytier_exporter_cfg import EXPORTER_DEFAULTS, exporter
+from proxytier_haproxy import HAPROXY_DEFAULTS, haproxy
+from proxytier_nginx import NGINX_DEFAULTS, health_path, nginx
+from proxytier_schema import merge, port
+from proxytier_sites import check_ports, sites
+
+DEFAULTS: dict[str, Any] = {
+    "lookup": {},
+    "interface": "eth0",
+    "members": None,
+    "members_from_mine": None,
+    "vips": [],
+    "vrrp": vrrp_.VRRP_DEFAULTS,
+    "haproxy": HAPROXY_DEFAULTS,
+    "nginx": NGINX_DEFAULTS,
+    "exporter": EXPORTER_DEFAULTS,
+    "sites": [],
+}
+
+
+def build_model(
+    pillar: dict[str, Any] | None,
+    minion_id: str,
+    mine: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    file_exists: Callable[[str], bool] = os.path.exists,
+) -> dict[str, Any]:
+    """Validate the `proxytier` pillar and derive what node `minion_id` must render.
+
+    pillar: the content of the `proxytier` pillar key.
+    mine: {minion_id: address or [addresses]} when members come from the mine.
+    params: OS parameters (proxytier_params.load_params); paths and names are read from it.
+    file_exists: checks TLS files named by path on the node.
+    Raises ProxytierError naming the key path, the value and the fix.
+    """
+    params = params or {}
+    cfg = merge(DEFAULTS, pillar, ())
+    interface = vrrp_.interface(cfg["interface"], ("interface",))
+    vip_list = vrrp_.vips(cfg["vips"], interface)
+    vip_addrs = [str(v["iface"].ip) for v in vip_list]
+    found, source = members_.members(cfg, mine, set(vip_addrs))
+    me = members_.me(found, minion_id)
+    vrrp = vrrp_.settings(cfg["vrrp"], len(found))
+    nginx_cfg, haproxy_cfg, exporter_cfg = cfg["nginx"], cfg["haproxy"], cfg["exporter"]
+    check_path = health_path(nginx_cfg["health_path"])
+    instances = vrrp_.instances(vip_list, found, vrrp, minion_id)
+    site_list = sites(cfg["sites"], params, file_exists)
+    status_port = port(nginx_cfg["status_port"], ("nginx", "status_port"))
+    fixed = [
+        (port(haproxy_cfg["monitor_port"], ("haproxy", "monitor_port")), ("haproxy", "monitor_port")),
+        (status_port, ("nginx", "status_port")),
+    ]
+    exp = exporter(exporter_cfg, me["address"], vip_addrs, status_port, params)
+    if exp["enabled"]:
+        fixed.append((exp["port"], ("exporter", "port")))
+    check_ports(site_list, fixed)
+    return {
+        "params": params,
+        "node": me,
+        "members": found,
+        "members_source": source,
+        "mode": "seed" if len(instances) == 1 else "active-active",
+        "interface": interface,
+        "peers": [m["address"] for m in found if m["id"] != minion_id],
+        "vips": vip_addrs,
+        "vrrp": {
+            **vrrp,
+            "instances": instances,
+            "router_id": minion_id,
+            # rolling changes hold a node's priority down through this file (proxytier.handover)
+            "hold_file": params.get("vrrp_hold_file", "/run/proxytier-vrrp-hold"),
+        },
+        "haproxy": haproxy(haproxy_cfg, site_list, found, vip_addrs, check_path),
+        "nginx": nginx(nginx_cfg, site_list, me["address"], [m["address"] for m in found] + vip_addrs),
+        "tls_files": [s["tls"]["file"] for s in site_list if s["tls"] and s["tls"]["file"]],
+        "exporter": exp,
+    }

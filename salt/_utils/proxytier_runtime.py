@@ -1,0 +1,160 @@
+"""Runtime operations on a running node, for the execution module: the one client of HAProxy's
+runtime API (a unix stream socket: one command, read until HAProxy closes, the whole exchange
+bounded in time and size), setting a member's nginx server state in every backend, and the
+checks of ``proxytier.verify`` (is this node serving what its model says?).
+
+The functions take what they touch (a command callable, probes) as arguments, so they run in
+tests against real daemons or recorded answers without Salt.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from proxytier_schema import ProxytierError, join_hostport
+
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+MEMBER_STATES = ("ready", "drain", "maint")
+
+
+def unix_command(path: str, command: str, timeout: float = 5.0, max_bytes: int = MAX_ANSWER_BYTES) -> str:
+    """Send `command` to the unix socket at `path`; return the whole answer as text.
+
+    HAProxy's runtime API (non-interactive mode) answers one command and closes the connection.
+    The whole exchange, not each read, is bounded by `timeout` seconds; an answer over
+    `max_bytes` is refused. Raises OSError (TimeoutError included) or ProxytierError (too long).
+    """
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(command.encode() + b"\n")
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{path}: no complete answer to {command!r} within {timeout} s")
+            sock.settimeout(remaining)
+            chunk = sock.recv(262144)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                raise ProxytierError(f"{path}: the answer to {command!r} is over {max_bytes} bytes")
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def set_member_state(model: dict[str, Any], member: str, state: str, command: Callable[[str], str]) -> dict[str, str]:
+    """Set `member`'s nginx server to `state` (ready, drain or maint) in every HAProxy backend of
+    the model, through `command` (one runtime API command -> its answer). Returns {backend: state}."""
+    if state not in MEMBER_STATES:
+        raise ProxytierError(f"state {state!r}: use ready, drain or maint")
+    ids = [m["id"] for m in model["members"]]
+    if member not in ids:
+        raise ProxytierError(f"{member!r} is not a member of the tier ({', '.join(ids)})")
+    done = {}
+    for be in model["haproxy"]["backends"]:
+        answer = command(f"set server {be['name']}/{member} state {state}").strip()
+        if answer:  # HAProxy answers nothing on success
+            raise ProxytierError(f"HAProxy refused 'set server {be['name']}/{member} state {state}': {answer}")
+        done[be["name"]] = state
+    return done
+
+
+def server_status(show_stat: str) -> dict[tuple[str, str], str]:
+    """`show stat` CSV -> {(backend, server): status}, read by header name."""
+    rows = csv.DictReader(io.StringIO(show_stat.lstrip("# ")))
+    return {(r["pxname"], r["svname"]): r.get("status") or "" for r in rows}
+
+
+def http_ok(url: str) -> bool:
+    """GET `url` answers 200 within 2 s."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def proxied_ok(listen: str, path: str) -> bool:
+    """GET `path` through a PROXY protocol listener (``host:port``) answers 200: a v1 header
+    first, which nginx accepts on a `proxy_protocol` listener as it does HAProxy's v2."""
+    host, number = listen.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(number)), timeout=2) as sock:
+            sock.sendall(
+                f"PROXY TCP4 127.0.0.1 {host} 1 {number}\r\n".encode()
+                + f"GET {path} HTTP/1.0\r\nHost: proxytier-verify\r\n\r\n".encode()
+            )
+            return sock.recv(64).startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
+    except OSError:
+        return False
+
+
+def serving_checks(
+    model: dict[str, Any],
+    stat_command: Callable[[str], str],
+    keepalived_running: Callable[[], bool],
+    held_addresses: Callable[[], set[str]],
+    vips: bool = True,
+) -> dict[str, Callable[[], bool]]:
+    """The checks of "is this node serving?", by name: nginx answers its health path on every
+    site, HAProxy its monitor URI, HAProxy sees this node's nginx UP (or DRAIN) in every backend,
+    keepalived runs, and (unless `vips` is False) the node holds the VIPs it owns."""
+    checks: dict[str, Callable[[], bool]] = {}
+    health = model["nginx"]["health_path"]
+    for site in model["nginx"]["sites"]:
+        checks[f"nginx {site['name']} on {site['listen']}"] = (
+            (lambda s=site: proxied_ok(s["listen"], health))
+            if site.get("proxy_protocol")
+            else (lambda s=site: http_ok(f"http://{s['listen']}{health}"))
+        )
+    monitor = join_hostport("127.0.0.1", model["haproxy"]["monitor_port"])
+    checks["haproxy monitor"] = lambda: http_ok(f"http://{monitor}/proxytier-monitor")
+    me = model["node"]["id"]
+
+    def servers_up() -> bool:
+        try:
+            status = server_status(stat_command("show stat -1 4 -1"))
+        except OSError:
+            return False
+        return all(status.get((be["name"], me), "").startswith(("UP", "DRAIN")) for be in model["haproxy"]["backends"])
+
+    checks[f"haproxy sees {me}'s nginx up"] = servers_up
+    checks["keepalived running"] = keepalived_running
+    owned = [i["address"] for i in model["vrrp"]["instances"] if i["is_owner"]] if vips else []
+    if owned:
+        checks[f"holds its VIPs {', '.join(owned)}"] = lambda: set(owned) <= held_addresses()
+    return checks
+
+
+def wait_until(what: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
+    """Poll `what` every `step` s until it is true (True) or `timeout` s pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def wait_all(node: str, checks: dict[str, Callable[[], bool]], timeout: float) -> dict[str, Any]:
+    """Run `checks` until all pass (-> {"node", "ok": names}) or `timeout` s pass (ProxytierError
+    naming those still failing)."""
+    failing: list[str] = []
+
+    def passed() -> bool:
+        failing[:] = [name for name, check in checks.items() if not check()]
+        return not failing
+
+    if not wait_until(passed, timeout, step=0.5):
+        raise ProxytierError(f"{node} does not serve after {timeout:.0f} s: " + "; ".join(failing))
+    return {"node": node, "ok": sorted(checks)}
