@@ -40,10 +40,10 @@ proxytier-check-{{ daemon }}:
       - file: proxytier-common-check-haproxy
       - file: proxytier-common-check-keepalived
       - sysctl: proxytier-common-nonlocal-bind
-      - file: proxytier-tls-files
+      - test: proxytier-tls-files
 {%- endfor %}
 
-{#- What every live change waits for. -#}
+{#- What every live change waits for. #}
 proxytier-check-all:
   test.nop:
     - require:

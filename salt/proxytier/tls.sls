@@ -37,7 +37,7 @@ proxytier-tls-{{ f.path }}:
       - test: proxytier-tls-files
 {%- endfor %}
 
-{#- Every certificate is in place (the HAProxy check and reload wait for this). -#}
+{#- Every certificate is in place (the HAProxy check and reload wait for this). #}
 proxytier-tls-files:
   test.nop:
     - require:
