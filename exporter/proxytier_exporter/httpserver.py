@@ -226,6 +226,8 @@ class HTTPServer:
             if len(conn.buffer) > MAX_HEAD or b"\r\n\r\n" in conn.buffer or b"\n\n" in conn.buffer:
                 break
         end = _head_end(conn.buffer)
+        if end > MAX_HEAD:
+            end = -1
         if end < 0 and len(conn.buffer) <= MAX_HEAD:
             return
         self._pending.pop(sock.fileno(), None)
