@@ -164,11 +164,7 @@ class HTTPServer:
             tls = self.web_config is not None and self.web_config.tls
             if tls:
                 assert self.web_config is not None
-                try:
-                    context = self.web_config.current().tls
-                except WebConfigError:
-                    sock.close()
-                    continue
+                context = self.web_config.tls_context()
                 assert context is not None
                 sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             conn = _Conn(sock, address, time.monotonic() + self.read_timeout, handshaken=not tls)
@@ -241,7 +237,7 @@ class HTTPServer:
         try:
             allowed = self.web_config.current().allowed_sans
         except WebConfigError:
-            return False
+            return True  # the request on it gets 500 (fail-closed) and says why
         if not allowed:
             return True
         names = {value for _, value in (sock.getpeercert() or {}).get("subjectAltName", ())}

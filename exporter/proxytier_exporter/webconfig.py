@@ -80,7 +80,7 @@ class WebConfig:
 
     `tls`: server context, or None for plain HTTP. `users`: user -> bcrypt hash (empty: no auth).
     `headers`: extra response headers. `allowed_sans`: client certificate SANs accepted (empty: any).
-    `stamp`: (path, mtime_ns, size, inode) of the file and of every file it names, to notice changes.
+    `stamp`: the state of the file and of every file it names, to notice changes (see `_stamp`).
     """
 
     path: str
@@ -88,18 +88,25 @@ class WebConfig:
     users: dict[str, str] = field(default_factory=dict)
     headers: list[tuple[str, str]] = field(default_factory=list)
     allowed_sans: frozenset[str] = frozenset()
-    stamp: tuple[tuple[str, int, int, int], ...] = ()
+    stamp: Stamp = ()
 
 
-def _stamp(paths: list[str]) -> tuple[tuple[str, int, int, int], ...]:
-    out = []
-    for path in paths:
+Stamp = tuple[tuple[str, object], ...]
+
+
+def _stamp(paths: list[str]) -> Stamp:
+    """What tells a change: the content digest of the config file itself (first path; a quick edit can keep
+    its size and timestamp), (mtime, size, inode) of the files it names (read by OpenSSL)."""
+    out: list[tuple[str, object]] = []
+    for n, path in enumerate(paths):
         try:
-            st = os.stat(path)
+            if n == 0:
+                out.append((path, hashlib.sha256(Path(path).read_bytes()).digest()))
+            else:
+                st = os.stat(path)
+                out.append((path, (st.st_mtime_ns, st.st_size, st.st_ino)))
         except OSError:
-            out.append((path, -1, -1, -1))
-        else:
-            out.append((path, st.st_mtime_ns, st.st_size, st.st_ino))
+            out.append((path, None))
     return tuple(out)
 
 
@@ -153,10 +160,11 @@ def _tls_context(section: Mapping[str, Any], base: Path, path: str) -> tuple[ssl
     if versions[0] > versions[1]:
         raise WebConfigError(f"{path}: tls_server_config.min_version is above max_version")
     context.minimum_version, context.maximum_version = versions
+    for name, value in (("cert_file", cert), ("key_file", key), ("client_ca_file", client_ca)):
+        if value and not os.path.exists(value):
+            raise WebConfigError(f"{path}: tls_server_config.{name} {value}: no such file")
     try:
         context.load_cert_chain(cert, key)
-    except FileNotFoundError as error:
-        raise WebConfigError(f"{path}: tls_server_config: {error.filename}: no such file") from None
     except (OSError, ssl.SSLError) as error:
         raise WebConfigError(f"{path}: tls_server_config: cannot load the certificate {cert} with the key "
                              f"{key}: {error}") from None
@@ -183,8 +191,6 @@ def _tls_context(section: Mapping[str, Any], base: Path, path: str) -> tuple[ssl
             context.load_verify_locations(cafile=client_ca)
         elif client_ca_text:
             context.load_verify_locations(cadata=client_ca_text)
-    except FileNotFoundError:
-        raise WebConfigError(f"{path}: tls_server_config.client_ca_file {client_ca}: no such file") from None
     except (OSError, ssl.SSLError) as error:
         raise WebConfigError(f"{path}: tls_server_config: cannot load the client CA: {error}") from None
     sans = section.get("client_allowed_sans") or []
@@ -269,7 +275,15 @@ class WebConfigSource:
         self._lock = threading.Lock()
         self._config = load_web_config(path)
         self._error: str | None = None
-        self._failed_stamp: tuple[tuple[str, int, int, int], ...] = ()
+        self._failed_stamp: Stamp = ()
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The context for a new connection's handshake: the current one, or while the file is invalid the
+        last valid one (the request on that connection then gets 500, which tells more than a reset)."""
+        try:
+            return self.current().tls
+        except WebConfigError:
+            return self._config.tls
 
     @property
     def tls(self) -> bool:
