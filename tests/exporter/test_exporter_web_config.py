@@ -181,3 +181,14 @@ def test_startup_fails_clearly_on_a_missing_file_or_a_bad_certificate(pki: Path,
         assert answer.returncode == 1
         assert message in answer.stderr
         assert "Traceback" not in answer.stderr
+
+
+def test_the_readme_example_loads(pki: Path, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "exporter" / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    example = example.replace("/etc/proxytier-exporter/tls", f"{pki}/server")
+    (tmp_path / "web.yml").write_text(example)
+    config = load_web_config(str(tmp_path / "web.yml"))
+    assert config.tls is not None and config.tls.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert list(config.users) == ["prometheus"]
+    assert config.headers == [("X-Content-Type-Options", "nosniff")]
