@@ -16,8 +16,6 @@ requests = pytest.importorskip("requests")
 from proxytier_exporter.webconfig import WebConfigError, load_web_config  # noqa: E402
 from test_exporter_web_limits import exporter, exporter_env, free_port  # noqa: E402
 
-pytestmark = pytest.mark.timeout(90)
-
 
 def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)

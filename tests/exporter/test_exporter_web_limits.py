@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.timeout(90)
-
 # The exporter of this checkout, not whichever copy an editable install in a shared venv points at.
 EXPORTER_DIR = str(Path(__file__).resolve().parents[2] / "exporter")
 NO_COLLECTORS = ["--haproxy.stats-socket=", "--nginx.stub-status-url=", "--keepalived.source=none",
