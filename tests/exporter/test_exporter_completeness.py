@@ -1,0 +1,133 @@
+"""Every source cut short, at every byte of what the real daemons sent: the collector fails as a whole
+(success 0, none of its series), or the cut left a document that is complete by itself and the output is
+exactly the full one.
+
+The captures in fixtures/ end with what the daemons send last (checked below), so a cut anywhere, the
+last byte included, is a realistic partial answer: a daemon stopping or a socket closing mid-answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from prometheus_client.core import Metric
+from proxytier_exporter import haproxy
+from proxytier_exporter.core import ScrapeCollector, SourceError, run_collector
+from proxytier_exporter.exposition import render_text
+from proxytier_exporter.haproxy import HAProxyCollector, parse_show_stat
+from proxytier_exporter.keepalived import (
+    parse_fifo_line,
+)
+
+
+def scrape(collector) -> tuple[bool, str, list[Metric]]:
+    families, ok = run_collector(collector)
+    return ok, render_text(families).decode(), families
+
+
+def cuts(collector, answers: dict[str, str], key: str) -> list[int]:
+    """Serve `answers[key]` cut at every offset; return the offsets where the collector succeeded
+    (asserting the output is then the full one) and assert it published nothing everywhere else."""
+    whole = answers[key]
+    ok, full, _ = scrape(collector)
+    assert ok and full
+    succeeded = []
+    for cut in range(len(whole)):
+        answers[key] = whole[:cut]
+        ok, text, families = scrape(collector)
+        if ok:
+            assert text == full, f"cut at {cut} of {len(whole)} gave a partial exposition"
+            succeeded.append(cut)
+        else:
+            assert families == [], f"cut at {cut}: a failed collector published series"
+    answers[key] = whole
+    return succeeded
+
+
+@pytest.fixture(autouse=True)
+def quiet(caplog) -> None:
+    caplog.set_level(logging.CRITICAL, logger="proxytier_exporter")  # thousands of expected warnings
+
+
+def test_captured_answers_end_as_the_daemons_send_them(fixtures: Path) -> None:
+    # HAProxy 2.6's runtime API ends every complete answer with an empty line.
+    assert (fixtures / "haproxy_show_stat.csv").read_text().endswith(",\n\n")
+    assert (fixtures / "haproxy_show_info.txt").read_text().endswith("Tainted: 0\n\n")
+    # ngx_http_stub_status_module ends its page with " \n".
+    assert (fixtures / "nginx_stub_status.txt").read_text().endswith("Waiting: 4 \n")
+    # keepalived ends each notify line with a newline; the capture kept every line whole.
+    fifo = (fixtures / "keepalived_notify_fifo.txt").read_text()
+    assert fifo.endswith("\n") and all(parse_fifo_line(line) for line in fifo.splitlines())
+    # The capture copied the dump unchanged; one datagram per line (nginx sends none with a newline).
+    assert (fixtures / "keepalived.json").read_text().endswith("}}]\n")
+
+
+# --- HAProxy ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def haproxy_answers(fixtures: Path, monkeypatch) -> dict[str, str]:
+    answers = {
+        "show stat": (fixtures / "haproxy_show_stat.csv").read_text(),
+        "show info": (fixtures / "haproxy_show_info.txt").read_text(),
+    }
+    monkeypatch.setattr(haproxy, "unix_command", lambda path, command, timeout: answers[command])
+    return answers
+
+
+@pytest.mark.parametrize("command", ["show stat", "show info"])
+def test_haproxy_answer_cut_at_any_byte_fails_the_collector(haproxy_answers, command) -> None:
+    # No cut is complete: the closing empty line is the answer's last two bytes.
+    assert cuts(HAProxyCollector("unused"), haproxy_answers, command) == []
+
+
+def test_show_stat_cut_between_rows_or_mid_row_is_reported_not_published(haproxy_answers, render, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="proxytier_exporter")
+    whole = haproxy_answers["show stat"]
+    after_rows = whole[: whole.index("be_nolb,BACKEND")]  # the be_nolb backend row never came
+    mid_row = whole[: whole.index("be_tcp,goingup1") + 30]
+    for partial in (after_rows, mid_row):
+        haproxy_answers["show stat"] = partial
+        text = render(ScrapeCollector([HAProxyCollector("unused")]).collect)
+        assert 'proxytier_collector_success{collector="haproxy"} 0.0' in text
+        assert "haproxy_server_status" not in text and "haproxy_process" not in text
+    assert caplog.messages[-1].startswith("collector haproxy: show stat: answer cut short")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda t: t.replace("be_tcp,goingup1,", "be_tcp,goingup1,0,", 1), "line 13 has 130 columns, the header 129"),
+    (lambda t: t + ",\n\n", "empty line 18 before the end"),
+    (lambda t: t.replace("be_nolb,nolb2,", "be_nolb,nolb1,", 1), "repeats type/pxname/svname ('2', 'be_nolb',"),
+    (lambda t: t.replace("be_nolb,nolb2,", ",nolb2,", 1), "has no pxname"),
+    (lambda t: t.replace(",hrsp_5xx,", ",hrsp_5xy,", 1), "CSV header lacks hrsp_5xx"),
+    (lambda t: t.replace("\n", "\n\n", 1), "empty line 2 before the end"),
+])
+def test_show_stat_malformed_answers_name_the_fault(fixtures: Path, edit, message) -> None:
+    with pytest.raises(SourceError, match=re.escape(message)):
+        parse_show_stat(edit((fixtures / "haproxy_show_stat.csv").read_text()))
+
+
+def test_a_real_socket_closing_mid_answer_fails_the_collector(tmp_path: Path, fixtures: Path) -> None:
+    """The runtime API socket closes after part of `show stat` (HAProxy stopping mid-answer)."""
+    stat = (fixtures / "haproxy_show_stat.csv").read_text()
+    answers = {"show info": (fixtures / "haproxy_show_info.txt").read_text(), "show stat": stat[: len(stat) // 2]}
+    path = str(tmp_path / "stats.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen(4)
+
+        def serve() -> None:
+            for _ in range(2):
+                conn, _ = server.accept()
+                with conn:
+                    conn.sendall(answers[conn.recv(1024).decode().strip()].encode())
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        ok, _, families = scrape(HAProxyCollector(path))
+        thread.join(timeout=5)
+    assert not ok and families == []
