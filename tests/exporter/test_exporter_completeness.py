@@ -8,21 +8,24 @@ last byte included, is a realistic partial answer: a daemon stopping or a socket
 
 from __future__ import annotations
 
+import http.server
 import logging
 import re
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.core import Metric
-from proxytier_exporter import haproxy
+from proxytier_exporter import haproxy, nginx
 from proxytier_exporter.core import ScrapeCollector, SourceError, run_collector
 from proxytier_exporter.exposition import render_text
 from proxytier_exporter.haproxy import HAProxyCollector, parse_show_stat
 from proxytier_exporter.keepalived import (
     parse_fifo_line,
 )
+from proxytier_exporter.nginx import NginxCollector, parse_stub_status
 
 
 def scrape(collector) -> tuple[bool, str, list[Metric]]:
@@ -131,3 +134,46 @@ def test_a_real_socket_closing_mid_answer_fails_the_collector(tmp_path: Path, fi
         ok, _, families = scrape(HAProxyCollector(path))
         thread.join(timeout=5)
     assert not ok and families == []
+
+
+# --- nginx stub_status ---------------------------------------------------------------------------------
+
+def test_stub_status_cut_at_any_byte_fails_the_collector(fixtures: Path, monkeypatch) -> None:
+    answers = {"page": (fixtures / "nginx_stub_status.txt").read_text()}
+    monkeypatch.setattr(nginx, "fetch", lambda url, timeout: answers["page"])
+    # None is complete: the page ends with " \n", and "Waiting: 4" would be a number even if it was 45.
+    assert cuts(NginxCollector("unused"), answers, "page") == []
+
+
+@pytest.fixture
+def short_body_server(fixtures: Path) -> Iterator[str]:
+    """Announces the whole page's Content-Length, sends half of it and closes."""
+    page = (fixtures / "nginx_stub_status.txt").read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page[: len(page) // 2])
+            self.close_connection = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/stub_status"
+    server.shutdown()
+    server.server_close()
+
+
+def test_stub_status_body_shorter_than_its_content_length_fails(short_body_server: str) -> None:
+    with pytest.raises(SourceError, match="cut short"):
+        nginx.fetch(short_body_server, 2)
+
+
+def test_stub_status_page_with_extra_text_fails(fixtures: Path) -> None:
+    page = (fixtures / "nginx_stub_status.txt").read_text()
+    with pytest.raises(SourceError, match="not a whole stub_status page"):
+        parse_stub_status("<html>" + page)
