@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.server
 import logging
+import os
 import re
 import socket
 import threading
@@ -18,14 +19,20 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.core import Metric
-from proxytier_exporter import haproxy, nginx
+from proxytier_exporter import haproxy, keepalived, nginx
 from proxytier_exporter.core import ScrapeCollector, SourceError, run_collector
 from proxytier_exporter.exposition import render_text
 from proxytier_exporter.haproxy import HAProxyCollector, parse_show_stat
 from proxytier_exporter.keepalived import (
+    FifoReader,
+    FifoState,
+    KeepalivedCollector,
     parse_fifo_line,
+    parse_json_dump,
+    process_identity,
 )
 from proxytier_exporter.nginx import NginxCollector, parse_stub_status
+from proxytier_exporter.vip import VipCollector
 
 
 def scrape(collector) -> tuple[bool, str, list[Metric]]:
@@ -177,3 +184,120 @@ def test_stub_status_page_with_extra_text_fails(fixtures: Path) -> None:
     page = (fixtures / "nginx_stub_status.txt").read_text()
     with pytest.raises(SourceError, match="not a whole stub_status page"):
         parse_stub_status("<html>" + page)
+
+
+# --- keepalived JSON dump ------------------------------------------------------------------------------
+
+@pytest.fixture
+def own_pid_file(tmp_path: Path) -> str:
+    path = tmp_path / "keepalived.pid"
+    path.write_text(f"{os.getpid()}\n")
+    return str(path)
+
+
+def test_keepalived_json_dump_cut_at_any_byte_fails_the_collector(fixtures, own_pid_file, monkeypatch) -> None:
+    answers = {"dump": (fixtures / "keepalived.json").read_text()}
+    monkeypatch.setattr(keepalived, "read_fresh_dump", lambda pid, path, signum, timeout: answers["dump"])
+    collector = KeepalivedCollector(own_pid_file, "", json_dump="unused")
+    # Only the cut of the trailing newline leaves a whole JSON document, the same one.
+    assert cuts(collector, answers, "dump") == [len(answers["dump"]) - 1]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d[0]["data"].pop("ifp_ifname"), "instance VI_1 lacks data.ifp_ifname"),
+    (lambda d: d[1]["data"].pop("vrid"), "instance VI_2 lacks data.vrid"),
+    (lambda d: d[2].pop("stats"), "instance VI_3 without stats"),
+    (lambda d: d[2]["stats"].pop("advert_rcvd"), "instance VI_3 lacks stats.advert_rcvd"),
+    (lambda d: d[2]["data"].update(iname="VI_1"), "instance VI_1 appears twice"),
+    (lambda d: d[0]["data"].update(iname=""), "instance 0 without data.iname"),
+])
+def test_keepalived_json_dump_without_a_required_field_names_it(fixtures, edit, message) -> None:
+    import json
+
+    document = json.loads((fixtures / "keepalived.json").read_text())
+    edit(document)
+    with pytest.raises(SourceError, match=re.escape(message)):
+        parse_json_dump(json.dumps(document))
+
+
+# --- keepalived.conf and the notify FIFO ---------------------------------------------------------------
+
+@pytest.fixture
+def fifo_reader(tmp_path: Path, own_pid_file: str) -> Iterator[FifoReader]:
+    reader = FifoReader(str(tmp_path / "keepalived.fifo"), FifoState(clock=lambda: 1795493000.0), own_pid_file)
+    reader.start()
+    yield reader
+    reader.stop()
+
+
+def fifo_lines(fixtures: Path) -> list[str]:
+    return [line for line in (fixtures / "keepalived_notify_fifo.txt").read_text().splitlines() if " STOP " not in line]
+
+
+def test_keepalived_conf_cut_at_any_byte_fails_or_keeps_whole_instances(
+    tmp_path, fixtures, fifo_reader, own_pid_file
+) -> None:
+    """keepalived.conf is the one source where a cut can leave a complete document: a cut between two
+    top-level blocks is a well-formed configuration with fewer instances (the formula replaces the file
+    by rename, so this takes a hand edit). Then every instance left must be exactly as in the whole
+    file; any other cut fails both collectors that read the file."""
+    whole = (fixtures / "keepalived.conf").read_text()
+    ends = {m["name"]: whole.index("\n}\n", m.end()) + 2 for m in re.finditer(r"vrrp_instance (?P<name>\S+)", whole)}
+    conf = tmp_path / "keepalived.conf"
+    identity = process_identity(own_pid_file) or ""
+
+    def collectors() -> tuple[KeepalivedCollector, VipCollector]:
+        state = FifoState(clock=lambda: 1795493000.0)
+        for line in fifo_lines(fixtures):
+            state.apply(parse_fifo_line(line), identity)
+        fifo_reader.state = state
+        return KeepalivedCollector(own_pid_file, str(conf), fifo=fifo_reader), VipCollector([], str(conf))
+
+    conf.write_text(whole)
+    full = [scrape(c)[1].splitlines() for c in collectors()]
+    assert all(full)
+    complete = 0
+    for cut in range(len(whole) + 1):
+        conf.write_text(whole[:cut])
+        closed = {name for name, end in ends.items() if end <= cut}
+        for collector, lines in zip(collectors(), full, strict=True):
+            ok, text, families = scrape(collector)
+            if not ok:
+                assert families == [] and cut < len(whole) - 1, f"cut at {cut}: {collector.name}"
+                continue
+            vips = {"VI_1": "198.18.0.101", "VI_2": "198.18.0.102", "VI_3": "198.18.0.103"}
+            kept = [line for line in lines if line.startswith("#") or any(
+                f'vrrp_instance="{name}"' in line or f'vip="{vips[name]}"' in line for name in closed)]
+            assert closed and text.splitlines() == kept, f"cut at {cut}: {collector.name}"
+            complete += collector.name == "keepalived"
+    assert complete > 0
+
+
+def test_notify_fifo_cut_at_any_byte_applies_only_whole_lines(fixtures, own_pid_file) -> None:
+    stream = (fixtures / "keepalived_notify_fifo.txt").read_bytes()
+    identity = process_identity(own_pid_file) or ""
+    for cut in range(len(stream) + 1):
+        reader = FifoReader("unused", FifoState(clock=lambda: 1.0), own_pid_file)
+        reader.feed(stream[:cut])
+        expected = FifoState(clock=lambda: 1.0)
+        for line in stream[:cut].decode().splitlines(keepends=True):
+            if line.endswith("\n"):
+                expected.apply(parse_fifo_line(line), identity)
+        assert reader.state.snapshot(identity) == expected.snapshot(identity), f"cut at {cut}"
+
+
+def test_a_malformed_fifo_line_makes_its_instance_unknown_and_fails_one_scrape(
+    fixtures, fifo_reader, own_pid_file, render, caplog
+) -> None:
+    caplog.set_level(logging.WARNING, logger="proxytier_exporter")
+    fifo_reader.feed("".join(f"{line}\n" for line in fifo_lines(fixtures)).encode())
+    fifo_reader.feed(b'INSTANCE "VI_1" MAS\n')  # a line cut by its writer
+    collector = KeepalivedCollector(own_pid_file, str(fixtures / "keepalived.conf"), fifo=fifo_reader)
+    first = render(ScrapeCollector([collector]).collect)
+    assert 'proxytier_collector_success{collector="keepalived"} 0.0' in first
+    assert "proxytier_keepalived_vrrp_state" not in first
+    assert any(fifo_reader.path in message and "MAS" in message for message in caplog.messages)
+    second = render(ScrapeCollector([collector]).collect)
+    assert 'proxytier_collector_success{collector="keepalived"} 1.0' in second
+    assert 'state="UNKNOWN",vrid="51",vrrp_instance="VI_1"} 1.0' in second
+    assert 'state="BACKUP",vrid="52",vrrp_instance="VI_2"} 1.0' in second  # the others keep theirs
