@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.core import Metric
 from proxytier_exporter import haproxy, keepalived, nginx
+from proxytier_exporter.accesslog import AccessLogStats, parse_datagram
 from proxytier_exporter.core import ScrapeCollector, SourceError, run_collector
 from proxytier_exporter.exposition import render_text
 from proxytier_exporter.haproxy import HAProxyCollector, parse_show_stat
@@ -301,3 +302,28 @@ def test_a_malformed_fifo_line_makes_its_instance_unknown_and_fails_one_scrape(
     assert 'proxytier_collector_success{collector="keepalived"} 1.0' in second
     assert 'state="UNKNOWN",vrid="51",vrrp_instance="VI_1"} 1.0' in second
     assert 'state="BACKUP",vrid="52",vrrp_instance="VI_2"} 1.0' in second  # the others keep theirs
+
+
+# --- nginx access-log datagrams ------------------------------------------------------------------------
+
+def test_access_log_datagram_cut_at_any_byte_is_counted_malformed(fixtures: Path) -> None:
+    datagrams = [line for line in (fixtures / "nginx_access_syslog.txt").read_bytes().split(b"\n") if line]
+    stats = AccessLogStats()
+    for data in datagrams:
+        parse_datagram(data)
+        for cut in range(len(data)):  # the closing brace is the last byte: no cut is whole
+            stats.observe_datagram(data[:cut])
+    families = {family.name: family for family in stats.families()}
+    total = sum(len(data) for data in datagrams)
+    assert families["proxytier_nginx_access_log_malformed"].samples[0].value == total
+    assert families["proxytier_nginx_upstream_requests"].samples == []
+
+
+def test_a_datagram_without_the_fields_the_exporter_reads_is_malformed() -> None:
+    stats = AccessLogStats()
+    stats.observe_datagram(b'<190>nginx: {"status":"200","upstream":"app","request_time":"0.001"}')
+    stats.observe_datagram(b'{"status":"200","request_time":"0.1","upstream":"app","upstream_status":"200"}')
+    stats.observe_datagram(b"<190>x" * 20000, truncated=True)
+    families = {family.name: family for family in stats.families()}
+    assert families["proxytier_nginx_access_log_malformed"].samples[0].value == 3
+    assert families["proxytier_nginx_upstream_requests"].samples == []

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from proxytier_exporter.accesslog import AccessLogEntry, AccessLogStats
 from proxytier_exporter.core import run_collector
 from proxytier_exporter.exposition import render_text
 from proxytier_exporter.keepalived import (
@@ -161,3 +162,23 @@ def test_json_dump_leaves_out_deleted_instances(fixtures) -> None:
     document = json.loads((fixtures / "keepalived.json").read_text())
     document[2]["data"]["state"] = 97  # DELETED, as a dump taken during the reload shows it
     assert [view.name for view in parse_json_dump(json.dumps(document))] == ["VI_1", "VI_2"]
+
+
+def test_nginx_upstreams_that_stop_logging_are_dropped_after_the_idle_expiry() -> None:
+    now = [0.0]
+    stats = AccessLogStats(max_upstreams=2, idle_expiry=3600, clock=lambda: now[0])
+    stats.observe(AccessLogEntry("old", "2xx", 0.01, 1))  # an upstream a reload then removed
+    stats.observe(AccessLogEntry("app", "2xx", 0.01, 2))
+    now[0] = 3000.0
+    stats.observe(AccessLogEntry("app", "5xx", 0.02, 1))
+    now[0] = 3700.0
+
+    def upstreams() -> set[str]:
+        return {sample.labels["upstream"] for family in stats.families() for sample in family.samples
+                if "upstream" in sample.labels}
+
+    assert upstreams() == {"app"}
+    stats.observe(AccessLogEntry("new", "2xx", 0.01, 1))  # the freed slot, not __other__
+    assert upstreams() == {"app", "new"}
+    lines = next(f for f in stats.families() if f.name == "proxytier_nginx_access_log_lines")
+    assert lines.samples[0].value == 4  # the totals over every line stay cumulative
