@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from proxytier_exporter import haproxy
 from proxytier_exporter.accesslog import AccessLogEntry, AccessLogStats
 from proxytier_exporter.core import run_collector
 from proxytier_exporter.exposition import render_text
+from proxytier_exporter.haproxy import HAProxyCollector
 from proxytier_exporter.keepalived import (
     FifoReader,
     FifoState,
@@ -162,6 +164,22 @@ def test_json_dump_leaves_out_deleted_instances(fixtures) -> None:
     document = json.loads((fixtures / "keepalived.json").read_text())
     document[2]["data"]["state"] = 97  # DELETED, as a dump taken during the reload shows it
     assert [view.name for view in parse_json_dump(json.dumps(document))] == ["VI_1", "VI_2"]
+
+
+def test_haproxy_proxies_and_servers_removed_by_a_reload_are_gone(fixtures, monkeypatch) -> None:
+    stat = (fixtures / "haproxy_show_stat.csv").read_text()
+    answers = {"show info": (fixtures / "haproxy_show_info.txt").read_text(), "show stat": stat}
+    monkeypatch.setattr(haproxy, "unix_command", lambda path, command, timeout: answers[command])
+    collector = HAProxyCollector("unused")
+    before = exposition(collector)
+    assert 'proxy="be_nolb"' in before and 'server="backup1"' in before
+    answers["show stat"] = "".join(  # the new worker's config has neither be_nolb nor be_nginx/backup1
+        line for line in stat.splitlines(keepends=True)
+        if not line.startswith(("be_nolb,", "be_nginx,backup1,"))
+    )
+    after = exposition(collector)
+    assert 'proxy="be_nolb"' not in after and 'server="backup1"' not in after
+    assert 'haproxy_server_status{proxy="be_nginx",server="up1",state="UP"} 1.0' in after
 
 
 def test_nginx_upstreams_that_stop_logging_are_dropped_after_the_idle_expiry() -> None:
