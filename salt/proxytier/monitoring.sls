@@ -30,10 +30,23 @@ proxytier-monitoring-prometheus-pkg:
 proxytier-monitoring-rules:
   file.managed:
     - name: {{ prom.rules_dir }}/proxytier.rules.yml
-    - source: salt://{{ tpldir }}/templates/monitoring/proxytier.rules.yml
+    - source: salt://{{ tpldir }}/templates/monitoring/proxytier.rules.yml.jinja
+    - template: jinja
+    - context:
+        runbook_url: {{ cfg.runbook_url | json }}
     - makedirs: True
     - mode: "0644"
     - check_cmd: {{ prom.promtool }} check rules
+    - require:
+      - pkg: proxytier-monitoring-prometheus-pkg
+
+{#- The runbook as a console page: Prometheus serves it at /consoles/ (read per request: no reload). #}
+proxytier-monitoring-runbook:
+  file.managed:
+    - name: {{ prom.consoles_dir }}/proxytier-runbook.html
+    - source: salt://{{ tpldir }}/files/monitoring/proxytier-runbook.html
+    - makedirs: True
+    - mode: "0644"
     - require:
       - pkg: proxytier-monitoring-prometheus-pkg
 
