@@ -46,7 +46,7 @@ test-integration: host-deps venv
 
 # The formula directory holds real files, no symlink (gitfs and copied formula directories): the exporter
 # package is copied into it, and the generator writes the rules template and the runbook page.
-# tests/formula fails when they drift. Another venv: make formula-files PY=/path/to/python
+# tests/formula_files fails when they drift. Another venv: make formula-files PY=/path/to/python
 FORMULA_EXPORTER := salt/proxytier/files/proxytier_exporter
 formula-files:
 	rm -rf $(FORMULA_EXPORTER)

@@ -56,6 +56,8 @@ class Minion:
             raise AssertionError(f"salt-call {' '.join(args)}: {result.stdout}{result.stderr}") from error
 
     def apply_files(self) -> dict[str, Any]:
+        # the states read the proxytier.monitoring execution module (salt/_modules over salt/_utils)
+        self.call("saltutil.sync_all")
         applied = {}
         for state_id in FILE_STATES:
             states = self.call("state.sls_id", state_id, "proxytier.monitoring")
@@ -128,3 +130,14 @@ def test_broken_rules_never_replace_the_live_file(tmp_path: Path) -> None:
     assert "could not parse expression" in rules["comment"]
     assert live.read_text() == "groups: []\n"
     assert states["proxytier-monitoring-prometheus-config"]["result"] is False  # requires the rules
+
+
+def test_a_bad_pillar_key_fails_with_its_name(tmp_path: Path) -> None:
+    minion = Minion(tmp_path)
+    minion.pillar({"job": "web"})
+    minion.call("saltutil.sync_all")
+    result = minion.call("state.sls_id", "proxytier-monitoring-targets", "proxytier.monitoring")
+    text = json.dumps(result)
+    assert "proxytier_monitoring:job = 'web': the rules select job=~" in text, text
+    assert "Traceback" not in text
+    assert not (minion.out / "file_sd" / "proxytier.json").exists()
