@@ -125,6 +125,21 @@ def pillar_with_comment(line: str) -> dict[str, Any]:
     return data
 
 
+def pillar_with_site_change(**site: Any) -> dict[str, Any]:
+    """The lab pillar with keys of its first site changed (e.g. nginx_port=8081)."""
+    data = copy.deepcopy(default_pillar())
+    data["proxytier"]["sites"][0].update(site)
+    return data
+
+
+def pillar_with_vip(address: str, vrid: int) -> dict[str, Any]:
+    """The lab pillar plus one VIP (a change of nginx's trusted sources, HAProxy's binds and
+    keepalived's instances at once)."""
+    data = copy.deepcopy(default_pillar())
+    data["proxytier"]["vips"].append({"address": address, "vrid": vrid})
+    return data
+
+
 def pillar_with_vrid(index: int, vrid: int) -> dict[str, Any]:
     data = copy.deepcopy(default_pillar())
     data["proxytier"]["vips"][index]["vrid"] = vrid

@@ -117,6 +117,71 @@ def member_state(member: str, state: str) -> dict[str, str]:
     return runtime.set_member_state(m, member, state, lambda cmd: runtime.unix_command(sock, cmd))
 
 
+def _worker_pid(runtime: Any, sock: str) -> str | None:
+    try:
+        info = runtime.unix_command(sock, "show info")
+    except OSError:
+        return None
+    return next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("Pid:")), None)
+
+
+def haproxy_save_state() -> dict[str, Any]:
+    """Before HAProxy reloads a changed configuration: save the server states set at run time
+    (drain, maint, weights) to HAProxy's server-state-file, so that the new process starts from
+    them, except for servers whose address or port the new configuration changes or removes
+    (those start from the configuration: a saved port would win over the new one, haproxy #1412);
+    note the running worker's pid for ``haproxy_reloaded``. A stopped HAProxy saves nothing."""
+    runtime = _lib("proxytier_runtime")
+    m = model()
+    p = m["params"]
+    pid_file = p["haproxy_state_file"] + ".worker-pid"
+    try:
+        text = runtime.unix_command(p["haproxy_admin_socket"], "show servers state")
+    except OSError as exc:
+        if os.path.exists(pid_file):
+            os.unlink(pid_file)
+        return {"running": False, "why": str(exc)}
+    keep, dropped = runtime.state_to_keep(text, m)
+    tmp = p["haproxy_state_file"] + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(keep)
+    os.replace(tmp, p["haproxy_state_file"])
+    pid = _worker_pid(runtime, p["haproxy_admin_socket"]) or ""
+    with open(pid_file, "w") as f:
+        f.write(pid)
+    return {"running": True, "saved": len(keep.splitlines()) - 2, "started_from_config": dropped, "worker": pid}
+
+
+def haproxy_reloaded(timeout: float = 15.0) -> dict[str, Any]:
+    """After HAProxy's reload: succeed once a new worker answers AND its live servers (address and
+    port) equal the configuration; fail naming the difference. Debian's reload exits 0 even when
+    the new process cannot load the configuration and the old worker keeps serving."""
+    runtime = _lib("proxytier_runtime")
+    m = model()
+    sock, pid_file = m["params"]["haproxy_admin_socket"], m["params"]["haproxy_state_file"] + ".worker-pid"
+    try:
+        with open(pid_file) as f:
+            old = f.read().strip() or None
+    except FileNotFoundError:
+        old = None
+    pid: list[str | None] = [None]
+
+    def new_worker() -> bool:
+        pid[0] = _worker_pid(runtime, sock)
+        return pid[0] is not None and pid[0] != old
+
+    error = _lib("proxytier_schema").ProxytierError
+    if not runtime.wait_until(new_worker, timeout, step=0.2):
+        if pid[0] is None:
+            raise error(f"HAProxy does not answer on {sock} after {timeout:.0f} s (journalctl -u haproxy)")
+        raise error(f"HAProxy did not load the new configuration: worker {pid[0]} still runs the old one "
+                    "(journalctl -u haproxy says why)")
+    diffs = runtime.live_differences(runtime.unix_command(sock, "show servers state"), m)
+    if diffs:
+        raise error("HAProxy's live servers differ from its configuration: " + "; ".join(diffs))
+    return {"worker": f"{old or '-'} -> {pid[0]}", "servers": "as configured"}
+
+
 def verify(timeout: float = 30.0, vips: bool = True) -> dict[str, Any]:
     """Is this node serving? nginx answers its health path on every site, HAProxy its monitor
     URI, HAProxy sees this node's nginx UP, keepalived runs, and (unless vips=False, for a node

@@ -91,4 +91,34 @@ def build_model(
         "nginx": nginx(nginx_cfg, site_list, me["address"], [m["address"] for m in found] + vip_addrs),
         "tls_files": [s["tls"]["file"] for s in site_list if s["tls"] and s["tls"]["file"]],
         "exporter": exp,
+        "systemd_dropins": systemd_dropins(params, instances),
     }
+
+
+def systemd_dropins(params: dict[str, Any], instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The systemd drop-ins for the daemons in params `restart_on_failure`: each comes back by
+    itself when killed (Restart=always); keepalived stops after HAProxy and nginx on shutdown (so
+    its priority-0 advert hands the VIPs over while they still serve) and, however it ends (a
+    SIGKILL leaves its addresses behind, FIELD-NOTES), removes its VIPs from the interface.
+    -> [{"service", "path", "after": [units], "exec_stop_post": [command lines]}]."""
+    services = params.get("services", {})
+    dropin_dir = params.get("systemd_dropin_dir", "/etc/systemd/system")
+    out = []
+    for daemon in params.get("restart_on_failure", []):
+        service = services.get(daemon, daemon)
+        after, stop_post = [], []
+        if daemon == "keepalived":
+            after = [f"{services.get(d, d)}.service" for d in ("haproxy", "nginx")]
+            stop_post = [
+                f"-ip -{4 if ':' not in i['address'] else 6} addr del {i['cidr']} dev {i['interface']}"
+                for i in instances
+            ]
+        out.append(
+            {
+                "service": service,
+                "path": f"{dropin_dir}/{service}.service.d/proxytier.conf",
+                "after": after,
+                "exec_stop_post": stop_post,
+            }
+        )
+    return out

@@ -75,6 +75,73 @@ def server_status(show_stat: str) -> dict[tuple[str, str], str]:
     return {(r["pxname"], r["svname"]): r.get("status") or "" for r in rows}
 
 
+def servers_state(text: str) -> list[dict[str, str]]:
+    """`show servers state` (format version 1: a "1" line, a "# field ..." header, one row per
+    server) -> one dict per server keyed by the header's field names (be_name, srv_name,
+    srv_addr, srv_port, srv_admin_state, ...). Raises ProxytierError on another version or a row
+    whose field count differs from the header's (a cut or changed answer)."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "1" or len(lines) < 2 or not lines[1].startswith("# "):
+        raise ProxytierError(f"unexpected 'show servers state' answer: {text[:200]!r}")
+    fields = lines[1][2:].split()
+    rows = []
+    for line in lines[2:]:
+        if not line.strip():
+            continue
+        values = line.split()
+        if len(values) != len(fields):
+            raise ProxytierError(
+                f"'show servers state' row has {len(values)} fields, the header {len(fields)}: {line!r}"
+            )
+        rows.append(dict(zip(fields, values, strict=True)))
+    return rows
+
+
+def configured_servers(model: dict[str, Any]) -> dict[tuple[str, str], tuple[str, str]]:
+    """{(backend, server): (address, port)} of every HAProxy server the model renders."""
+    out = {}
+    for be in model["haproxy"]["backends"]:
+        for sv in be["servers"]:
+            host, number = sv["address"].rsplit(":", 1)
+            out[(be["name"], sv["name"])] = (host.strip("[]"), number)
+    return out
+
+
+def state_to_keep(text: str, model: dict[str, Any]) -> tuple[str, list[str]]:
+    """The part of a `show servers state` dump that the next HAProxy process may load: the rows of
+    servers that the new configuration still has at the same address and port. HAProxy takes a
+    saved server's port (and state) over a changed port in the new config (haproxy/haproxy #1412,
+    #3296), so a server whose address or port changed must start from its configuration.
+    -> (state file text, ["backend/server: why", ...] for the rows left out)."""
+    wanted = configured_servers(model)
+    head, rows = text.splitlines()[:2], servers_state(text)
+    kept, dropped = [], []
+    for row in rows:
+        k = (row["be_name"], row["srv_name"])
+        have = (row["srv_addr"], row["srv_port"])
+        if wanted.get(k) == have:
+            kept.append(" ".join(row.values()))
+        else:
+            why = f"now {':'.join(wanted[k])}" if k in wanted else "no longer configured"
+            dropped.append(f"{k[0]}/{k[1]} at {have[0]}:{have[1]}: {why}")
+    return "\n".join([*head, *kept]) + "\n", dropped
+
+
+def live_differences(text: str, model: dict[str, Any]) -> list[str]:
+    """Where HAProxy's live servers (`show servers state`) differ from the model: a server missing,
+    one that the model does not have, or one at another address or port."""
+    wanted = configured_servers(model)
+    live = {(r["be_name"], r["srv_name"]): (r["srv_addr"], r["srv_port"]) for r in servers_state(text)}
+    diffs = [f"{b}/{s}: configured at {':'.join(a)}, not running" for (b, s), a in wanted.items() if (b, s) not in live]
+    for (b, s), have in live.items():
+        if (b, s) not in wanted:
+            if b in {k[0] for k in wanted}:
+                diffs.append(f"{b}/{s}: running at {':'.join(have)}, not configured")
+        elif wanted[(b, s)] != have:
+            diffs.append(f"{b}/{s}: runs at {':'.join(have)}, configured at {':'.join(wanted[(b, s)])}")
+    return diffs
+
+
 def http_ok(url: str) -> bool:
     """GET `url` answers 200 within 2 s."""
     try:
@@ -107,8 +174,9 @@ def serving_checks(
     vips: bool = True,
 ) -> dict[str, Callable[[], bool]]:
     """The checks of "is this node serving?", by name: nginx answers its health path on every
-    site, HAProxy its monitor URI, HAProxy sees this node's nginx UP (or DRAIN) in every backend,
-    keepalived runs, and (unless `vips` is False) the node holds the VIPs it owns."""
+    site, HAProxy its monitor URI, HAProxy sees this node's nginx UP (or DRAIN) in every backend
+    and runs exactly the configured servers (address and port), keepalived runs, and (unless
+    `vips` is False) the node holds the VIPs it owns."""
     checks: dict[str, Callable[[], bool]] = {}
     health = model["nginx"]["health_path"]
     for site in model["nginx"]["sites"]:
@@ -129,6 +197,14 @@ def serving_checks(
         return all(status.get((be["name"], me), "").startswith(("UP", "DRAIN")) for be in model["haproxy"]["backends"])
 
     checks[f"haproxy sees {me}'s nginx up"] = servers_up
+
+    def servers_as_configured() -> bool:
+        try:
+            return live_differences(stat_command("show servers state"), model) == []
+        except (OSError, ProxytierError):
+            return False
+
+    checks["haproxy's servers are the configured ones (address, port)"] = servers_as_configured
     checks["keepalived running"] = keepalived_running
     owned = [i["address"] for i in model["vrrp"]["instances"] if i["is_owner"]] if vips else []
     if owned:

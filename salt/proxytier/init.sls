@@ -1,8 +1,12 @@
-{#- The whole tier on a node. Order matters: states run in this order, so
-    config changes reload nginx, then HAProxy, then keepalived; the exporter,
-    which reads all three, comes last. #}
+{#- The whole tier on a node. Every configuration is checked first (proxytier.check: all or
+    nothing); then the daemons are reloaded in this order: nginx, then HAProxy, then keepalived;
+    the exporter, which reads all three, comes last. -#}
 include:
+  - proxytier.packages
   - proxytier.common
+  - proxytier.tls
+  - proxytier.check
+  - proxytier.systemd
   - proxytier.nginx
   - proxytier.haproxy
   - proxytier.keepalived

@@ -32,5 +32,5 @@ def test_model_builds_without_salt() -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "error: proxytier:vips:0:vrid = 300: VRRP router ids are 1..255; pick an unused one " \
-        "in that range"
+    expected = "error: proxytier:vips:0:vrid = 300: VRRP router ids are 1..255; pick an unused one in that range"
+    assert proc.stdout.strip() == expected

@@ -1,11 +1,12 @@
-{#- proxytier-exporter on the node: Debian's python3-prometheus-client plus the
-    package files served by the Salt master (no PyPI on nodes), run by systemd
-    as its own unprivileged user. See exporter/README.md for every privilege. -#}
-{%- from tpldir ~ "/map.jinja" import pt with context %}
+{#- proxytier-exporter on the node: Debian's python3-prometheus-client plus the package files
+    served by the Salt master (no PyPI on nodes), run by systemd as its own unprivileged user.
+    See exporter/README.md for every privilege. -#}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import pt with context %}
 {%- if pt.exporter.enabled %}
 
 include:
-  - {{ tpldir }}.common
+  - {{ tplroot }}.exporter.room
 
 proxytier-exporter-pkgs:
   pkg.installed:
@@ -14,7 +15,7 @@ proxytier-exporter-pkgs:
 proxytier-exporter-files:
   file.recurse:
     - name: {{ pt.params.exporter_lib_dir }}/proxytier_exporter
-    - source: salt://{{ tpldir }}/files/proxytier_exporter
+    - source: salt://{{ tplroot }}/files/proxytier_exporter
     - user: root
     - group: root
     - dir_mode: "0755"
@@ -28,8 +29,8 @@ proxytier-exporter-service:
     - enable: True
     - require:
       - pkg: proxytier-exporter-pkgs
-      - service: proxytier-common-exporter-socket
+      - service: proxytier-exporter-socket
     - watch:
       - file: proxytier-exporter-files
-      - file: proxytier-common-exporter-unit
+      - file: proxytier-exporter-unit
 {%- endif %}

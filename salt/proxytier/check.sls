@@ -1,0 +1,52 @@
+{#- All or nothing: every configuration a change touches is rendered into a staging directory and
+    checked by its own daemon (nginx -t, haproxy -c, keepalived -t) before ANY live file is
+    replaced or any daemon reloaded. The live file states take the staged, checked bytes as their
+    source and require every check here: if one check fails, nothing changes on the node. -#}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import pt with context %}
+
+include:
+  - {{ tplroot }}.packages
+  - {{ tplroot }}.common
+  - {{ tplroot }}.tls
+
+proxytier-check-staging-dir:
+  file.directory:
+    - name: {{ pt.params.staging_dir }}
+    - user: root
+    - group: root
+    - mode: "0700"
+    - makedirs: True
+{%- for daemon, template, check in [
+      ("nginx", "nginx.conf.jinja", pt.params.bin.nginx ~ " -t -q -c"),
+      ("haproxy", "haproxy.cfg.jinja", pt.params.bin.haproxy ~ " -c -q -f"),
+      ("keepalived", "keepalived.conf.jinja", pt.params.libexec_dir ~ "/check-keepalived"),
+    ] %}
+
+proxytier-check-{{ daemon }}:
+  file.managed:
+    - name: {{ pt.params.staging_dir }}/{{ daemon }}.conf
+    - source: salt://{{ tplroot }}/templates/{{ template }}
+    - template: jinja
+    - context:
+        pt: {{ pt | json }}
+    - user: root
+    - group: root
+    - mode: "0600"
+    - check_cmd: {{ check }}
+    - require:
+      - file: proxytier-check-staging-dir
+      - pkg: proxytier-packages
+      - file: proxytier-common-check-haproxy
+      - file: proxytier-common-check-keepalived
+      - sysctl: proxytier-common-nonlocal-bind
+      - test: proxytier-tls-files
+{%- endfor %}
+
+{#- What every live change waits for. #}
+proxytier-check-all:
+  test.nop:
+    - require:
+      - file: proxytier-check-nginx
+      - file: proxytier-check-haproxy
+      - file: proxytier-check-keepalived
