@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # every test is bounded (the lab tests set their own, longer, limits)
 PYTEST := $(PY) -m pytest --timeout=300
 
-.PHONY: all venv host-deps test test-fast test-integration lint demo lab-up lab-down lab-status
+.PHONY: all venv host-deps test test-fast test-integration lint demo lab-up lab-down lab-status formula-files
 
 all: test
 
@@ -43,6 +43,16 @@ test-fast: venv
 
 test-integration: host-deps venv
 	$(PYTEST) $(PYTEST_ARGS) tests/integration
+
+# The formula directory holds real files, no symlink (gitfs and copied formula directories): the exporter
+# package is copied into it, and the generator writes the rules template and the runbook page.
+# tests/formula_files fails when they drift. Another venv: make formula-files PY=/path/to/python
+FORMULA_EXPORTER := salt/proxytier/files/proxytier_exporter
+formula-files:
+	rm -rf $(FORMULA_EXPORTER)
+	cp -R exporter/proxytier_exporter $(FORMULA_EXPORTER)
+	find $(FORMULA_EXPORTER) \( -name __pycache__ -o -name '*.pyc' \) -prune -exec rm -rf {} +
+	cd dashboards && $(abspath $(PY)) -m proxytier_dashboards generate
 
 lint: venv
 	$(PY) -m ruff check lab tests/integration

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from proxytier_dashboards import lint, probe, promql, render, schema
+from proxytier_dashboards import generated, lint, probe, promql, render, schema
 
 
 def _all_queries() -> list[lint.PanelQuery]:
@@ -15,10 +15,11 @@ def _all_queries() -> list[lint.PanelQuery]:
 
 
 def check() -> list[str]:
-    """Problems of the committed dashboards: stale files, schema, PromQL syntax, lint (metric names are
-    checked against the exporter's exposition by tests/dashboards)."""
+    """Problems of the committed files: stale generated files (dashboards, rules, runbook page, README alert
+    table, the formula's copies), the dashboards' schema, PromQL syntax and lint (metric names are checked
+    against the exporter's exposition by tests/dashboards)."""
     problems = [f"{name} is not what the generator produces: run `python -m proxytier_dashboards generate`"
-                for name in render.stale()]
+                for name in generated.stale()]
     for name, text in render.rendered().items():
         data = json.loads(text)
         problems += [f"{name}: schema: {p}" for p in schema.schema_errors(data)]
@@ -31,8 +32,9 @@ def check() -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m proxytier_dashboards", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("generate", help="write dashboards/grafana/*.json")
-    sub.add_parser("check", help="the committed JSON is current, valid, linted and its PromQL parses")
+    sub.add_parser("generate", help="write the dashboards, the rules, the runbook page, the README's alert table "
+                   "and the formula's copies of them")
+    sub.add_parser("check", help="the generated files are current; the dashboards valid, linted, their PromQL parses")
     p = sub.add_parser("probe", help="evaluate every panel query against a Prometheus and report empty ones")
     p.add_argument("url", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
     p.add_argument("--job", default=".+", help="regex substituted for $job (default .+)")
@@ -41,8 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="panel title allowed to return no data (repeatable)")
     args = parser.parse_args(argv)
     if args.command == "generate":
-        for path in render.write():
-            print(path)
+        for path in generated.write():
+            print(path.relative_to(generated.REPO))
         return 0
     if args.command == "check":
         try:

@@ -4,6 +4,8 @@
 - ``proxytier.params``: the OS parameters, layered once (proxytier_params).
 - ``proxytier.model``: the validated model of the tier for this minion (proxytier_model).
 - ``proxytier.address``: the mine function giving this node's own addresses.
+- ``proxytier.monitoring``: the validated model of proxytier.monitoring on a Prometheus minion
+  (proxytier_monitoring).
 - ``proxytier.member_state``, ``verify``, ``handover``, ``reinstall``: runtime operations for
   rolling changes (proxytier_runtime, proxytier_handover).
 
@@ -22,7 +24,7 @@ __virtualname__ = "proxytier"
 
 _UTILS = (
     "proxytier_schema", "proxytier_params", "proxytier_model", "proxytier_members",
-    "proxytier_runtime", "proxytier_handover",
+    "proxytier_runtime", "proxytier_handover", "proxytier_monitoring",
 )
 
 
@@ -77,6 +79,15 @@ def model(params: dict[str, Any] | None = None) -> dict[str, Any]:
         mine = __salt__["mine.get"](m["target"], m["function"], tgt_type=m["tgt_type"])  # noqa: F821
     os_params = params if params is not None else _os_params()
     return _lib("proxytier_model").build_model(pillar, __opts__["id"], mine=mine, params=os_params)  # noqa: F821
+
+
+def monitoring(tplroot: str = "proxytier") -> dict[str, Any]:
+    """The model of proxytier.monitoring for this Prometheus minion: pillar proxytier_monitoring over
+    templates/monitoring/defaults.yaml, validated; targets from its nodes or the mine (proxytier_monitoring).
+    CLI: ``salt monitor1 proxytier.monitoring``."""
+    defaults = __salt__["cp.get_file_str"](f"salt://{tplroot}/templates/monitoring/defaults.yaml") or ""  # noqa: F821
+    pillar = __pillar__.get("proxytier_monitoring")  # noqa: F821
+    return _lib("proxytier_monitoring").build(pillar, defaults, __salt__["mine.get"])  # noqa: F821
 
 
 def address(interface: str | None = None) -> list[str]:

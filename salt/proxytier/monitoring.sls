@@ -1,27 +1,12 @@
 {#- proxytier.monitoring: for a monitoring minion running Prometheus (not a proxy node). Gives Prometheus
-    the exporter of every proxy node (file_sd targets from the Salt mine) and installs the project's alert
-    and recording rules; each file is checked by promtool before it replaces the live one, then Prometheus
-    is reloaded. Settings: pillar `proxytier_monitoring` (defaults in templates/monitoring/defaults.yaml). -#}
-{%- import_yaml tpldir ~ "/templates/monitoring/defaults.yaml" as defaults %}
-{%- set cfg = salt["slsutil.merge"](defaults, salt["pillar.get"]("proxytier_monitoring", {}), strategy="recurse") %}
-{%- set prom = cfg.prometheus %}
-{%- if cfg.nodes %}
-{%-   set nodes = cfg.nodes %}
-{%- else %}
-{%-   set nodes = [] %}
-{%-   set mine = salt["mine.get"](cfg.target, cfg.mine_function, tgt_type=cfg.tgt_type) %}
-{%-   for id in mine | sort %}
-{%-     set addresses = mine[id] if mine[id] is not string else [mine[id]] %}
-{%-     if addresses %}
-{%-       do nodes.append({"id": id, "address": addresses[0]}) %}
-{%-     endif %}
-{%-   endfor %}
-{%- endif %}
-{%- set targets = [] %}
-{%- for node in nodes %}
-{%-   set host = "[" ~ node.address ~ "]" if ":" in node.address else node.address %}
-{%-   do targets.append({"targets": [host ~ ":" ~ cfg.port], "labels": {"job": cfg.job, "instance": node.id}}) %}
-{%- endfor %}
+    the exporter of every proxy node (file_sd targets) and installs the project's alert and recording rules
+    and the runbook page; each rule and config file is checked by promtool before it replaces the live one,
+    then Prometheus is reloaded. Every setting and decision (pillar `proxytier_monitoring` over
+    templates/monitoring/defaults.yaml, validated; nodes from the pillar or the mine; targets) comes from
+    the model, `proxytier.monitoring` (salt/_utils/proxytier_monitoring.py). -#}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- set mon = salt["proxytier.monitoring"](tplroot) %}
+{%- set prom = mon.prometheus %}
 
 proxytier-monitoring-prometheus-pkg:
   pkg.installed:
@@ -29,11 +14,24 @@ proxytier-monitoring-prometheus-pkg:
 
 proxytier-monitoring-rules:
   file.managed:
-    - name: {{ prom.rules_dir }}/proxytier.rules.yml
-    - source: salt://{{ tpldir }}/templates/monitoring/proxytier.rules.yml
+    - name: {{ mon.rules_file }}
+    - source: salt://{{ tpldir }}/templates/monitoring/proxytier.rules.yml.jinja
+    - template: jinja
+    - context:
+        runbook_url: {{ mon.runbook_url | json }}
     - makedirs: True
     - mode: "0644"
     - check_cmd: {{ prom.promtool }} check rules
+    - require:
+      - pkg: proxytier-monitoring-prometheus-pkg
+
+{#- The runbook as a console page: Prometheus serves it at /consoles/ (read per request: no reload). #}
+proxytier-monitoring-runbook:
+  file.managed:
+    - name: {{ mon.console_page }}
+    - source: salt://{{ tpldir }}/files/monitoring/proxytier-runbook.html
+    - makedirs: True
+    - mode: "0644"
     - require:
       - pkg: proxytier-monitoring-prometheus-pkg
 
@@ -42,7 +40,7 @@ proxytier-monitoring-targets:
   file.serialize:
     - name: {{ prom.targets_file }}
     - serializer: json
-    - dataset: {{ targets | json }}
+    - dataset: {{ mon.targets | json }}
     - makedirs: True
     - mode: "0644"
 
@@ -54,7 +52,7 @@ proxytier-monitoring-prometheus-config:
     - source: salt://{{ tpldir }}/templates/monitoring/prometheus.yml.jinja
     - template: jinja
     - context:
-        cfg: {{ cfg | json }}
+        mon: {{ mon | json }}
     - mode: "0644"
     - check_cmd: {{ prom.promtool }} check config
     - require:

@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "dashboards"
 RULES_FILE = DASHBOARDS / "rules" / "proxytier.rules.yml"
-PROMTOOL_TESTS = sorted((Path(__file__).parent / "promtool").glob("*.test.yml"))
+PROMTOOL_TESTS = sorted((DASHBOARDS / "rules" / "tests").glob("*.test.yml"))
 GOLDEN = REPO / "tests" / "exporter" / "golden"
 
 if str(DASHBOARDS) not in sys.path:

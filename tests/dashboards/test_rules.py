@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from dashboards_common import DASHBOARDS, PROMTOOL_TESTS, RULES_FILE
+from proxytier_dashboards import rules as generator
+from proxytier_dashboards import runbook
 from proxytier_dashboards.lint import metric_selectors
 
 ALERT_NAME = re.compile(r"^Proxytier[A-Z][A-Za-z0-9]+$")
@@ -30,6 +32,13 @@ def test_promtool_check_rules(promtool: str) -> None:
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_promtool_tests_live_beside_the_rules() -> None:
+    assert [p.name for p in PROMTOOL_TESTS] == ["exporter.test.yml", "haproxy.test.yml", "nginx.test.yml",
+                                                "vrrp.test.yml"]
+    for path in PROMTOOL_TESTS:
+        assert yaml.safe_load(path.read_text(encoding="utf-8"))["rule_files"] == ["../proxytier.rules.yml"]
 
 
 @pytest.mark.parametrize("test_file", PROMTOOL_TESTS, ids=lambda p: p.name)
@@ -75,18 +84,22 @@ def test_alert_conventions(alerts: list[dict[str, object]]) -> None:
 
 
 def test_runbook_urls_point_at_existing_sections(alerts: list[dict[str, object]]) -> None:
+    markdown = (DASHBOARDS / "RUNBOOK.md").read_text(encoding="utf-8")
+    page = (DASHBOARDS / "consoles" / generator.RUNBOOK_PAGE).read_text(encoding="utf-8")
     for alert in alerts:
         annotations = alert["annotations"]
         assert isinstance(annotations, dict)
-        path, _, anchor = str(annotations["runbook_url"]).partition("#")
-        runbook = DASHBOARDS.parent / path
-        assert runbook.is_file(), f"{alert['alert']}: {path} does not exist"
+        base, _, anchor = str(annotations["runbook_url"]).partition("#")
+        assert base == "{{ $externalURL }}/consoles/proxytier-runbook.html", f"{alert['alert']}: {base}"
         assert anchor == str(alert["alert"]).lower(), f"{alert['alert']}: anchor is the alert's own section"
-        assert anchor in github_anchors(runbook.read_text(encoding="utf-8")), f"{alert['alert']}: no #{anchor}"
+        assert anchor in github_anchors(markdown), f"{alert['alert']}: no #{anchor} in RUNBOOK.md"
+        assert f'<h2 id="{anchor}">{alert["alert"]}</h2>' in page, f"{alert['alert']}: no #{anchor} on the page"
 
 
 def test_anchor_slugs_follow_github() -> None:
     assert github_anchors("## ProxytierVRRPSplitBrain\n### N-1 (capacity)\n") == {
+        "proxytiervrrpsplitbrain", "n-1-capacity"}
+    assert {runbook.slug("ProxytierVRRPSplitBrain"), runbook.slug("N-1 (capacity)")} == {
         "proxytiervrrpsplitbrain", "n-1-capacity"}
 
 
@@ -103,6 +116,8 @@ def test_rules_use_only_exported_metrics_and_select_the_tier(rules: list[dict[st
 
 def test_readme_lists_every_alert(alerts: list[dict[str, object]]) -> None:
     readme = (DASHBOARDS / "README.md").read_text(encoding="utf-8")
-    listed = set(re.findall(r"^\| (Proxytier\w+) \|", readme, re.MULTILINE))
-    assert listed == {str(a["alert"]) for a in alerts}
-    assert f"({len(alerts)} alerts" in readme
+    table = readme[readme.index(runbook.TABLE_BEGIN):readme.index(runbook.TABLE_END)]
+    listed = re.findall(r"^\| \[(Proxytier\w+)\]\(RUNBOOK\.md#(\w+)\) \| (\w+) \|", table, re.MULTILINE)
+    assert listed == [(str(a["alert"]), str(a["alert"]).lower(), a["labels"]["severity"])  # type: ignore[index]
+                      for a in alerts]
+    assert f"{len(alerts)} alerts" in table

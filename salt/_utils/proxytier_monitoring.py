@@ -1,0 +1,177 @@
+"""The model of `proxytier.monitoring`, for a minion that runs Prometheus (not a proxy node). It owns the pillar
+key `proxytier_monitoring`: its defaults (salt/proxytier/templates/monitoring/defaults.yaml, the one place they
+are written), the validation of every key with proxytier_schema's validators and error type (messages name
+``proxytier_monitoring:<key>``, the value and the fix), the choice between explicit nodes and the Salt mine,
+and what the states write: the file_sd targets (one per proxy node, ``host:port`` with IPv6 in brackets,
+`instance` = the minion id), the scrape job, each alert's runbook base and Prometheus' paths. monitoring.sls
+is a list of states over `build()`'s result. Pure Python (no Salt), unit-tested in tests/unit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from proxytier_schema import ProxytierError, boolean, join_hostport, merge, natural_key, port
+
+ROOT = "proxytier_monitoring"
+RULES_FILE = "proxytier.rules.yml"
+RUNBOOK_PAGE = "proxytier-runbook.html"
+# what Salt's mine.get accepts as tgt_type
+TGT_TYPES = ("glob", "pcre", "list", "grain", "grain_pcre", "pillar", "pillar_pcre", "compound", "nodegroup",
+             "ipcidr")
+JOB_RE = re.compile(r"proxytier[A-Za-z0-9_.:-]*")
+PROM_DURATION_RE = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
+PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
+MINION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+ABS_PATH_RE = re.compile(r"/[^\s'\"]*")
+Path = tuple[Any, ...]
+
+
+def _key(path: Path) -> str:
+    return ":".join([ROOT, *[str(x) for x in path]])
+
+
+def _fail(path: Path, value: Any, fix: str) -> ProxytierError:
+    return ProxytierError(f"{_key(path)} = {value!r}: {fix}")
+
+
+def _under_root(check: Callable[..., Any], *args: Any) -> Any:
+    """Run one of proxytier_schema's validators or its merge, whose messages start with the key path under
+    `proxytier:`; this pillar key is top-level `proxytier_monitoring:`, so the message says that instead."""
+    try:
+        return check(*args)
+    except ProxytierError as error:
+        message = str(error)
+        if message.startswith("proxytier"):
+            message = ROOT + message[len("proxytier"):]
+        raise ProxytierError(message) from None
+
+
+def load_defaults(text: str) -> dict[str, Any]:
+    """The defaults from the text of defaults.yaml."""
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("prometheus"), dict):
+        raise ProxytierError("proxytier.monitoring defaults.yaml: expected a mapping with a prometheus section")
+    return data
+
+
+def _string(value: Any, path: Path, pattern: re.Pattern[str], fix: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise _fail(path, value, fix)
+    return value
+
+
+def runbook_url(value: Any, path: Path = ("runbook_url",)) -> str:
+    """The base of every alert's runbook_url (the alert's anchor is appended): an http(s) URL or one that starts
+    with Prometheus' `{{ $externalURL }}`; no spaces (except inside that template action), quotes or '#'."""
+    fix = ("expected the URL where RUNBOOK.md is published, without '#', quotes or spaces, e.g. "
+           "'{{ $externalURL }}/consoles/proxytier-runbook.html' (the default) or "
+           "'https://wiki.example.com/proxytier/RUNBOOK.html'")
+    if not isinstance(value, str):
+        raise _fail(path, value, fix)
+    external = value.startswith("{{ $externalURL }}")
+    rest = value[len("{{ $externalURL }}"):] if external else value
+    if (not external and not re.match(r"https?://[^/\s]", value)) or re.search(r"[\s'\"#{}]", rest):
+        raise _fail(path, value, fix)
+    return value
+
+
+def _nodes(value: Any, path: Path) -> list[dict[str, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _fail(path, value, "expected a list of {id: proxy1, address: 198.18.0.11}")
+    nodes, seen = [], set()
+    for index, node in enumerate(value):
+        where = (*path, index)
+        if not isinstance(node, dict) or set(node) != {"id", "address"}:
+            raise _fail(where, node, "expected {id: <minion id>, address: <IP address>} and nothing else")
+        ident = _string(node["id"], (*where, "id"), MINION_ID_RE, "expected the node's minion id, e.g. proxy1")
+        if ident in seen:
+            raise _fail((*where, "id"), ident, "each node once")
+        seen.add(ident)
+        nodes.append({"id": ident, "address": _address(node["address"], (*where, "address"))})
+    return nodes
+
+
+def _address(value: Any, path: Path) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        raise _fail(path, value, "expected an IP address like 198.18.0.11 or 2001:2::11") from None
+
+
+def settings(given: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+    """pillar `proxytier_monitoring` (None: all defaults) merged over `defaults`, every key validated."""
+    cfg = _under_root(merge, defaults, given, ())
+    prom = cfg["prometheus"]
+    out: dict[str, Any] = {
+        "job": _string(cfg["job"], ("job",), JOB_RE, "the rules select job=~\"proxytier.*\": a job name that "
+                       "starts with proxytier (letters, digits, '_', '.', ':', '-'), e.g. proxytier-eu"),
+        "port": _under_root(port, cfg["port"], ("port",)),
+        "target": _string(cfg["target"], ("target",), re.compile(r"[^\n]+"),
+                          "expected a Salt target of the proxy nodes, e.g. 'proxy*'"),
+        "tgt_type": _string(cfg["tgt_type"], ("tgt_type",), re.compile("|".join(TGT_TYPES)),
+                            "expected one of " + ", ".join(TGT_TYPES)),
+        "mine_function": _string(cfg["mine_function"], ("mine_function",), MINION_ID_RE,
+                                 "expected the mine alias of the proxy nodes' addresses, e.g. proxytier_address"),
+        "nodes": _nodes(cfg["nodes"], ("nodes",)),
+        "runbook_url": runbook_url(cfg["runbook_url"]),
+    }
+    where = ("prometheus",)
+    paths = {k: _string(prom[k], (*where, k), ABS_PATH_RE, "expected an absolute path without spaces or quotes")
+             for k in ("promtool", "config", "rules_dir", "consoles_dir", "targets_file")}
+    out["prometheus"] = {
+        "package": _string(prom["package"], (*where, "package"), PACKAGE_RE, "expected a package name"),
+        "service": _string(prom["service"], (*where, "service"), SERVICE_RE, "expected a systemd service name"),
+        **paths,
+        "manage_config": _under_root(boolean, prom["manage_config"], (*where, "manage_config")),
+        **{k: _string(str(prom[k]), (*where, k), PROM_DURATION_RE, "expected a Prometheus duration like 15s or 1m")
+           for k in ("scrape_interval", "evaluation_interval")},
+    }
+    return out
+
+
+def mine_nodes(mine: dict[str, Any], mine_function: str) -> list[dict[str, str]]:
+    """Nodes from mine.get's answer {minion id: its addresses, primary first (or one address)}: the first
+    address of each, in natural order of the ids; minions with no address are left out."""
+    nodes = []
+    for ident in sorted(mine, key=natural_key):
+        addresses = mine[ident]
+        addresses = [addresses] if isinstance(addresses, str) else addresses
+        if not addresses:
+            continue
+        if not isinstance(addresses, list):
+            raise ProxytierError(f"mine {mine_function} of {ident} = {addresses!r}: expected a list of addresses "
+                                 "(mine_function: proxytier.address on the proxy nodes)")
+        try:
+            address = str(ipaddress.ip_address(str(addresses[0]).strip()))
+        except ValueError:
+            raise ProxytierError(f"mine {mine_function} of {ident} = {addresses[0]!r}: expected an IP address "
+                                 "(the node's mine function is proxytier.address)") from None
+        nodes.append({"id": ident, "address": address})
+    return nodes
+
+
+def targets(nodes: list[dict[str, str]], job: str, port_number: int) -> list[dict[str, Any]]:
+    """The file_sd target list: one target per node, labelled with the job and the node's id as `instance`."""
+    return [{"targets": [join_hostport(node["address"], port_number)], "labels": {"job": job, "instance": node["id"]}}
+            for node in nodes]
+
+
+def build(given: Any, defaults_text: str, mine_get: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """The monitoring model: `settings()` plus the nodes (explicit `nodes`, else `mine_get(target,
+    mine_function, tgt_type=...)`, called only then), their file_sd `targets`, and the files the states write
+    (`rules_file`, `console_page`)."""
+    cfg = settings(given, load_defaults(defaults_text))
+    nodes = cfg["nodes"] or mine_nodes(mine_get(cfg["target"], cfg["mine_function"], tgt_type=cfg["tgt_type"])
+                                       or {}, cfg["mine_function"])
+    prom = cfg["prometheus"]
+    return {**cfg, "nodes": nodes, "targets": targets(nodes, cfg["job"], cfg["port"]),
+            "rules_file": f"{prom['rules_dir'].rstrip('/')}/{RULES_FILE}",
+            "console_page": f"{prom['consoles_dir'].rstrip('/')}/{RUNBOOK_PAGE}"}

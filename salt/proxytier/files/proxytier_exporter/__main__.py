@@ -1,0 +1,3 @@
+from proxytier_exporter.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,265 @@
+"""nginx's JSON access log, received as syslog datagrams on a unix socket.
+
+nginx sends one datagram per request (`access_log syslog:server=unix:PATH,nohostname proxytier_json;`).
+The kernel queues at most `net.unix.max_dgram_qlen` datagrams (10 on Debian 12) and nginx drops a line when
+the queue is full, so a reader thread drains the socket continuously; it is one of the two background
+readers (the other is the keepalived notify FIFO), both for event streams that cannot be read at scrape time.
+
+Label cardinality is bounded: the `upstream` label is nginx's `$proxy_host` (the upstream block name for
+`proxy_pass http://NAME`), at most `max_upstreams` distinct values, later ones counted as `__other__`;
+the status is reduced to its class (1xx..5xx, other).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import stat
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from proxytier_exporter.core import describe_names
+from proxytier_exporter.streams import StreamReader
+
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+OVERFLOW_UPSTREAM = "__other__"
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
+SYSTEMD_FD_NAME = "nginx-access"
+
+
+class MalformedLine(ValueError):
+    """A datagram that is not a proxytier_json access-log line."""
+
+
+@dataclass(frozen=True)
+class AccessLogEntry:
+    upstream: str  # $proxy_host: "" when the request was not proxied
+    status_class: str
+    request_time: float | None  # $request_time, seconds
+    tries: int  # upstream attempts: entries in $upstream_status (0 when not proxied)
+
+
+def _text(fields: dict[str, object], key: str) -> str:
+    value = fields.get(key, "")
+    return value if isinstance(value, str) else ""
+
+
+def status_class(raw: str) -> str:
+    if len(raw) == 3 and raw.isdigit() and "1" <= raw[0] <= "5":
+        return f"{raw[0]}xx"
+    return "other"
+
+
+def parse_datagram(data: bytes) -> AccessLogEntry:
+    """Parse one syslog datagram (`<190>Nov 24 04:03:15 nginx: {...}`). Raises MalformedLine."""
+    start = data.find(b"{")
+    if start < 0:
+        raise MalformedLine("no JSON object in the datagram")
+    try:
+        fields = json.loads(data[start:])
+    except (ValueError, RecursionError) as error:
+        raise MalformedLine(f"not JSON: {error}") from error
+    if not isinstance(fields, dict) or "status" not in fields:
+        raise MalformedLine("JSON object without a status field")
+    try:
+        request_time: float | None = float(_text(fields, "request_time"))
+    except ValueError:
+        request_time = None
+    if request_time is not None and not 0 <= request_time < float("inf"):
+        request_time = None
+    upstream_status = _text(fields, "upstream_status")
+    tries = len([part for part in upstream_status.replace(":", ",").split(",") if part.strip()])
+    return AccessLogEntry(_text(fields, "upstream"), status_class(_text(fields, "status")), request_time, tries)
+
+
+class AccessLogStats:
+    """Cumulative counters and histograms over every line received; thread-safe."""
+
+    METRIC_NAMES = (
+        "proxytier_nginx_access_log_lines_total",
+        "proxytier_nginx_access_log_malformed_total",
+        "proxytier_nginx_upstream_requests_total",
+        "proxytier_nginx_upstream_retries_total",
+        "proxytier_nginx_upstream_request_duration_seconds",
+    )
+
+    def __init__(self, max_upstreams: int = 64, buckets: Sequence[float] = DEFAULT_BUCKETS):
+        self.max_upstreams = max_upstreams
+        self.buckets = tuple(sorted(buckets))
+        self._lock = threading.Lock()
+        self._lines = 0
+        self._malformed = 0
+        self._requests: dict[tuple[str, str], int] = {}
+        self._retries: dict[str, int] = {}
+        self._bucket_counts: dict[str, list[int]] = {}  # per upstream, one per bound plus +Inf
+        self._sums: dict[str, float] = {}
+
+    def observe_datagram(self, data: bytes) -> None:
+        try:
+            entry = parse_datagram(data)
+        except MalformedLine:
+            with self._lock:
+                self._lines += 1
+                self._malformed += 1
+            return
+        self.observe(entry)
+
+    def observe(self, entry: AccessLogEntry) -> None:
+        with self._lock:
+            self._lines += 1
+            if not entry.upstream:
+                return
+            upstream = entry.upstream
+            if upstream not in self._retries and len(self._retries) >= self.max_upstreams:
+                upstream = OVERFLOW_UPSTREAM
+            key = (upstream, entry.status_class)
+            self._requests[key] = self._requests.get(key, 0) + 1
+            self._retries[upstream] = self._retries.get(upstream, 0) + max(entry.tries - 1, 0)
+            if entry.request_time is not None:
+                counts = self._bucket_counts.setdefault(upstream, [0] * (len(self.buckets) + 1))
+                index = next((i for i, bound in enumerate(self.buckets) if entry.request_time <= bound),
+                             len(self.buckets))
+                counts[index] += 1
+                self._sums[upstream] = self._sums.get(upstream, 0.0) + entry.request_time
+
+    def families(self) -> Iterator[Metric]:
+        with self._lock:
+            lines, malformed = self._lines, self._malformed
+            requests = dict(self._requests)
+            retries = dict(self._retries)
+            bucket_counts = {name: list(counts) for name, counts in self._bucket_counts.items()}
+            sums = dict(self._sums)
+        yield CounterMetricFamily(
+            "proxytier_nginx_access_log_lines_total",
+            "Access-log datagrams received from nginx on the syslog socket.", value=lines,
+        )
+        yield CounterMetricFamily(
+            "proxytier_nginx_access_log_malformed_total",
+            "Received datagrams that were not proxytier_json access-log lines.", value=malformed,
+        )
+        family = CounterMetricFamily(
+            "proxytier_nginx_upstream_requests_total",
+            "Proxied requests by upstream (log field upstream = $proxy_host) and status class of the "
+            "response to the client (log field status).",
+            labels=["upstream", "status_class"],
+        )
+        for (upstream, klass), count in sorted(requests.items()):
+            family.add_metric([upstream, klass], count)
+        yield family
+        family = CounterMetricFamily(
+            "proxytier_nginx_upstream_retries_total",
+            "Extra upstream attempts (proxy_next_upstream): entries in log field upstream_status beyond "
+            "the first.",
+            labels=["upstream"],
+        )
+        for upstream, count in sorted(retries.items()):
+            family.add_metric([upstream], count)
+        yield family
+        histogram = HistogramMetricFamily(
+            "proxytier_nginx_upstream_request_duration_seconds",
+            "Request time seen by nginx for proxied requests (log field request_time = $request_time).",
+            labels=["upstream"],
+        )
+        bounds = [floatToGoString(bound) for bound in self.buckets] + ["+Inf"]
+        for upstream, counts in sorted(bucket_counts.items()):
+            cumulative, running = [], 0
+            for bound, count in zip(bounds, counts, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            histogram.add_metric([upstream], cumulative, sums[upstream])
+        yield histogram
+
+
+def open_datagram_socket(path: str, mode: int) -> socket.socket:
+    """The syslog socket: inherited from systemd (`.socket` unit, FileDescriptorName=nginx-access) when
+    there is one, else bound here at `path` (a stale socket file left by a previous run is replaced)."""
+    inherited = _systemd_socket(SYSTEMD_FD_NAME)
+    if inherited is not None:
+        return inherited
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, mode)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _systemd_socket(name: str) -> socket.socket | None:
+    """The socket systemd passed under `name` (sd_listen_fds protocol), if any."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return None
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
+    for offset in range(count):
+        if offset < len(names) and names[offset] == name:
+            return socket.socket(fileno=3 + offset)
+    return None
+
+
+class AccessLogReceiver(StreamReader):
+    """Background thread draining the syslog socket into an AccessLogStats."""
+
+    thread_name = "nginx-access-log"
+    source = "the syslog socket"
+    BATCH = 256  # datagrams read without waiting after each wake-up (then the stop flag is checked)
+
+    def __init__(self, path: str, stats: AccessLogStats, mode: int = 0o660):
+        super().__init__(path)
+        self.stats = stats
+        self.mode = mode
+        self._sock: socket.socket | None = None
+
+    def _open(self) -> None:
+        self._sock = open_datagram_socket(self.path, self.mode)
+        self._sock.setblocking(False)
+        self._poll = select.poll()
+        self._poll.register(self._sock, select.POLLIN)
+
+    def _read_once(self) -> None:
+        """Wait up to 0.5 s for a datagram, then read every queued one: under load, one wake-up
+        handles many lines (at most BATCH, then the stop flag is checked again)."""
+        assert self._sock is not None
+        if not self._poll.poll(500):
+            return
+        for _ in range(self.BATCH):
+            try:
+                data = self._sock.recv(65536)
+            except BlockingIOError:
+                return
+            self.stats.observe_datagram(data)
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+
+
+class AccessLogCollector:
+    """Publishes what the receiver gathered; fails while the socket is not being read."""
+
+    name = "nginx_access_log"
+
+    def __init__(self, receiver: AccessLogReceiver):
+        self.receiver = receiver
+
+    def collect(self) -> Iterator[Metric]:
+        self.receiver.ensure_running()
+        yield from self.receiver.stats.families()
+
+    def describe(self) -> list[Metric]:
+        return describe_names(*AccessLogStats.METRIC_NAMES)
