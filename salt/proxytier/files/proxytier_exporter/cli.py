@@ -1,18 +1,15 @@
-"""Command line: flags, wiring of the collectors, HTTP server."""
+"""Command line: flags, wiring of the collectors and of the HTTP server (httpserver.py, webconfig.py)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from socketserver import ThreadingMixIn
 from types import FrameType
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
@@ -21,9 +18,11 @@ from proxytier_exporter.accesslog import AccessLogCollector, AccessLogReceiver, 
 from proxytier_exporter.core import DaemonCollector, ScrapeCollector
 from proxytier_exporter.exposition import metrics_app
 from proxytier_exporter.haproxy import HAProxyCollector
+from proxytier_exporter.httpserver import HTTPServer
 from proxytier_exporter.keepalived import FifoReader, FifoState, KeepalivedCollector
 from proxytier_exporter.nginx import NginxCollector
 from proxytier_exporter.vip import VipCollector
+from proxytier_exporter.webconfig import WebConfigError, WebConfigSource
 
 log = logging.getLogger("proxytier_exporter")
 
@@ -42,6 +41,19 @@ def parser() -> argparse.ArgumentParser:
                    help="address:port to serve metrics on (default %(default)s: every address)")
     p.add_argument("--web.telemetry-path", dest="path", default="/metrics",
                    help="path of the metrics page (default %(default)s)")
+    p.add_argument("--web.config.file", dest="web_config", default="",
+                   help="TLS and basic auth, in the Prometheus exporter-toolkit's web config format "
+                   "(default: none, plain HTTP without auth)")
+    p.add_argument("--web.read-timeout", dest="read_timeout", type=_positive(float), default=5.0,
+                   help="seconds a client has, from connecting, to send its request head (TLS handshake "
+                   "included); then it is disconnected (default %(default)s)")
+    p.add_argument("--web.write-timeout", dest="write_timeout", type=_positive(float), default=10.0,
+                   help="seconds to write one answer, in total (default %(default)s)")
+    p.add_argument("--web.max-requests", dest="max_requests", type=_positive(int), default=8,
+                   help="requests answered at once (worker threads); more wait (default %(default)s)")
+    p.add_argument("--web.max-connections", dest="max_connections", type=_positive(int), default=128,
+                   help="open client connections; at the limit the oldest one still sending its request "
+                   "is closed for a new one (default %(default)s)")
     p.add_argument("--haproxy.stats-socket", dest="haproxy_socket", default="/run/haproxy/stats.sock",
                    help="HAProxy runtime API socket, level user is enough (default %(default)s)")
     p.add_argument("--haproxy.timeout", dest="haproxy_timeout", type=float, default=2.0,
@@ -77,6 +89,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its error message
+    return convert
+
+
 def listen_address(text: str) -> tuple[str, int]:
     """Split "host:port", ":port" or "[v6]:port"."""
     host, sep, port = text.rpartition(":")
@@ -85,16 +108,8 @@ def listen_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-
 def web_app(registry: CollectorRegistry, telemetry_path: str) -> Callable[..., Iterable[bytes]]:
+    """WSGI app: the metrics at `telemetry_path`, a landing page at `/`, 404 elsewhere."""
     metrics = metrics_app(registry.collect)
     landing = (f'<html><head><title>proxytier-exporter</title></head><body><h1>proxytier-exporter '
                f'{__version__}</h1><p><a href="{telemetry_path}">Metrics</a></p></body></html>').encode()
@@ -110,15 +125,6 @@ def web_app(registry: CollectorRegistry, telemetry_path: str) -> Callable[..., I
         return [b"not found\n"]
 
     return app
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-def serve(app: Callable[..., Iterable[bytes]], host: str, port: int) -> WSGIServer:
-    server_class = _Server6 if ":" in host else _Server
-    return make_server(host or "0.0.0.0", port, app, server_class=server_class, handler_class=_QuietHandler)
 
 
 def build(args: argparse.Namespace) -> tuple[list[DaemonCollector], list[Callable[[], None]]]:
@@ -158,12 +164,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"proxytier-exporter: {error}", file=sys.stderr)
         return 2
+    if args.max_connections < args.max_requests:
+        print("proxytier-exporter: --web.max-connections is below --web.max-requests", file=sys.stderr)
+        return 2
+    web_config = None
+    if args.web_config:
+        try:
+            web_config = WebConfigSource(args.web_config)
+        except WebConfigError as error:
+            print(f"proxytier-exporter: --web.config.file {error}", file=sys.stderr)
+            return 1
     collectors, stops = build(args)
     registry = CollectorRegistry()
     registry.register(ScrapeCollector(collectors))
     ProcessCollector(registry=registry)
     try:
-        server = serve(web_app(registry, args.path), host, port)
+        server = HTTPServer(web_app(registry, args.path), host, port, web_config=web_config,
+                            read_timeout=args.read_timeout, write_timeout=args.write_timeout,
+                            max_requests=args.max_requests, max_connections=args.max_connections)
     except OSError as error:
         print(f"proxytier-exporter: cannot listen on {args.listen}: {error.strerror}", file=sys.stderr)
         for stop in stops:
@@ -175,8 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    log.info("proxytier-exporter %s listening on %s%s with collectors: %s", __version__, args.listen,
-             args.path, ", ".join(c.name for c in collectors) or "none")
+    log.info("proxytier-exporter %s listening on %s%s (%s%s) with collectors: %s", __version__, args.listen,
+             args.path, "TLS" if web_config is not None and web_config.tls else "plain HTTP",
+             ", basic auth" if web_config is not None and web_config.current().users else "",
+             ", ".join(c.name for c in collectors) or "none")
     server.serve_forever()
     server.server_close()
     for stop in stops:
