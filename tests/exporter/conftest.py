@@ -11,12 +11,15 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-# Test the exporter of this checkout, whatever copy an editable install in a shared venv points at.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "exporter"))
-
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
+
+# Test the exporter of this checkout, whatever copy an editable install in a shared venv points at;
+# PYTHONPATH carries it to the exporter processes the end-to-end tests start.
+_EXPORTER = str(Path(__file__).resolve().parents[2] / "exporter")
+sys.path.insert(0, _EXPORTER)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_EXPORTER, os.environ.get("PYTHONPATH")]))
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = Path(__file__).parent / "golden"

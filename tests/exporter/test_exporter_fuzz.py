@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 from proxytier_exporter.accesslog import AccessLogStats, MalformedLine, parse_datagram
 from proxytier_exporter.core import SourceError
 from proxytier_exporter.haproxy import info_families, parse_show_info, parse_show_stat, server_states, stat_families
-from proxytier_exporter.keepalived import instance_families, parse_fifo_line, parse_json_dump
+from proxytier_exporter.keepalived import (
+    MalformedFifoLine,
+    check_fifo_line,
+    instance_families,
+    parse_fifo_line,
+    parse_json_dump,
+)
 from proxytier_exporter.keepalived_conf import parse_keepalived_conf
 from proxytier_exporter.nginx import parse_stub_status, stub_status_families
 from proxytier_exporter.vip import parse_addr_dump
@@ -89,6 +95,7 @@ def test_access_log_datagrams(data: bytes) -> None:
 def test_fifo_lines(text: str) -> None:
     for line in text.splitlines():
         parse_fifo_line(line)
+        returns_or_raises(check_fifo_line, line, MalformedFifoLine)
 
 
 @FUZZ
@@ -102,7 +109,7 @@ def test_keepalived_json_dump(text: str) -> None:
 @FUZZ
 @given(inputs("keepalived.conf"))
 def test_keepalived_conf(text: str) -> None:
-    parse_keepalived_conf(text)
+    returns_or_raises(parse_keepalived_conf, text, SourceError)
 
 
 def corrupted_bytes(name: str) -> st.SearchStrategy[bytes]:

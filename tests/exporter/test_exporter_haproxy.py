@@ -119,7 +119,8 @@ def test_columns_are_read_by_name_not_position(fixtures: Path, render) -> None:
         values = line.split(",")
         return ",".join(values[i] for i in order)
 
-    reordered = "# " + shuffled(lines[0][2:]) + "\n" + "\n".join(shuffled(line) for line in lines[1:] if line)
+    rows = "\n".join(shuffled(line) for line in lines[1:] if line)
+    reordered = "# " + shuffled(lines[0][2:]) + "\n" + rows + "\n\n"
     assert render(lambda: stat_families(parse_show_stat(reordered))) == render(
         lambda: stat_families(parse_show_stat(text))
     )
@@ -130,9 +131,11 @@ def test_an_error_answer_is_a_source_error_naming_the_command(tmp_path: Path) ->
         parse_show_stat("Permission denied\n")
 
 
-def test_an_oversized_field_is_a_source_error() -> None:
+def test_an_oversized_field_is_a_source_error(fixtures: Path) -> None:
+    header, first, rest = (fixtures / "haproxy_show_stat.csv").read_text().split("\n", 2)
+    oversized = '"' + "x" * 200_000 + '"' + first[first.index(","):]
     with pytest.raises(SourceError, match="malformed CSV"):
-        parse_show_stat('# pxname,svname,type,status\n"' + "x" * 200_000 + '",be,2,UP\n')
+        parse_show_stat(f"{header}\n{oversized}\n{rest}")
 
 
 def test_a_missing_socket_is_a_source_error_naming_the_path(tmp_path: Path) -> None:

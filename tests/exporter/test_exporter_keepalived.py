@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -218,16 +219,16 @@ def test_config_parser_reads_instances_in_compact_and_commented_forms() -> None:
     ]
 
 
-def test_vip_info_ties_each_instance_to_its_addresses_and_skips_garbage() -> None:
+def test_vip_info_ties_each_instance_to_its_addresses_and_skips_garbage(fixtures) -> None:
     conf = parse_keepalived_conf(
         "vrrp_instance VI_9 {\n  interface host0\n  virtual_router_id 9\n  priority 100\n"
         "  virtual_ipaddress {\n    198.18.0.109/24 dev host0\n    not-an-address\n  }\n}\n"
     )
     views = fifo_views(conf, {})
     assert views[0].vips == ["198.18.0.109"]
-    json_views = parse_json_dump(
-        '[{"data": {"iname": "VI_9", "vrid": 9, "state": 2, "vips": ["198.18.0.109 dev host0 scope global", 7, ""]}}]'
-    )
+    captured = json.loads((fixtures / "keepalived.json").read_text())[:1]
+    captured[0]["data"]["vips"] = ["198.18.0.109 dev host0 scope global", 7, ""]
+    json_views = parse_json_dump(json.dumps(captured))
     assert json_views[0].vips == ["198.18.0.109"]
     samples = [s for f in instance_families(views) for s in f.samples if s.name == "proxytier_keepalived_vrrp_vip_info"]
     assert [(s.labels["vrrp_instance"], s.labels["vip"], s.value) for s in samples] == [("VI_9", "198.18.0.109", 1)]

@@ -166,7 +166,9 @@ def test_the_access_log_socket_can_come_from_systemd(tmp_path) -> None:
         f"os.execv(sys.executable, {exporter!r})"
     )
     process = subprocess.Popen([sys.executable, "-c", as_systemd_does], pass_fds=(given.fileno(),))
-    line = b'<190>nginx: {"status":"200","upstream":"app","request_time":"0.001"}'
+    line = (b'<190>Nov 24 04:08:42 nginx: {"time":"2026-11-24T04:08:42+00:00","status":"200",'
+            b'"request_time":"0.001","upstream":"app","upstream_addr":"127.0.0.1:28481",'
+            b'"upstream_status":"200","upstream_response_time":"0.000"}')
     try:
         deadline = time.monotonic() + 10
         text = ""
