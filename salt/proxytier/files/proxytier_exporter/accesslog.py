@@ -8,17 +8,27 @@ readers (the other is the keepalived notify FIFO), both for event streams that c
 Label cardinality is bounded: the `upstream` label is nginx's `$proxy_host` (the upstream block name for
 `proxy_pass http://NAME`), at most `max_upstreams` distinct values, later ones counted as `__other__`;
 the status is reduced to its class (1xx..5xx, other).
+
+Upstreams removed from nginx's configuration: the exporter does not read nginx's configuration, so it
+cannot know when an upstream is gone; an upstream that has sent no line for `idle_expiry` seconds (one
+hour by default) has its series dropped and its label slot freed (like statsd_exporter's TTL). Dropping
+a counter series is allowed in Prometheus: rate()/increase() simply end; if the upstream comes back its
+counters start again from zero, which Prometheus reads as a new series (a counter reset at worst).
+Keeping them forever would both publish ghosts and use up `max_upstreams`, pushing new upstreams into
+`__other__`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import socket
 import stat
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -31,6 +41,11 @@ DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 OVERFLOW_UPSTREAM = "__other__"
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 SYSTEMD_FD_NAME = "nginx-access"
+REQUIRED_FIELDS = ("status", "request_time", "upstream", "upstream_status")  # of log_format proxytier_json
+DEFAULT_IDLE_EXPIRY = 3600.0
+MAX_DATAGRAM_BYTES = 65536
+
+log = logging.getLogger("proxytier_exporter")
 
 
 class MalformedLine(ValueError):
@@ -57,7 +72,14 @@ def status_class(raw: str) -> str:
 
 
 def parse_datagram(data: bytes) -> AccessLogEntry:
-    """Parse one syslog datagram (`<190>Nov 24 04:03:15 nginx: {...}`). Raises MalformedLine."""
+    """Parse one whole syslog datagram nginx sent (`<190>Nov 24 04:03:15 nginx: {...}`, no newline).
+
+    Raises MalformedLine, saying what is wrong, unless it is a syslog line (`<PRI>`) carrying one
+    complete JSON object with every field the exporter reads (`REQUIRED_FIELDS`, strings, as
+    `log_format proxytier_json` writes them). A datagram cut anywhere is not complete JSON.
+    """
+    if not data.startswith(b"<"):
+        raise MalformedLine("not a syslog datagram (no <PRI>)")
     start = data.find(b"{")
     if start < 0:
         raise MalformedLine("no JSON object in the datagram")
@@ -65,8 +87,11 @@ def parse_datagram(data: bytes) -> AccessLogEntry:
         fields = json.loads(data[start:])
     except (ValueError, RecursionError) as error:
         raise MalformedLine(f"not JSON: {error}") from error
-    if not isinstance(fields, dict) or "status" not in fields:
-        raise MalformedLine("JSON object without a status field")
+    if not isinstance(fields, dict):
+        raise MalformedLine("JSON but not an object")
+    missing = [key for key in REQUIRED_FIELDS if not isinstance(fields.get(key), str)]
+    if missing:
+        raise MalformedLine(f"JSON object without {', '.join(missing)} (not log_format proxytier_json?)")
     try:
         request_time: float | None = float(_text(fields, "request_time"))
     except ValueError:
@@ -89,10 +114,22 @@ class AccessLogStats:
         "proxytier_nginx_upstream_request_duration_seconds",
     )
 
-    def __init__(self, max_upstreams: int = 64, buckets: Sequence[float] = DEFAULT_BUCKETS):
+    def __init__(
+        self,
+        max_upstreams: int = 64,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+        idle_expiry: float = DEFAULT_IDLE_EXPIRY,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        """`idle_expiry`: seconds without a line after which an upstream's series are dropped."""
         self.max_upstreams = max_upstreams
         self.buckets = tuple(sorted(buckets))
+        self.idle_expiry = idle_expiry
+        self._clock = clock
         self._lock = threading.Lock()
+        self._last_seen: dict[str, float] = {}
+        self._malformed_logged = float("-inf")
+        self._malformed_unlogged = 0
         self._lines = 0
         self._malformed = 0
         self._requests: dict[tuple[str, str], int] = {}
@@ -100,13 +137,23 @@ class AccessLogStats:
         self._bucket_counts: dict[str, list[int]] = {}  # per upstream, one per bound plus +Inf
         self._sums: dict[str, float] = {}
 
-    def observe_datagram(self, data: bytes) -> None:
+    def observe_datagram(self, data: bytes, truncated: bool = False) -> None:
+        """Count one datagram; `truncated` when the socket cut it (MSG_TRUNC). A malformed one counts in
+        the malformed total and is logged (at most once a minute, with how many since)."""
         try:
+            if truncated:
+                raise MalformedLine(f"datagram over {len(data)} bytes, cut by the socket")
             entry = parse_datagram(data)
-        except MalformedLine:
+        except MalformedLine as error:
             with self._lock:
                 self._lines += 1
                 self._malformed += 1
+                self._malformed_unlogged += 1
+                now = self._clock()
+                if now - self._malformed_logged < 60:
+                    return
+                count, self._malformed_unlogged, self._malformed_logged = self._malformed_unlogged, 0, now
+            log.warning("nginx access log: %d malformed datagram(s), the last: %s: %r", count, error, data[:120])
             return
         self.observe(entry)
 
@@ -118,6 +165,7 @@ class AccessLogStats:
             upstream = entry.upstream
             if upstream not in self._retries and len(self._retries) >= self.max_upstreams:
                 upstream = OVERFLOW_UPSTREAM
+            self._last_seen[upstream] = self._clock()
             key = (upstream, entry.status_class)
             self._requests[key] = self._requests.get(key, 0) + 1
             self._retries[upstream] = self._retries.get(upstream, 0) + max(entry.tries - 1, 0)
@@ -128,8 +176,21 @@ class AccessLogStats:
                 counts[index] += 1
                 self._sums[upstream] = self._sums.get(upstream, 0.0) + entry.request_time
 
+    def _expire(self) -> None:
+        """Forget upstreams idle for longer than idle_expiry (caller holds the lock)."""
+        cutoff = self._clock() - self.idle_expiry
+        for upstream in [name for name, seen in self._last_seen.items() if seen < cutoff]:
+            del self._last_seen[upstream]
+            self._retries.pop(upstream, None)
+            self._bucket_counts.pop(upstream, None)
+            self._sums.pop(upstream, None)
+            for key in [key for key in self._requests if key[0] == upstream]:
+                del self._requests[key]
+
     def families(self) -> Iterator[Metric]:
+        """The counters and histograms as metric families, after dropping idle upstreams."""
         with self._lock:
+            self._expire()
             lines, malformed = self._lines, self._malformed
             requests = dict(self._requests)
             retries = dict(self._retries)
@@ -239,10 +300,10 @@ class AccessLogReceiver(StreamReader):
             return
         for _ in range(self.BATCH):
             try:
-                data = self._sock.recv(65536)
+                data, _, flags, _ = self._sock.recvmsg(MAX_DATAGRAM_BYTES)
             except BlockingIOError:
                 return
-            self.stats.observe_datagram(data)
+            self.stats.observe_datagram(data, truncated=bool(flags & socket.MSG_TRUNC))
 
     def _close(self) -> None:
         if self._sock is not None:

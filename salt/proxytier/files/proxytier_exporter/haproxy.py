@@ -97,36 +97,102 @@ INFO_FIELDS = _fields("haproxy_process", (
 ), command="show info")
 
 
+ANSWER_END = "\n\n"  # the runtime API ends every complete answer with an empty line
+_KEY_COLUMNS = ("pxname", "svname", "type", "status")
+_TYPES = ("0", "1", "2", "3")  # frontend, backend, server, listener
+
+
+def _numeric_columns() -> tuple[str, ...]:
+    tables = (FRONTEND_FIELDS, BACKEND_FIELDS, SERVER_FIELDS)
+    columns = [field.column for table in tables for field in table] + [f"hrsp_{c}" for c in RESPONSE_CODES]
+    return tuple(dict.fromkeys(columns))
+
+
+STAT_NUMERIC_COLUMNS = _numeric_columns()
+STAT_COLUMNS = (*_KEY_COLUMNS, *STAT_NUMERIC_COLUMNS)
+INFO_KEYS = ("Name", "Version", *(field.column for field in INFO_FIELDS))
+
+
+def _ending(text: str) -> str:
+    return repr(text[-40:]) if text else "nothing"
+
+
 def parse_show_stat(text: str) -> list[dict[str, str]]:
-    """Rows of `show stat` as {column name: value}. Raises SourceError unless the answer is the CSV."""
-    lines = text.splitlines()
-    if not lines or not lines[0].startswith("# "):
-        first = lines[0][:80] if lines else "an empty answer"
+    """Rows of a complete `show stat` answer, each {column name: value} (values as HAProxy wrote them).
+
+    The answer is HAProxy's CSV: a header line `# pxname,svname,...` (HAProxy 2.6 writes 129 columns,
+    each line ending with a comma), one line per frontend, backend, server and listener, then the empty
+    line that ends every complete runtime API answer (HAProxy 2.6 sends `...\n\n`). Completeness checks,
+    each a SourceError naming `show stat` and what is wrong, so a partial answer never passes for a whole
+    one: the header is there and has every column the metrics read (`STAT_COLUMNS`); the answer ends with
+    the empty line and has no other; every row has exactly the header's number of columns; every row has
+    a pxname, an svname and a known type (0..3); no (type, pxname, svname) appears twice; a non-empty
+    value in a column read as a number is a finite number.
+    """
+    if not text.startswith("# "):
+        first = text.split("\n", 1)[0][:80] if text else "an empty answer"
         raise SourceError(f"show stat: expected a CSV header line starting with '# ', got {first!r}")
-    header = next(csv.reader([lines[0][2:]]))
-    missing = {"pxname", "svname", "type", "status"} - set(header)
-    if missing:
-        raise SourceError(f"show stat: CSV header lacks {', '.join(sorted(missing))}")
-    rows = []
+    if not text.endswith(ANSWER_END):
+        raise SourceError(f"show stat: answer cut short, it does not end with an empty line (ends {_ending(text)})")
+    lines = text[: -len(ANSWER_END)].split("\n")
     try:
-        for values in csv.reader(line for line in lines[1:] if line.strip()):
-            if len(values) < len(header) // 2:
-                raise SourceError(f"show stat: truncated row with {len(values)} of {len(header)} columns")
-            rows.append(dict(zip(header, values, strict=False)))
+        header = next(csv.reader([lines[0][2:]], strict=True))
+        missing = [column for column in STAT_COLUMNS if column not in header]
+        if missing:
+            raise SourceError(f"show stat: CSV header lacks {', '.join(missing)}")
+        if len(set(header) - {""}) != len([name for name in header if name]):
+            raise SourceError("show stat: CSV header names a column twice")
+        rows = []
+        seen: set[tuple[str, str, str]] = set()
+        for number_, values in enumerate(csv.reader(lines[1:], strict=True), start=2):
+            if not values:
+                raise SourceError(f"show stat: empty line {number_} before the end of the answer")
+            if len(values) != len(header):
+                raise SourceError(
+                    f"show stat: line {number_} has {len(values)} columns, the header {len(header)}"
+                )
+            row = dict(zip(header, values, strict=True))
+            key = (row["type"], row["pxname"], row["svname"])
+            if not row["pxname"] or not row["svname"] or row["type"] not in _TYPES:
+                raise SourceError(f"show stat: line {number_} has no pxname, svname or known type: {key}")
+            if key in seen:
+                raise SourceError(f"show stat: line {number_} repeats type/pxname/svname {key}")
+            seen.add(key)
+            for column in STAT_NUMERIC_COLUMNS:
+                if row[column] and number(row, column) is None:
+                    raise SourceError(f"show stat: line {number_} column {column} is not a number: {row[column]!r}")
+            rows.append(row)
     except csv.Error as error:
         raise SourceError(f"show stat: malformed CSV: {error}") from error
     return rows
 
 
 def parse_show_info(text: str) -> dict[str, str]:
-    """`show info` as {key: value}. Raises SourceError unless it looks like HAProxy's answer."""
+    """A complete `show info` answer as {key: value} (values as HAProxy wrote them, stripped).
+
+    The answer is `Key: value` lines then the empty line that ends every complete runtime API answer.
+    Raises SourceError, naming `show info` and what is wrong, unless: it ends with that empty line and
+    has no other; every line is `Key: value`; no key appears twice; Name is HAProxy; every key the
+    metrics read (`INFO_KEYS`) is there, and those read as numbers are finite numbers.
+    """
+    if not text.endswith(ANSWER_END):
+        raise SourceError(f"show info: answer cut short, it does not end with an empty line (ends {_ending(text)})")
     info: dict[str, str] = {}
-    for line in text.splitlines():
+    for number_, line in enumerate(text[: -len(ANSWER_END)].split("\n"), start=1):
         key, sep, value = line.partition(":")
-        if sep and key.strip():
-            info[key.strip()] = value.strip()
-    if "Name" not in info or "Version" not in info:
-        raise SourceError("show info: no Name/Version lines in the answer")
+        if not sep or not key.strip():
+            raise SourceError(f"show info: line {number_} is not 'Key: value': {line[:80]!r}")
+        if key.strip() in info:
+            raise SourceError(f"show info: line {number_} repeats key {key.strip()!r}")
+        info[key.strip()] = value.strip()
+    missing = [key for key in INFO_KEYS if key not in info]
+    if missing:
+        raise SourceError(f"show info: answer lacks {', '.join(missing)}")
+    if info["Name"] != "HAProxy":
+        raise SourceError(f"show info: Name is {info['Name'][:40]!r}, not HAProxy")
+    for field in INFO_FIELDS:
+        if number(info, field.column) is None:
+            raise SourceError(f"show info: {field.column} is not a number: {info[field.column][:40]!r}")
     return info
 
 

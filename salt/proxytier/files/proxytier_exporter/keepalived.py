@@ -37,7 +37,7 @@ from pathlib import Path
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from proxytier_exporter.core import SourceError, describe_names, state_set
-from proxytier_exporter.keepalived_conf import InstanceConfig, load_keepalived_conf
+from proxytier_exporter.keepalived_conf import InstanceConfig, KeepalivedConfig
 from proxytier_exporter.streams import StreamReader
 
 log = logging.getLogger("proxytier_exporter")
@@ -50,8 +50,14 @@ ADVERT_ERRORS = (
     "invalid_authtype", "authtype_mismatch", "auth_failure",
 )
 DEFAULT_JSON_SIGNAL = 36  # `keepalived --signum=JSON` on Debian 12's 2.2.7
-_FIFO_LINE = re.compile(r'^INSTANCE "(?P<name>.*)" (?P<event>[A-Z_]+) (?P<priority>-?\d{1,9})$')
+_FIFO_LINE = re.compile(r'^INSTANCE "(?P<name>[^"]+)" (?P<event>[A-Z_]+) (?P<priority>-?\d{1,9})$')
+# The notify FIFO's other line forms (sync groups, checkers, BFD): well-formed, not about instances.
+_OTHER_FIFO_LINE = re.compile(r'^(GROUP|VS|RS|BFD) "[^"]*" [A-Z_]+( .*)?$')
+_NAMED_INSTANCE = re.compile(r'^INSTANCE "(?P<name>[^"]+)"')
 _LABELS = ["vrrp_instance", "vrid", "interface"]
+# Event words of INSTANCE lines (keepalived 2.2.7 vrrp_notify_fifo): states, priority changes
+# (vrrp_notify_priority_changes), a lower-priority advert seen as MASTER, DELETED (notify_deleted).
+FIFO_EVENTS = frozenset({*STATES, "MASTER_PRIORITY", "BACKUP_PRIORITY", "MASTER_RX_LOWER_PRI", "DELETED"})
 
 
 @dataclass(frozen=True)
@@ -61,12 +67,35 @@ class FifoEvent:
     priority: int
 
 
+class MalformedFifoLine(ValueError):
+    """A notify FIFO line that is none of keepalived's forms; `instance` is the name it carries, if any."""
+
+    def __init__(self, message: str, instance: str | None):
+        super().__init__(message)
+        self.instance = instance
+
+
 def parse_fifo_line(line: str) -> FifoEvent | None:
     """An instance event, or None for anything else (GROUP lines, blank or garbled lines)."""
     match = _FIFO_LINE.match(line.rstrip("\r\n"))
     if match is None:
         return None
     return FifoEvent(match["name"], match["event"], int(match["priority"]))
+
+
+def check_fifo_line(line: str) -> FifoEvent | None:
+    """One whole notify FIFO line (without its newline) as keepalived 2.2.7 writes it.
+
+    `INSTANCE "NAME" EVENT PRIORITY` (vrrp_notify_fifo; EVENT is a state word, MASTER_PRIORITY /
+    BACKUP_PRIORITY with vrrp_notify_priority_changes, DELETED with notify_deleted) gives a FifoEvent;
+    keepalived's other forms (`GROUP "NAME" STATE`, `VS`/`RS`/`BFD` lines) give None. Anything else
+    raises MalformedFifoLine: something other than keepalived writes to the FIFO, or a line was cut.
+    """
+    event = parse_fifo_line(line)
+    if event is not None or _OTHER_FIFO_LINE.match(line):
+        return event
+    named = _NAMED_INSTANCE.match(line)
+    raise MalformedFifoLine(f"not a keepalived notify line: {line[:120]!r}", named["name"] if named else None)
 
 
 @dataclass
@@ -117,6 +146,7 @@ class FifoState:
         self._instances: dict[str, FifoInstance] = {}
         self._save_path = save_path
         self._clock = clock
+        self._error: str | None = None
 
     def apply(self, event: FifoEvent, identity: str | None) -> None:
         with self._lock:
@@ -134,8 +164,43 @@ class FifoState:
                 instance.effective_priority = event.priority
             elif event.event in ("MASTER_PRIORITY", "BACKUP_PRIORITY"):
                 instance.effective_priority = event.priority
+            elif event.event == "DELETED":  # notify_deleted: the instance left the configuration
+                del self._instances[event.instance]
             if self._save_path:
                 self._save()
+
+    def forget(self, names: set[str]) -> None:
+        """Drop the states of these instances (no longer in keepalived.conf, or deleted)."""
+        with self._lock:
+            gone = names & self._instances.keys()
+            for name in gone:
+                del self._instances[name]
+            if gone and self._save_path:
+                self._save()
+
+    def retain(self, names: set[str]) -> None:
+        """Keep only the states of these instances (those of the keepalived.conf read now)."""
+        with self._lock:
+            gone = self._instances.keys() - names
+        if gone:
+            self.forget(gone)
+
+    def lost_event(self, instance: str | None, reason: str) -> None:
+        """An event could not be read: the state of `instance` (of every instance when None) is
+        UNKNOWN until its next event, and the next scrape fails with `reason`."""
+        with self._lock:
+            for name, known in self._instances.items():
+                if instance is None or name == instance:
+                    known.state = "UNKNOWN"
+            self._error = reason
+            if self._save_path:
+                self._save()
+
+    def take_error(self) -> str | None:
+        """The reason of the last lost event since the previous call, if any (then cleared)."""
+        with self._lock:
+            error, self._error = self._error, None
+            return error
 
     def snapshot(self, identity: str) -> dict[str, FifoInstance]:
         """States recorded for this keepalived process; empty if they belong to another one."""
@@ -192,10 +257,16 @@ class FifoReader(StreamReader):
     thread_name = "keepalived-fifo"
     source = "the notify FIFO"
 
-    def __init__(self, path: str, state: FifoState, pid_file: str):
+    MAX_LINE = 65536
+
+    def __init__(self, path: str, state: FifoState, pid_file: str, config: KeepalivedConfig | None = None):
         super().__init__(path)
         self.state = state
         self.pid_file = pid_file
+        # Which instances exist now; set by KeepalivedCollector when not given. Events for an instance
+        # that is not in it (keepalived reports a deleted instance as FAULT, acassen/keepalived #1526)
+        # are ignored and that instance's state is dropped.
+        self.config = config
         self._fd: int | None = None
         self._pending = b""
 
@@ -215,13 +286,53 @@ class FifoReader(StreamReader):
             chunk = os.read(self._fd, 65536)
         except BlockingIOError:
             return
+        self.feed(chunk)
+
+    def feed(self, chunk: bytes) -> None:
+        """Apply the whole lines of `chunk` (bytes read from the FIFO); a line without its newline yet
+        waits for the rest. keepalived writes each line with one write(2) shorter than PIPE_BUF, so
+        lines are never interleaved; a malformed line is logged, names the FIFO, and is a lost event
+        (`FifoState.lost_event`)."""
         *lines, self._pending = (self._pending + chunk).split(b"\n")
-        if len(self._pending) > 65536:  # no newline in 64 KiB: not keepalived; drop it
+        if len(self._pending) > self.MAX_LINE:
+            self._malformed(MalformedFifoLine(f"no newline in {self.MAX_LINE} bytes", None))
             self._pending = b""
+        if not lines:
+            return
+        configured = self._configured()
         for line in lines:
-            event = parse_fifo_line(line.decode("utf-8", errors="replace"))
-            if event is not None:
-                self.state.apply(event, process_identity(self.pid_file))
+            try:
+                event = check_fifo_line(line.decode("utf-8", errors="replace"))
+            except MalformedFifoLine as error:
+                self._malformed(error)
+                continue
+            if event is None:
+                continue
+            if event.event not in FIFO_EVENTS:
+                log.warning("%s: event %s of instance %s is not one keepalived 2.2.7 writes: ignored",
+                            self.path, event.event[:40], event.instance)
+                continue
+            if configured is not None and event.instance not in configured:
+                log.info("%s: %s %s for instance %s, which keepalived.conf no longer has: ignored",
+                         self.path, event.event, event.priority, event.instance)
+                self.state.forget({event.instance})
+                continue
+            self.state.apply(event, process_identity(self.pid_file))
+
+    def _configured(self) -> set[str] | None:
+        if self.config is None:
+            return None
+        try:
+            return set(self.config.instances())
+        except SourceError as error:  # the collector reports it; stale names are dropped at its scrape
+            log.debug("FIFO reader: %s", error)
+            return None
+
+    def _malformed(self, error: MalformedFifoLine) -> None:
+        reason = f"{self.path}: {error}"
+        log.warning("%s; state of %s is UNKNOWN until its next event", reason,
+                    error.instance or "every instance")
+        self.state.lost_event(error.instance, reason)
 
     def _close(self) -> None:
         if self._fd is not None:
@@ -229,9 +340,10 @@ class FifoReader(StreamReader):
 
 
 def fifo_views(config: dict[str, InstanceConfig], states: dict[str, FifoInstance]) -> list[InstanceView]:
+    """One view per instance of keepalived.conf (file order), with its FIFO state when one was read.
+    States of instances the configuration no longer has are left out: they are ghosts of a reload."""
     views = []
-    for name in [*config, *(name for name in states if name not in config)]:
-        conf = config.get(name, InstanceConfig(name))
+    for name, conf in config.items():
         known = states.get(name)
         view = InstanceView(name, conf.vrid, conf.interface, base_priority=conf.priority,
                             vips=[a for a in map(_vip_address, conf.vips) if a])
@@ -254,8 +366,21 @@ def _num(mapping: dict[str, object], key: str) -> float | None:
     return float(value)
 
 
+JSON_DATA_NUMBERS = ("vrid", "state", "base_priority", "effective_priority", "last_transition")
+JSON_STATS_NUMBERS = ("advert_rcvd", "advert_sent", "become_master", "release_master", *ADVERT_ERRORS)
+
+
 def parse_json_dump(text: str) -> list[InstanceView]:
-    """Instances of a `keepalived --signum=JSON` dump. Raises SourceError if it is not one."""
+    """Instances of a whole `keepalived --signum=JSON` dump (keepalived 2.2.7), deleted ones left out.
+
+    The dump is a JSON list with one `{"data": {...}, "stats": {...}}` object per instance. Raises
+    SourceError, saying what is wrong, unless it is complete JSON (a cut dump is not) and every instance
+    has: a non-empty string data.iname seen once; a non-empty string data.ifp_ifname; numbers
+    data.vrid (1..255), data.state, data.base_priority, data.effective_priority, data.last_transition
+    (Unix seconds) and stats.advert_rcvd, advert_sent, become_master, release_master and the advert
+    error counters (`ADVERT_ERRORS`); data.vips a list. Only a cut of the trailing newline leaves the
+    same document.
+    """
     try:
         document = json.loads(text)
     except (ValueError, RecursionError) as error:
@@ -263,24 +388,40 @@ def parse_json_dump(text: str) -> list[InstanceView]:
     if not isinstance(document, list):
         raise SourceError("keepalived JSON dump: expected a list of instances")
     views = []
-    for item in document:
+    seen: set[str] = set()
+    for position, item in enumerate(document):
         data = item.get("data") if isinstance(item, dict) else None
         stats = item.get("stats") if isinstance(item, dict) else None
-        if not isinstance(data, dict) or not isinstance(data.get("iname"), str):
-            raise SourceError("keepalived JSON dump: an instance without data.iname")
-        stats = stats if isinstance(stats, dict) else {}
-        code = data.get("state")
+        if not isinstance(data, dict) or not isinstance(data.get("iname"), str) or not data["iname"]:
+            raise SourceError(f"keepalived JSON dump: instance {position} without data.iname")
+        name = data["iname"]
+        if name in seen:
+            raise SourceError(f"keepalived JSON dump: instance {name} appears twice")
+        seen.add(name)
+        if not isinstance(stats, dict):
+            raise SourceError(f"keepalived JSON dump: instance {name} without stats")
+        missing = [f"data.{key}" for key in JSON_DATA_NUMBERS if _num(data, key) is None]
+        missing += [f"stats.{key}" for key in JSON_STATS_NUMBERS if _num(stats, key) is None]
+        if not isinstance(data.get("ifp_ifname"), str) or not data["ifp_ifname"]:
+            missing.append("data.ifp_ifname")
+        if not isinstance(data.get("vips"), list):
+            missing.append("data.vips")
+        if missing:
+            raise SourceError(f"keepalived JSON dump: instance {name} lacks {', '.join(missing)}")
+        vrid = int(data["vrid"])
+        if not 1 <= vrid <= 255:
+            raise SourceError(f"keepalived JSON dump: instance {name} has vrid {vrid}")
+        code = data["state"]
         if code == JSON_DELETED:
             continue
-        vrid = _num(data, "vrid")
         views.append(InstanceView(
-            name=data["iname"],
-            vrid=str(int(vrid)) if vrid is not None else "",
-            interface=str(data.get("ifp_ifname", "")),
-            state=JSON_STATES.get(code, "UNKNOWN") if isinstance(code, int) else "UNKNOWN",
+            name=name,
+            vrid=str(vrid),
+            interface=data["ifp_ifname"],
+            state=JSON_STATES.get(code, "UNKNOWN"),
             base_priority=_num(data, "base_priority"),
             effective_priority=_num(data, "effective_priority"),
-            vips=[a for a in map(_vip_address, [v for v in data.get("vips") or [] if isinstance(v, str)]) if a],
+            vips=[a for a in map(_vip_address, [v for v in data["vips"] if isinstance(v, str)]) if a],
             last_transition=_num(data, "last_transition"),
             become_master=_num(stats, "become_master"),
             release_master=_num(stats, "release_master"),
@@ -375,7 +516,7 @@ def instance_families(views: Sequence[InstanceView]) -> Iterator[Metric]:
     for view in views:
         labels = [view.name, view.vrid, view.interface]
         add_state(labels, view.state)
-        for vip in view.vips:
+        for vip in dict.fromkeys(view.vips):  # a VIP written twice is one series
             vip_info.add_metric([*labels, vip], 1)
         for key, attribute in attributes.items():
             value = getattr(view, attribute)
@@ -390,6 +531,12 @@ def instance_families(views: Sequence[InstanceView]) -> Iterator[Metric]:
 
 
 class KeepalivedCollector:
+    """VRRP instances from the notify FIFO (+ keepalived.conf) or the JSON dump, at scrape time.
+
+    With the FIFO source, keepalived.conf decides which instances exist: it is read again whenever it
+    changes, and the FIFO states of instances it no longer has are dropped (a reload that removes an
+    instance makes keepalived report it FAULT; it must not linger as FAULT)."""
+
     name = "keepalived"
 
     def __init__(
@@ -405,6 +552,9 @@ class KeepalivedCollector:
         self.fifo = fifo
         self.json_dump = json_dump
         self.json_timeout = json_timeout
+        self.config = KeepalivedConfig(config_path)
+        if fifo is not None and fifo.config is None:
+            fifo.config = self.config
         self._signum = json_signal() if json_dump else DEFAULT_JSON_SIGNAL
 
     def collect(self) -> Iterator[Metric]:
@@ -416,7 +566,12 @@ class KeepalivedCollector:
             views = parse_json_dump(read_fresh_dump(pid, self.json_dump, self._signum, self.json_timeout))
         elif self.fifo is not None:
             self.fifo.ensure_running()
-            views = fifo_views(load_keepalived_conf(self.config_path), self.fifo.state.snapshot(identity))
+            config = self.config.instances()
+            self.fifo.state.retain(set(config))
+            error = self.fifo.state.take_error()
+            if error:
+                raise SourceError(error)
+            views = fifo_views(config, self.fifo.state.snapshot(identity))
         else:
             raise SourceError("no keepalived source configured")
         yield from instance_families(views)

@@ -9,6 +9,7 @@ format always appends `_total` to counters, so those two keep their names and ar
 
 from __future__ import annotations
 
+import http.client
 import re
 import urllib.error
 import urllib.request
@@ -18,32 +19,50 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from proxytier_exporter.core import SourceError, describe_names
 
+# The whole page exactly as ngx_http_stub_status_module writes it (nginx 1.22; the same since 1.1):
+# four lines, each number followed by a space, the last line ending with " \n".
 _STUB_STATUS = re.compile(
-    r"Active connections:\s*(?P<active>\d+)\s*\n"
-    r"server accepts handled requests\s*\n"
-    r"\s*(?P<accepted>\d+)\s+(?P<handled>\d+)\s+(?P<requests>\d+)\s*\n"
-    r"Reading:\s*(?P<reading>\d+)\s+Writing:\s*(?P<writing>\d+)\s+Waiting:\s*(?P<waiting>\d+)"
+    r"Active connections: (?P<active>\d+) \n"
+    r"server accepts handled requests\n"
+    r" (?P<accepted>\d+) (?P<handled>\d+) (?P<requests>\d+) \n"
+    r"Reading: (?P<reading>\d+) Writing: (?P<writing>\d+) Waiting: (?P<waiting>\d+) \n"
 )
 MAX_STUB_STATUS_BYTES = 4096
 
 
 def parse_stub_status(text: str) -> dict[str, int]:
-    """The seven numbers of the stub_status page. Raises SourceError for anything else."""
-    match = _STUB_STATUS.search(text)
+    """The seven numbers of a whole stub_status page: {active, accepted, handled, requests, reading,
+    writing, waiting} (connections / requests since nginx started).
+
+    The page must be exactly nginx's four lines, down to the final " \n": a page cut anywhere (even
+    after the last digit, where "Waiting: 12" cut to "Waiting: 1" would still read as a number) or
+    with anything around it raises SourceError naming stub_status and the page's end.
+    """
+    match = _STUB_STATUS.fullmatch(text)
     if match is None:
-        raise SourceError(f"stub_status: unexpected page {text[:80]!r}")
+        raise SourceError(f"stub_status: not a whole stub_status page (starts {text[:40]!r}, ends {text[-40:]!r})")
     return {key: int(value) for key, value in match.groupdict().items()}
 
 
 def fetch(url: str, timeout: float) -> str:
+    """The body of `url` as text. Raises SourceError for an HTTP error, a connection failure, a body
+    over MAX_STUB_STATUS_BYTES, or a body shorter than its Content-Length (the connection closed early)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.read(MAX_STUB_STATUS_BYTES).decode("ascii", errors="replace")
+            body = response.read(MAX_STUB_STATUS_BYTES + 1)
+            length = response.headers.get("Content-Length")
+    except http.client.IncompleteRead as error:
+        raise SourceError(f"{url}: body cut short after {len(error.partial)} bytes") from error
     except urllib.error.HTTPError as error:
         raise SourceError(f"{url}: HTTP {error.code} (is stub_status enabled at this location?)") from error
-    except (urllib.error.URLError, OSError) as error:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
         raise SourceError(f"{url}: {reason}") from error
+    if len(body) > MAX_STUB_STATUS_BYTES:
+        raise SourceError(f"{url}: page over {MAX_STUB_STATUS_BYTES} bytes, not stub_status")
+    if length is not None and length.isdigit() and len(body) != int(length):
+        raise SourceError(f"{url}: body cut short, {len(body)} of Content-Length {length} bytes")
+    return body.decode("ascii", errors="replace")
 
 
 def stub_status_families(status: dict[str, int]) -> Iterator[Metric]:
