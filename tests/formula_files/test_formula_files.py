@@ -88,11 +88,11 @@ def test_generated_formula_files_are_current() -> None:
 
 @pytest.mark.parametrize("sls", sorted(FORMULA.rglob("*.sls")), ids=lambda p: str(p.relative_to(FORMULA)))
 def test_every_salt_source_exists_in_the_formula(sls: Path) -> None:
-    """Every `salt://{{ tpldir }}/...` a state names (tpldir: the state file's directory) is a real file or
-    directory of the formula (paths built from a loop variable are left out)."""
-    sources = re.findall(r"salt://\{\{ tpldir \}\}/([^\s{]+)(?:\s|$)", sls.read_text(encoding="utf-8"))
-    if sls.name in ("exporter.sls", "monitoring.sls"):
-        assert sources, f"{sls.name} names its sources as salt://{{{{ tpldir }}}}/..."
-    for source in sources:
-        path = sls.parent / source
+    """Every `salt://{{ tpldir }}/...` (the state file's directory) or `salt://{{ tplroot }}/...` (the formula's)
+    a state names is a real file or directory of the formula (paths built from a loop variable are left out)."""
+    sources = re.findall(r"salt://\{\{ (tpldir|tplroot) \}\}/([^\s{]+)(?:\s|$)", sls.read_text(encoding="utf-8"))
+    if sls.relative_to(FORMULA).as_posix() in ("exporter/init.sls", "monitoring.sls"):
+        assert sources, f"{sls.name} names its sources as salt://{{{{ tpldir }}}}/... or {{{{ tplroot }}}}"
+    for base, source in sources:
+        path = (sls.parent if base == "tpldir" else FORMULA) / source
         assert path.exists() and not path.is_symlink(), f"{sls.name}: salt://{source} is not in the formula"
