@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from proxytier_schema import ProxytierError, fail, ip, merge, natural_key
+from proxytier_schema import ProxytierError, fail, ip, member_id, merge, natural_key
 
 MEMBER_DEFAULTS: dict[str, Any] = {"id": None, "address": None}
 MINE_DEFAULTS: dict[str, Any] = {"target": "*", "tgt_type": "glob", "function": "proxytier_address"}
@@ -26,6 +26,7 @@ def from_list(given: Any) -> list[dict[str, str]]:
         m = merge(MEMBER_DEFAULTS, raw, (*path, i))
         if not isinstance(m["id"], str) or not m["id"]:
             raise fail((*path, i, "id"), m["id"], "each member needs the minion id it runs on")
+        member_id(m["id"], (*path, i, "id"))
         addr = str(ip(m["address"], (*path, i, "address")))
         if m["id"] in ids:
             raise fail((*path, i, "id"), m["id"], "member ids must be unique; remove the duplicate")
