@@ -140,8 +140,8 @@ def build_model(
     interface = vrrp_.interface(cfg["interface"], ("interface",))
     vip_list = vrrp_.vips(cfg["vips"], interface)
     vip_addrs = [str(v["iface"].ip) for v in vip_list]
-    found, source = members_.members(cfg, mine, set(vip_addrs))
-    me = members_.me(found, minion_id)
+    found, source, ignored = members_.members_checked(cfg, mine, set(vip_addrs))
+    me = members_.me(found, minion_id, ignored)
     vrrp = vrrp_.settings(cfg["vrrp"], len(found))
     nginx_cfg, haproxy_cfg, exporter_cfg = cfg["nginx"], cfg["haproxy"], cfg["exporter"]
     check_path = health_path(nginx_cfg["health_path"])
@@ -161,6 +161,8 @@ def build_model(
         "node": me,
         "members": found,
         "members_source": source,
+        # minions of the mine target the allow-list kept out: {"id", "address", "why"} (a warning)
+        "members_ignored": ignored,
         "mode": "seed" if len(instances) == 1 else "active-active",
         "interface": interface,
         "peers": [m["address"] for m in found if m["id"] != minion_id],
