@@ -40,9 +40,12 @@ def test_keepalived_reads_every_accepted_password_as_written(tmp_path: Path) -> 
     secrets = [chars[i:i + 8] for i in range(0, len(chars), 8)]
     conf = ["global_defs {\n    router_id t1\n}"]
     for i, secret in enumerate(secrets):
-        conf.append(f"vrrp_instance VI_{i + 1} {{\n    state BACKUP\n    interface host0\n    virtual_router_id {i + 1}\n"
-                    f"    priority 100\n    advert_int 1\n    authentication {{\n        auth_type PASS\n"
-                    f"        auth_pass {secret}\n    }}\n    virtual_ipaddress {{\n        198.18.0.{101 + i}/24\n    }}\n}}")
+        conf.append(
+            f"vrrp_instance VI_{i + 1} {{\n    state BACKUP\n    interface host0\n"
+            f"    virtual_router_id {i + 1}\n    priority 100\n    advert_int 1\n"
+            f"    authentication {{\n        auth_type PASS\n        auth_pass {secret}\n    }}\n"
+            f"    virtual_ipaddress {{\n        198.18.0.{101 + i}/24\n    }}\n}}"
+        )
     (tmp_path / "k.conf").write_text("\n".join(conf) + "\n")
     script = (
         "ip link add host0 type veth peer name host0p && ip link set host0 up && "
