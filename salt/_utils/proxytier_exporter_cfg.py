@@ -6,9 +6,16 @@ socket and tmpfiles templates only read it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from proxytier_schema import boolean, fail, integer, join_hostport, lines, port
+
+#: one word of the exporter's systemd ExecStart= line, read as written: systemd splits the line at
+#: whitespace, honours quotes and C escapes ('\\'), expands %-specifiers and $VAR / ${VAR}, and takes
+#: a lone ';' as the start of another command (systemd.service(5) "Command lines", systemd.unit(5)
+#: "Specifiers"): a --flag or --flag=value of plain characters is none of those
+EXTRA_ARG_RE = re.compile(r"--[a-z0-9][a-z0-9.-]*(=[A-Za-z0-9_.,:/@+=\[\]-]*)?")
 
 EXPORTER_DEFAULTS: dict[str, Any] = {
     "enabled": True,
@@ -42,7 +49,7 @@ def exporter(
         f"--keepalived.source={source}",
         f"--keepalived.notify-fifo={run_dir}/keepalived.fifo",
         *[f"--vip={v}" for v in vips],
-        *lines(raw["extra_args"], (*path, "extra_args")),
+        *_extra_args(raw["extra_args"], (*path, "extra_args")),
     ]
     return {
         "enabled": enabled,
@@ -53,3 +60,20 @@ def exporter(
         "access_log_socket": f"{run_dir}/nginx-access.sock",
         "run_dir": run_dir,
     }
+
+
+def _extra_args(given: Any, path: tuple[Any, ...]) -> list[str]:
+    items = [given] if isinstance(given, str) else given
+    for i, arg in enumerate(items if isinstance(items, list) else []):
+        if isinstance(arg, str):
+            _extra_arg(arg, (*path, i))
+    return lines(given, path)
+
+
+def _extra_arg(arg: str, path: tuple[Any, ...]) -> str:
+    if not EXTRA_ARG_RE.fullmatch(arg):
+        raise fail(
+            path, arg, "one proxytier-exporter flag per item, --name or --name=value of letters, digits and "
+            "_.,:/@+=[]- (it becomes one word of systemd's ExecStart=: no spaces, quotes, '\\', '%', '$' or ';')",
+        )
+    return arg

@@ -77,9 +77,9 @@ def _check(raw: dict[str, Any]) -> dict[str, Any]:
         "to a server; none: only health checks mark it down)",
     )
     return {
-        "inter": duration(raw["inter"], (*path, "inter")),
-        "fastinter": duration(raw["fastinter"], (*path, "fastinter")),
-        "downinter": duration(raw["downinter"], (*path, "downinter")),
+        "inter": duration(raw["inter"], (*path, "inter"), min_ms=1),
+        "fastinter": duration(raw["fastinter"], (*path, "fastinter"), min_ms=1),
+        "downinter": duration(raw["downinter"], (*path, "downinter"), min_ms=1),
         "fall": integer(raw["fall"], (*path, "fall"), 1, 100, "fall"),
         "rise": integer(raw["rise"], (*path, "rise"), 1, 100, "rise"),
         "on_error": on_error,

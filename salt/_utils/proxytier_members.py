@@ -3,17 +3,34 @@
 
 Members keep the order the pillar lists them in; mine members are ordered by minion id in
 natural order (proxy2 before proxy10). A member's address is never a VIP.
+
+Membership is authorised, not self-declared: mine data is published by the minions themselves,
+so a minion of the mine target becomes a member only if its id is allowed (``allow.ids``: ids or
+glob patterns) and its address lies in an allowed network (``allow.networks``); any other is
+ignored and reported in the model's ``members_ignored``, never a member.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
+import re
 from typing import Any
 
-from proxytier_schema import ProxytierError, fail, ip, merge, natural_key
+from proxytier_schema import NAME_RE, ProxytierError, fail, ip, member_id, merge, natural_key
 
 MEMBER_DEFAULTS: dict[str, Any] = {"id": None, "address": None}
-MINE_DEFAULTS: dict[str, Any] = {"target": "*", "tgt_type": "glob", "function": "proxytier_address"}
+MINE_DEFAULTS: dict[str, Any] = {
+    "target": None,
+    "tgt_type": "glob",
+    "function": "proxytier_address",
+    "allow": {"ids": None, "networks": None},
+}
+#: Salt's targeting types (salt.client LocalClient / mine.get tgt_type)
+TGT_TYPES = ("glob", "pcre", "list", "grain", "grain_pcre", "pillar", "pillar_pcre", "nodegroup", "range",
+             "compound", "ipcidr")
+ID_PATTERN_RE = re.compile(r"[A-Za-z0-9_.*?\[\]-]{1,63}")
+FUNCTION_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}")
 
 
 def from_list(given: Any) -> list[dict[str, str]]:
@@ -26,6 +43,7 @@ def from_list(given: Any) -> list[dict[str, str]]:
         m = merge(MEMBER_DEFAULTS, raw, (*path, i))
         if not isinstance(m["id"], str) or not m["id"]:
             raise fail((*path, i, "id"), m["id"], "each member needs the minion id it runs on")
+        member_id(m["id"], (*path, i, "id"))
         addr = str(ip(m["address"], (*path, i, "address")))
         if m["id"] in ids:
             raise fail((*path, i, "id"), m["id"], "member ids must be unique; remove the duplicate")
@@ -38,13 +56,56 @@ def from_list(given: Any) -> list[dict[str, str]]:
 
 
 def mine_settings(given: Any) -> dict[str, Any]:
-    """proxytier:members_from_mine with its defaults (target, tgt_type, function)."""
-    return merge(MINE_DEFAULTS, given, ("members_from_mine",))
+    """proxytier:members_from_mine with its defaults, validated: an explicit `target` (no default),
+    `tgt_type`, the mine `function`, and the allow-list (`allow.ids`: minion ids or glob patterns;
+    `allow.networks`: CIDRs a member's address must lie in), both required. The networks are
+    returned as ipaddress networks."""
+    path: tuple[Any, ...] = ("members_from_mine",)
+    cfg = merge(MINE_DEFAULTS, given, path)
+    target = cfg["target"]
+    if isinstance(target, list):
+        ok = bool(target) and all(isinstance(t, str) and t.strip() for t in target)
+    else:
+        ok = isinstance(target, str) and bool(target.strip())
+    if not ok:
+        raise fail((*path, "target"), target, "set the minions to read mine data from explicitly, e.g. 'proxy*' "
+                   "(there is no default: every minion publishes its own mine data)")
+    if cfg["tgt_type"] not in TGT_TYPES:
+        raise fail((*path, "tgt_type"), cfg["tgt_type"], "one of Salt's target types: " + ", ".join(TGT_TYPES))
+    if not isinstance(cfg["function"], str) or not FUNCTION_RE.fullmatch(cfg["function"]):
+        raise fail((*path, "function"), cfg["function"], "expected a mine function name like proxytier_address")
+    allow = cfg["allow"]
+    ids = allow["ids"]
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and ID_PATTERN_RE.fullmatch(i) for i in ids):
+        raise fail((*path, "allow", "ids"), ids, "list the minion ids that may be members, or glob patterns of "
+                   "them: [proxy1, proxy2] or ['proxy*'] (letters, digits, '_', '.', '-', '*', '?', '[]')")
+    nets = allow["networks"]
+    if not isinstance(nets, list) or not nets:
+        raise fail((*path, "allow", "networks"), nets, "list the networks members' addresses must be in, "
+                   "e.g. [198.18.0.0/24]")
+    networks = []
+    for i, net in enumerate(nets):
+        try:
+            networks.append(ipaddress.ip_network(str(net).strip(), strict=True))
+        except ValueError:
+            raise fail((*path, "allow", "networks", i), net, "expected a network like 198.18.0.0/24 "
+                       "(the network address, no host bits)") from None
+    return {**cfg, "allow": {"ids": list(ids), "networks": networks}}
 
 
 def from_mine(cfg: dict[str, Any], mine: dict[str, Any] | None, vips: set[str]) -> list[dict[str, str]]:
-    """Members from mine data ``{minion id: address or [addresses]}``: each minion's first address
-    that is not a VIP, loopback or link-local."""
+    """Members from mine data ``{minion id: address or [addresses]}`` (see `mine_members`)."""
+    return mine_members(cfg, mine, vips)[0]
+
+
+def mine_members(
+    cfg: dict[str, Any], mine: dict[str, Any] | None, vips: set[str]
+) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """(members, ignored) from mine data ``{minion id: address or [addresses]}`` and the validated
+    settings `cfg` (mine_settings). A minion is a member when its id is a valid member id allowed by
+    ``allow.ids`` and one of its addresses (not a VIP, loopback or link-local) lies in
+    ``allow.networks`` (the first such address is its address). Any other minion is ignored:
+    ``{"id", "address", "why"}``. Two members with one address are an error."""
     path: tuple[Any, ...] = ("members_from_mine",)
     if not mine:
         raise fail(
@@ -53,33 +114,69 @@ def from_mine(cfg: dict[str, Any], mine: dict[str, Any] | None, vips: set[str]) 
             f"no minion matching it has mine data for '{cfg['function']}'; set mine_functions in pillar "
             "(see pillar.example) and run `salt '*' mine.update`, or list proxytier:members explicitly",
         )
-    members = []
-    for minion in sorted(mine, key=natural_key):
+    allow = cfg["allow"]
+    members: list[dict[str, str]] = []
+    ignored: list[dict[str, Any]] = []
+    by_address: dict[str, str] = {}
+    for minion in sorted(mine, key=lambda m: natural_key(str(m))):
         data = mine[minion]
-        chosen = _usable_address(data if isinstance(data, list) else [data], vips)
-        if chosen is None:
-            raise fail(
-                (*path, "function"),
-                cfg["function"],
-                f"mine data of minion {minion} has no usable address ({data!r}); check its interface",
-            )
-        members.append({"id": str(minion), "address": chosen})
-    return members
+        usable = _usable_addresses(data if isinstance(data, list) else [data], vips)
+        shown = usable[0] if usable else None
+        if not isinstance(minion, str) or not NAME_RE.fullmatch(minion):
+            ignored.append({"id": repr(minion), "address": shown, "why": "not a valid member id (letters, digits, "
+                            "'.', '_', '-'; it would become an HAProxy server name and keepalived's router_id)"})
+            continue
+        if not any(fnmatch.fnmatchcase(minion, pattern) for pattern in allow["ids"]):
+            ignored.append({"id": minion, "address": shown, "why": "id not in proxytier:members_from_mine:allow:ids"})
+            continue
+        allowed = [a for a in usable if any(ipaddress.ip_address(a) in net for net in allow["networks"])]
+        if not allowed:
+            why = ("no usable address in its mine data" if not usable
+                   else "no address inside proxytier:members_from_mine:allow:networks")
+            ignored.append({"id": minion, "address": shown, "why": why})
+            continue
+        chosen = allowed[0]
+        if chosen in by_address:
+            raise fail((*path, "allow"), chosen, f"minions {by_address[chosen]} and {minion} both publish this "
+                       "address; an address belongs to one member")
+        by_address[chosen] = minion
+        members.append({"id": minion, "address": chosen})
+    if not members:
+        raise fail(
+            (*path, "allow"),
+            {"ids": allow["ids"], "networks": [str(n) for n in allow["networks"]]},
+            "no minion of the target is allowed: " + "; ".join(f"{i['id']}: {i['why']}" for i in ignored),
+        )
+    return members, ignored
 
 
-def _usable_address(candidates: list[Any], vips: set[str]) -> str | None:
+def _usable_addresses(candidates: list[Any], vips: set[str]) -> list[str]:
+    out = []
     for cand in candidates:
+        text = str(cand).strip()
+        if "%" in text:
+            continue
         try:
-            addr = ipaddress.ip_address(str(cand))
+            addr = ipaddress.ip_address(text)
         except ValueError:
             continue
         if str(addr) not in vips and not addr.is_loopback and not addr.is_link_local:
-            return str(addr)
-    return None
+            out.append(str(addr))
+    return out
 
 
 def members(cfg: dict[str, Any], mine: dict[str, Any] | None, vips: set[str]) -> tuple[list[dict[str, str]], str]:
     """(members, source) from the merged pillar: source is "pillar" or "mine"."""
+    found, source, _ignored = members_checked(cfg, mine, vips)
+    return found, source
+
+
+def members_checked(
+    cfg: dict[str, Any], mine: dict[str, Any] | None, vips: set[str]
+) -> tuple[list[dict[str, str]], str, list[dict[str, Any]]]:
+    """(members, source, ignored) from the merged pillar: source is "pillar" or "mine"; ignored are
+    the mine's minions that the allow-list keeps out (always empty for "pillar")."""
+    ignored: list[dict[str, Any]] = []
     if cfg["members"] is not None and cfg["members_from_mine"] is not None:
         raise ProxytierError(
             "proxytier:members and proxytier:members_from_mine are both set: keep one (an explicit list, or the mine)"
@@ -87,24 +184,26 @@ def members(cfg: dict[str, Any], mine: dict[str, Any] | None, vips: set[str]) ->
     if cfg["members"] is not None:
         found, source = from_list(cfg["members"]), "pillar"
     elif cfg["members_from_mine"] is not None:
-        found, source = from_mine(mine_settings(cfg["members_from_mine"]), mine, vips), "mine"
+        (found, ignored), source = mine_members(mine_settings(cfg["members_from_mine"]), mine, vips), "mine"
     else:
         raise ProxytierError(
             "proxytier:members is not set: list the proxy nodes (members: [{id: proxy1, address: ...}]) "
-            "or set members_from_mine: {target: 'proxy*'}"
+            "or set members_from_mine: {target: 'proxy*', allow: {ids: ['proxy*'], networks: [198.18.0.0/24]}}"
         )
     for m in found:
         if m["address"] in vips:
             raise fail(("members",), m["address"], f"member {m['id']} uses a VIP as its own address")
-    return found, source
+    return found, source, ignored
 
 
-def me(found: list[dict[str, str]], minion_id: str) -> dict[str, str]:
-    """This minion's member entry; an error when the formula is applied to a non-member."""
+def me(found: list[dict[str, str]], minion_id: str, ignored: list[dict[str, Any]] | None = None) -> dict[str, str]:
+    """This minion's member entry; an error when the formula is applied to a non-member (saying why
+    the allow-list ignored it, if it did)."""
     ids = [m["id"] for m in found]
     if minion_id not in ids:
+        why = next((f" (ignored from the mine: {i['why']})" for i in ignored or [] if i["id"] == minion_id), "")
         raise ProxytierError(
-            f"proxytier:members: minion {minion_id!r} is not a member of the tier ({', '.join(ids)}); "
+            f"proxytier:members: minion {minion_id!r} is not a member of the tier ({', '.join(ids)}){why}; "
             "add it to proxytier:members or target the formula only at members"
         )
     return next(m for m in found if m["id"] == minion_id)

@@ -10,6 +10,7 @@ Pure Python (standard library and PyYAML): ``build_model`` runs without Salt.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +19,91 @@ import proxytier_vrrp as vrrp_
 from proxytier_exporter_cfg import EXPORTER_DEFAULTS, exporter
 from proxytier_haproxy import HAPROXY_DEFAULTS, haproxy
 from proxytier_nginx import NGINX_DEFAULTS, health_path, nginx
-from proxytier_schema import merge, port
+from proxytier_schema import (
+    ProxytierError,
+    abs_path,
+    fail,
+    merge,
+    package_name,
+    port,
+    unit_name,
+    user_name,
+)
 from proxytier_sites import check_ports, sites
+
+#: the kind of each OS parameter (parameters/*.yaml, overridden by proxytier:lookup) that reaches a
+#: config file, a unit file or a command: "path" (absolute, safe characters), "glob" (a path with
+#: '*'), "user" (a user or group name), "package", "unit" (a systemd service name); a "*" key stands
+#: for every key of that mapping. A parameter not listed here must be a plain word (WORD_RE).
+PARAM_KINDS: dict[str, Any] = {
+    "pkgs": {"*": "package"},
+    "services": {"*": "unit"},
+    "config": {"*": "path"},
+    "bin": {"*": "path"},
+    "tls_dir": "path",
+    "libexec_dir": "path",
+    "haproxy_user": "user",
+    "haproxy_group": "user",
+    "haproxy_chroot": "path",
+    "haproxy_admin_socket": "path",
+    "haproxy_stats_socket": "path",
+    "haproxy_state_file": "path",
+    "nginx_user": "user",
+    "nginx_pid": "path",
+    "nginx_modules_include": "glob",
+    "nginx_mime_types": "path",
+    "nginx_log_dir": "path",
+    "sysctl_file": "path",
+    "vrrp_hold_file": "path",
+    "systemd_dropin_dir": "path",
+    "restart_on_failure": ["unit"],
+    "exporter_pkgs": ["package"],
+    "exporter_user": "user",
+    "exporter_lib_dir": "path",
+    "exporter_run_dir": "path",
+    "exporter_service": "unit",
+    "python3": "path",
+    "tmpfiles_dir": "path",
+}
+_CHECK: dict[str, Callable[[Any, tuple[Any, ...]], Any]] = {
+    "path": abs_path,
+    "glob": lambda v, p: abs_path(v, p, glob=True),
+    "user": user_name,
+    "package": package_name,
+    "unit": unit_name,
+}
+
+
+def check_params(params: dict[str, Any], kinds: Any = None, path: tuple[Any, ...] = ("lookup",)) -> None:
+    """Validate the OS parameters to the grammar of where they are rendered (PARAM_KINDS); an error
+    names the parameter as ``proxytier:lookup:<key>`` (where an override is written). Parameters the
+    table does not know are checked as plain words, lists and mappings recursively."""
+    kinds = PARAM_KINDS if kinds is None else kinds
+    if not isinstance(params, dict):
+        raise fail(path, params, "expected a mapping of parameters")
+    for k, value in params.items():
+        kind = kinds.get(k, kinds.get("*")) if isinstance(kinds, dict) else None
+        where = (*path, k)
+        if isinstance(value, dict):
+            check_params(value, kind if isinstance(kind, dict) else {}, where)
+        elif isinstance(value, list):
+            item_kind = kind[0] if isinstance(kind, list) else None
+            for i, item in enumerate(value):
+                _check_param(item, item_kind, (*where, i))
+        else:
+            _check_param(value, kind, where)
+
+
+def _check_param(value: Any, kind: Any, path: tuple[Any, ...]) -> None:
+    if isinstance(kind, str):
+        _CHECK[kind](value, path)
+    elif isinstance(value, str) and not WORD_RE.fullmatch(value):
+        raise fail(path, value, "a parameter is a plain word: letters, digits and _.:/@+=,*- (no spaces or quotes)")
+    elif not isinstance(value, (str, int, float, bool, type(None), dict, list)):
+        raise ProxytierError(f"proxytier:{':'.join(map(str, path))}: unexpected {type(value).__name__}")
+
+
+WORD_RE = re.compile(r"[A-Za-z0-9_.:/@+=,*-]*")
 
 DEFAULTS: dict[str, Any] = {
     "lookup": {},
@@ -51,12 +135,13 @@ def build_model(
     Raises ProxytierError naming the key path, the value and the fix.
     """
     params = params or {}
+    check_params(params)
     cfg = merge(DEFAULTS, pillar, ())
     interface = vrrp_.interface(cfg["interface"], ("interface",))
     vip_list = vrrp_.vips(cfg["vips"], interface)
     vip_addrs = [str(v["iface"].ip) for v in vip_list]
-    found, source = members_.members(cfg, mine, set(vip_addrs))
-    me = members_.me(found, minion_id)
+    found, source, ignored = members_.members_checked(cfg, mine, set(vip_addrs))
+    me = members_.me(found, minion_id, ignored)
     vrrp = vrrp_.settings(cfg["vrrp"], len(found))
     nginx_cfg, haproxy_cfg, exporter_cfg = cfg["nginx"], cfg["haproxy"], cfg["exporter"]
     check_path = health_path(nginx_cfg["health_path"])
@@ -76,6 +161,8 @@ def build_model(
         "node": me,
         "members": found,
         "members_source": source,
+        # minions of the mine target the allow-list kept out: {"id", "address", "why"} (a warning)
+        "members_ignored": ignored,
         "mode": "seed" if len(instances) == 1 else "active-active",
         "interface": interface,
         "peers": [m["address"] for m in found if m["id"] != minion_id],

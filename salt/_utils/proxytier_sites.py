@@ -12,7 +12,6 @@ from typing import Any
 from proxytier_schema import (
     ProxytierError,
     boolean,
-    duration,
     extra,
     fail,
     hostport,
@@ -21,7 +20,10 @@ from proxytier_schema import (
     key,
     merge,
     name,
+    nginx_duration,
+    nginx_seconds,
     port,
+    request_target,
 )
 from proxytier_tls import tls
 
@@ -77,8 +79,8 @@ def _site(raw: Any, path: tuple[Any, ...], tls_dir: str, file_exists: Callable[[
         )
     hc = s["health_check"]
     hc_path = hc["path"]
-    if hc_path is not None and (not isinstance(hc_path, str) or not hc_path.startswith("/")):
-        raise fail((*path, "health_check", "path"), hc_path, "expected an absolute URL path like /healthz")
+    if hc_path is not None:
+        request_target(hc_path, (*path, "health_check", "path"))
     return {
         "name": site_name,
         "port": port(s["port"], (*path, "port")),
@@ -88,7 +90,7 @@ def _site(raw: Any, path: tuple[Any, ...], tls_dir: str, file_exists: Callable[[
         "health_check_status": integer(
             hc["expect_status"], (*path, "health_check", "expect_status"), 100, 599, "an HTTP status"
         ),
-        "timeouts": {k: duration(v, (*path, "timeouts", k)) for k, v in s["timeouts"].items()},
+        "timeouts": {k: nginx_duration(v, (*path, "timeouts", k)) for k, v in s["timeouts"].items()},
         "keepalive": integer(s["keepalive"], (*path, "keepalive"), 0, 10000, "keepalive connections"),
         "next_upstream_tries": integer(s["next_upstream_tries"], (*path, "next_upstream_tries"), 0, 100, "tries"),
         "servers": _servers(s["backends"], path),
@@ -116,7 +118,7 @@ def _servers(backends: Any, path: tuple[Any, ...]) -> list[dict[str, Any]]:
                 "weight": integer(b["weight"], (*bpath, "weight"), 1, 1000, "weight"),
                 "backup": boolean(b["backup"], (*bpath, "backup")),
                 "max_fails": integer(b["max_fails"], (*bpath, "max_fails"), 0, 1000, "max_fails"),
-                "fail_timeout": duration(b["fail_timeout"], (*bpath, "fail_timeout")),
+                "fail_timeout": nginx_seconds(b["fail_timeout"], (*bpath, "fail_timeout")),
             }
         )
     if all(sv["backup"] for sv in servers):

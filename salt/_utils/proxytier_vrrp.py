@@ -36,13 +36,24 @@ VRRP_DEFAULTS: dict[str, Any] = {
     "extra": {"global_defs": [], "instance": []},
 }
 
-INTERFACE_RE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
+#: a network device name: the kernel's dev_valid_name (1..15 bytes, not '.' or '..', no '/', ':' or
+#: whitespace) narrowed to letters, digits, '_', '.', '-' (no '@': `ip link` shows a veth as NAME@ifN)
+INTERFACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+#: what keepalived 2.2.7 reads back as written after `auth_pass` (measured with its data dump,
+#: SIGUSR1 -> keepalived.data "Password = ..."): one word; '#' and '!' start a comment anywhere,
+#: whitespace ends the word, '{' '}' are words of their own, '"' quotes, '$NAME' is replaced by a
+#: defined parameter, more than 8 bytes are cut. Also left out: "'", ';' and '\\' (quote, separator
+#: and escape in the other configs' grammars, kept out of every rendered value)
+AUTH_PASS_RE = re.compile(r"[%&()*+,./0-9:<=>?@A-Z\[\]^_`a-z|~-]{1,8}")
 
 
 def interface(value: Any, path: tuple[Any, ...]) -> str:
-    """A network interface name as the kernel allows it (1..15 characters, no space or '/')."""
-    if not isinstance(value, str) or not INTERFACE_RE.fullmatch(value):
-        raise fail(path, value, "expected a network interface name like eth0")
+    """A network interface name as the kernel and keepalived read it: 1..15 of letters, digits,
+    '_', '.', '-' (not '.' or '..'; an alias label such as eth0:1 is not a device)."""
+    if not isinstance(value, str) or not INTERFACE_RE.fullmatch(value) or value in (".", ".."):
+        hint = " (`ip link` shows a veth as NAME@ifN: the name is the part before '@')" if "@" in str(value) else ""
+        raise fail(path, value, "expected a network interface name like eth0: 1..15 letters, digits, '_', '.', '-'"
+                   + hint)
     return value
 
 
@@ -82,7 +93,7 @@ def settings(raw: dict[str, Any], n_members: int) -> dict[str, Any]:
     """proxytier:vrrp (merged with its defaults) -> validated settings."""
     path: tuple[Any, ...] = ("vrrp",)
     version = raw["version"]
-    if version not in (2, 3):
+    if isinstance(version, bool) or not isinstance(version, int) or version not in (2, 3):
         raise fail((*path, "version"), version, "VRRP version is 2 or 3 (3 allows sub-second adverts)")
     adv = _advert_interval(raw["advert_interval"], version)
     base = integer(raw["priority_base"], (*path, "priority_base"), 2, 254, "priority_base")
@@ -133,7 +144,9 @@ def _advert_interval(adv: Any, version: int) -> int | float:
         raise fail(path, adv, "VRRPv2 adverts are whole seconds 1..255; use version 3 for less")
     if version == 3 and not 0.01 <= adv <= 40.95:
         raise fail(path, adv, "VRRPv3 adverts are 0.01..40.95 seconds")
-    return adv if version == 3 else int(adv)
+    if version == 3 and abs(adv * 100 - round(adv * 100)) > 1e-6:
+        raise fail(path, adv, "VRRPv3 adverts are whole centiseconds (the packet field), e.g. 0.1 or 0.25")
+    return (round(adv, 2) if isinstance(adv, float) else adv) if version == 3 else int(adv)
 
 
 def _auth_pass(auth: Any, version: int) -> str | None:
@@ -142,8 +155,12 @@ def _auth_pass(auth: Any, version: int) -> str | None:
         return None
     if version == 3:
         raise fail(path, "***", "VRRPv3 has no authentication; remove auth_pass or use version 2")
-    if not isinstance(auth, str) or not 1 <= len(auth) <= 8:
-        raise fail(path, "***", "a VRRPv2 password is 1..8 characters")
+    if not isinstance(auth, str) or not AUTH_PASS_RE.fullmatch(auth):
+        raise fail(
+            path, "***", "keepalived reads a VRRPv2 password as one word of 1..8 printable ASCII characters "
+            "(longer ones are cut; '#' and '!' start a comment, a space ends it); use letters, digits and "
+            "%&()*+,./:<=>?@[]^_`|~- (not space \" # ! $ ' ; \\ { })",
+        )
     return auth
 
 

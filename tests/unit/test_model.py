@@ -87,7 +87,7 @@ def test_members_from_mine_match_pillar_members() -> None:
     listed = pillar(3, 3)
     from_mine = copy.deepcopy(listed)
     del from_mine["members"]
-    from_mine["members_from_mine"] = {"target": "proxy*"}
+    from_mine["members_from_mine"] = {"target": "proxy*", "allow": {"ids": ["proxy*"], "networks": ["198.18.0.0/24"]}}
     # mine data as network.ip_addrs returns it: the node's address, plus any VIP it holds
     mine = {
         "proxy3": ["198.18.0.13"],
@@ -105,7 +105,7 @@ def test_members_from_mine_match_pillar_members() -> None:
 def test_mine_orders_members_naturally_and_new_minion_joins() -> None:
     p = pillar(1, 2)
     del p["members"]
-    p["members_from_mine"] = {}
+    p["members_from_mine"] = {"target": "proxy*", "allow": {"ids": ["proxy*"], "networks": ["198.18.0.0/24"]}}
     mine = {f"proxy{i}": [f"198.18.0.{10 + i}"] for i in (10, 2, 1)}
     m = build_model(p, "proxy2", mine=mine)
     assert [x["id"] for x in m["members"]] == ["proxy1", "proxy2", "proxy10"]
@@ -213,7 +213,7 @@ def test_minion_not_a_member() -> None:
 def test_mine_without_data_says_how_to_fix() -> None:
     p = pillar(2, 1)
     del p["members"]
-    p["members_from_mine"] = {"target": "proxy*"}
+    p["members_from_mine"] = {"target": "proxy*", "allow": {"ids": ["proxy*"], "networks": ["198.18.0.0/24"]}}
     with pytest.raises(ProxytierError, match=r"mine\.update"):
         build_model(p, "proxy1", mine={})
 

@@ -28,14 +28,18 @@ def _pillar(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())["proxytier"]
 
 
-def _mine_variant() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The lab pillar with members from the mine instead of a list: the mine answers each
-    node's addresses (a VIP it holds and a link-local one among them, which are skipped)."""
+def _mine_variant() -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The lab pillar with members from the mine instead of a list, within an allow-list: the mine
+    answers each node's addresses (a VIP it holds and a link-local one among them, which are
+    skipped), and two minions the allow-list keeps out (an id not allowed, an address outside the
+    allowed network), which are reported in members_ignored. Returns (pillar, mine, member ids)."""
     p = _pillar(PILLARS["lab"])
     members = p.pop("members")
-    p["members_from_mine"] = {"target": "proxy*"}
+    p["members_from_mine"] = {"target": "proxy*", "allow": {"ids": ["proxy[0-9]*"], "networks": ["198.18.0.0/24"]}}
     mine = {m["id"]: ["fe80::1", "198.18.0.101", m["address"]] for m in reversed(members)}
-    return p, mine
+    mine["proxy-rogue"] = ["198.18.0.66"]
+    mine["proxy4"] = ["198.18.1.14"]
+    return p, mine, [m["id"] for m in reversed(members)]
 
 
 def _cases() -> list[tuple[str, dict[str, Any], dict[str, Any] | None, str]]:
@@ -43,8 +47,8 @@ def _cases() -> list[tuple[str, dict[str, Any], dict[str, Any] | None, str]]:
     for name, path in PILLARS.items():
         p = _pillar(path)
         out += [(name, p, None, m["id"]) for m in p["members"]]
-    p, mine = _mine_variant()
-    out += [("lab-mine", p, mine, node) for node in mine]
+    p, mine, nodes = _mine_variant()
+    out += [("lab-mine", p, mine, node) for node in nodes]
     return out
 
 
