@@ -35,7 +35,7 @@ define run_pytest_dirs
 	done; exit $$status
 endef
 
-test: host-deps venv
+test: host-deps venv lint
 	$(call run_pytest_dirs,$(FAST_TESTS) tests/integration)
 
 test-fast: venv
@@ -54,8 +54,9 @@ formula-files:
 	find $(FORMULA_EXPORTER) \( -name __pycache__ -o -name '*.pyc' \) -prune -exec rm -rf {} +
 	cd dashboards && $(abspath $(PY)) -m proxytier_dashboards generate
 
+# every Python file of the repository (salt/, exporter/, dashboards/, lab/, bench/, tests/)
 lint: venv
-	$(PY) -m ruff check lab tests/integration
+	$(PY) -m ruff check .
 
 demo: host-deps venv
 	$(PY) -m lab demo

@@ -232,3 +232,13 @@ def test_vip_info_ties_each_instance_to_its_addresses_and_skips_garbage(fixtures
     assert json_views[0].vips == ["198.18.0.109"]
     samples = [s for f in instance_families(views) for s in f.samples if s.name == "proxytier_keepalived_vrrp_vip_info"]
     assert [(s.labels["vrrp_instance"], s.labels["vip"], s.value) for s in samples] == [("VI_9", "198.18.0.109", 1)]
+
+
+def test_a_vip_written_twice_in_an_instance_is_one_series() -> None:
+    conf = parse_keepalived_conf(
+        "vrrp_instance VI_9 {\n  interface host0\n  virtual_router_id 9\n"
+        "  virtual_ipaddress {\n    198.18.0.109/32\n    198.18.0.109/24 dev host0\n  }\n}\n"
+    )
+    samples = [s for f in instance_families(fifo_views(conf, {})) for s in f.samples
+               if s.name == "proxytier_keepalived_vrrp_vip_info"]
+    assert [s.labels["vip"] for s in samples] == ["198.18.0.109"]

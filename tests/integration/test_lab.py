@@ -1,4 +1,4 @@
-"""The tier proven end to end on the real lab (issue 3's seven tests).
+"""The tier proven end to end on the real lab.
 
 They run in this order (pytest keeps definition order): converge, idempotence, spread, pillar edit
 under load, bad pillar, then the destructive ones (HAProxy killed, node stopped), each restoring the
@@ -103,7 +103,7 @@ def assert_serving(requests: int = 150) -> None:
 
 
 def test_1_apply_converges_all_nodes_with_real_packages(measure) -> None:
-    """Issue test 1: 0 failed states on every node; nginx/haproxy/keepalived installed by apt and active."""
+    """0 failed states on every node; nginx/haproxy/keepalived installed by apt and active."""
     res = apply_ok()
     measure("first_apply", res.seconds)
     for node in config.NODES:
@@ -117,7 +117,7 @@ def test_1_apply_converges_all_nodes_with_real_packages(measure) -> None:
 
 
 def test_2_second_apply_changes_nothing(measure) -> None:
-    """Issue test 2: a second apply reports 0 changes."""
+    """a second apply reports 0 changes."""
     res = apply_ok()
     measure("noop_apply", res.seconds)
     changed = {n: m.changed for n, m in res.minions.items() if m.changed}
@@ -125,7 +125,7 @@ def test_2_second_apply_changes_nothing(measure) -> None:
 
 
 def test_3_every_vip_reaches_every_nginx_and_backend() -> None:
-    """Issue test 3: multi-master; through each VIP, requests reach nginx on all 3 nodes and every backend."""
+    """multi-master; through each VIP, requests reach nginx on all 3 nodes and every backend."""
     for vip in config.VIPS:
         result = run_load([vip], requests=240, seconds=60, concurrency=4)
         print(f"VIP {vip}: {table(result)}")
@@ -164,7 +164,7 @@ def instance_of(vip: str) -> str:
 
 
 def test_3b_exporter_on_every_node_agrees_with_the_kernel_on_vip_ownership() -> None:
-    """Issue 4 in the lab: every node's exporter is scraped; its VIP ownership and VRRP states agree with
+    """every node's exporter is scraped; its VIP ownership and VRRP states agree with
     which node really holds each VIP; every collector succeeds."""
     holders = nodes.vip_holders()
     for node in config.NODES:
@@ -181,7 +181,7 @@ def test_3b_exporter_on_every_node_agrees_with_the_kernel_on_vip_ownership() -> 
 
 
 def test_3d_node_checks_shared_with_kitchen_pass_on_every_node() -> None:
-    """Issue 7: the testinfra node checks kitchen's verifier runs (tests/node) pass on every lab node,
+    """the testinfra node checks kitchen's verifier runs (tests/node) pass on every lab node,
     through testinfra's salt backend."""
     rc, output = nodecheck.run_node_checks("proxy*")
     print(output[-2000:])
@@ -217,7 +217,7 @@ EMPTY_WHEN_HEALTHY = {("proxytier-overview", "Upstream 5xx ratio")}  # no 5xx: n
 
 
 def test_3c_dashboards_and_rules_on_the_lab_prometheus() -> None:
-    """Issue 5 in the lab: a real Prometheus scrapes every exporter with the project's rules; every rule
+    """a real Prometheus scrapes every exporter with the project's rules; every rule
     evaluates; every dashboard panel query (variables substituted) returns data in the healthy tier;
     no critical alert is pending or firing."""
     sys.path.insert(0, str(config.REPO / "dashboards"))
@@ -242,7 +242,7 @@ def test_3c_dashboards_and_rules_on_the_lab_prometheus() -> None:
 
 
 def test_4_pillar_edit_adds_and_removes_a_backend_without_failed_requests(clean_pillar, measure) -> None:
-    """Issue test 4: add be4 by pillar -> apply -> it gets traffic; remove -> it gets none; 0 failed under load."""
+    """add be4 by pillar -> apply -> it gets traffic; remove -> it gets none; 0 failed under load."""
     be4 = config.backend(4)
     net.backend_up(be4)
     try:
@@ -286,7 +286,7 @@ def rolling(timeout: float = 600, **pillar: Any) -> subprocess.CompletedProcess[
 
 
 def test_4b_rolling_change_under_load_versus_all_at_once(clean_pillar, measure) -> None:
-    """Issue 7: a change touching every daemon (a pillar change plus a reinstall of nginx, HAProxy
+    """a change touching every daemon (a pillar change plus a reinstall of nginx, HAProxy
     and keepalived, whose maintainer scripts restart them) rolled one node at a time (drain, hand
     the VIPs over, reinstall, apply, verify, take the VIPs back, restore) under load loses nothing;
     the same change applied to all nodes at once under the same load is counted beside it. A
@@ -330,7 +330,7 @@ def test_4b_rolling_change_under_load_versus_all_at_once(clean_pillar, measure) 
 
 
 def test_4c_rolling_stops_at_a_failing_node_and_the_tier_keeps_serving(clean_pillar) -> None:
-    """Issue 7: a node whose apply/verification fails stops the rollout with a clear message; the nodes
+    """a node whose apply/verification fails stops the rollout with a clear message; the nodes
     after it are untouched and the tier keeps serving."""
     proxy2 = config.NODES[1]
     nodes.exec_(proxy2, ["systemctl", "mask", "--runtime", "nginx"])  # nginx cannot come back on proxy2
@@ -359,7 +359,7 @@ def test_4c_rolling_stops_at_a_failing_node_and_the_tier_keeps_serving(clean_pil
 
 
 def test_5_bad_pillar_fails_clearly_and_touches_nothing(clean_pillar) -> None:
-    """Issue test 7: VRID 300 -> apply fails on every node with the clear error; configs and daemons untouched."""
+    """VRID 300 -> apply fails on every node with the clear error; configs and daemons untouched."""
     before = {n.name: (tier.config_hashes(n), tier.daemon_processes(n)) for n in config.NODES}
     for name, (files, procs) in before.items():
         assert files and {p[0] for p in procs} == set(tier.DAEMONS), f"{name}: nothing to compare"
@@ -444,7 +444,7 @@ def test_5d_nginx_port_change_under_load_serves_the_new_port(clean_pillar) -> No
 
 
 def test_5b_vrrp_blocked_between_nodes_is_split_brain_then_heals(measure) -> None:
-    """Issue 5 chaos: VRRP blocked between the nodes (bridge ports isolated from each other; the host,
+    """VRRP blocked between the nodes (bridge ports isolated from each other; the host,
     Prometheus and backends still reach them) -> every node becomes MASTER: the split-brain alerts fire;
     unblocked -> one MASTER per VIP again, the alerts clear, every VIP serves (time measured)."""
     tier.wait_vips_settled()
@@ -473,7 +473,7 @@ def test_5b_vrrp_blocked_between_nodes_is_split_brain_then_heals(measure) -> Non
 
 
 def test_5c_backend_stopped_raises_the_backend_alert() -> None:
-    """Issue 5 chaos: an application backend stopped under load -> nginx retries elsewhere (no failed
+    """an application backend stopped under load -> nginx retries elsewhere (no failed
     request) and the upstream alert fires; the backend back -> it serves again."""
     be1 = config.BACKENDS[0]
     try:
@@ -493,7 +493,7 @@ def test_5c_backend_stopped_raises_the_backend_alert() -> None:
 
 
 def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
-    """Issue test 5: HAProxy killed (and kept down) on the master of a VIP -> VIP moves, traffic continues;
+    """HAProxy killed (and kept down) on the master of a VIP -> VIP moves, traffic continues;
     HAProxy back -> the tier heals (the VIP returns to its preferred node)."""
     tier.wait_vips_settled()
     initial = nodes.vip_holders()
@@ -525,7 +525,7 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
                 interval=0.1,
             )
             measure("haproxy_kill_to_vip_moved", time.monotonic() - t_kill)
-            # Issue 4: the next scrape shows it. The victim: haproxy collector down, the others up, its
+            # the next scrape shows it. The victim: haproxy collector down, the others up, its
             # instance in FAULT; the new holder: MASTER of that instance and owner of the VIP.
             new_holder = config.node(nodes.vip_holders()[vip][0])
             victim_samples, holder_samples = scrape(victim), scrape(new_holder)
@@ -536,7 +536,7 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
             assert any(
                 s.name == "proxytier_vip_owned" and s.labels["vip"] == vip and s.value == 1 for s in holder_samples
             )
-            # Issue 5: Prometheus sees this failover: the new holder's state for the instance just turned
+            # Prometheus sees this failover: the new holder's state for the instance just turned
             # MASTER, and the failover alert names it.
             sel = f'instance="{new_holder.name}", vrrp_instance="{instance_of(vip)}"'
             seen = (f'proxytier_keepalived_vrrp_state{{{sel}, state="MASTER"}} == 1 and '
@@ -562,7 +562,7 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
 
 
 def test_7_node_stopped_vip_moves_to_survivor_and_node_returns(measure) -> None:
-    """Issue test 6: a node container stops -> its VIP moves to a survivor, the tier keeps serving; it returns."""
+    """a node container stops -> its VIP moves to a survivor, the tier keeps serving; it returns."""
     tier.wait_vips_settled()
     initial = nodes.vip_holders()
     vip = config.VIPS[1]
@@ -616,7 +616,7 @@ MOVE_WINDOW = 3.0  # failures are allowed only this long after a fault or its re
 
 @pytest.mark.parametrize("event", sorted(chaos.EVENTS))
 def test_8_chaos_the_tier_recovers_unaided_and_loses_nothing_beyond_the_vip_move(event: str, measure) -> None:
-    """Issue 6 chaos matrix: each fault on the node holding the first VIP (daemons killed, node lost,
+    """each fault on the node holding the first VIP (daemons killed, node lost,
     link down, a backend killed), under load through every VIP. The tier recovers unaided (after the
     repair an operator would make, for faults that need one): every VIP back on its preferred node,
     alone, every daemon active. Faults that move no VIP fail no request; the others fail requests
