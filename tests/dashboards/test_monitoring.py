@@ -57,7 +57,8 @@ class Minion:
 
     def apply_files(self) -> dict[str, Any]:
         # the states read the proxytier.monitoring execution module (salt/_modules over salt/_utils)
-        self.call("saltutil.sync_all")
+        self.call("saltutil.sync_modules")
+        self.call("saltutil.sync_utils")
         applied = {}
         for state_id in FILE_STATES:
             states = self.call("state.sls_id", state_id, "proxytier.monitoring")
@@ -135,7 +136,8 @@ def test_broken_rules_never_replace_the_live_file(tmp_path: Path) -> None:
 def test_a_bad_pillar_key_fails_with_its_name(tmp_path: Path) -> None:
     minion = Minion(tmp_path)
     minion.pillar({"job": "web"})
-    minion.call("saltutil.sync_all")
+    minion.call("saltutil.sync_modules")
+    minion.call("saltutil.sync_utils")
     result = minion.call("state.sls_id", "proxytier-monitoring-targets", "proxytier.monitoring")
     text = json.dumps(result)
     assert "proxytier_monitoring:job = 'web': the rules select job=~" in text, text
