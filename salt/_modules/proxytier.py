@@ -15,12 +15,14 @@ key, the value and the fix.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from typing import Any
 
 __virtualname__ = "proxytier"
+log = logging.getLogger(__name__)
 
 _UTILS = (
     "proxytier_schema", "proxytier_params", "proxytier_model", "proxytier_members",
@@ -78,7 +80,10 @@ def model(params: dict[str, Any] | None = None) -> dict[str, Any]:
         m = _lib("proxytier_members").mine_settings(mcfg)
         mine = __salt__["mine.get"](m["target"], m["function"], tgt_type=m["tgt_type"])  # noqa: F821
     os_params = params if params is not None else _os_params()
-    return _lib("proxytier_model").build_model(pillar, __opts__["id"], mine=mine, params=os_params)  # noqa: F821
+    built = _lib("proxytier_model").build_model(pillar, __opts__["id"], mine=mine, params=os_params)  # noqa: F821
+    for ignored in built.get("members_ignored", []):
+        log.warning("proxytier: minion %(id)s (%(address)s) is not a member: %(why)s", ignored)
+    return built
 
 
 def monitoring(tplroot: str = "proxytier") -> dict[str, Any]:

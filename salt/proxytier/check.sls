@@ -18,9 +18,9 @@ proxytier-check-staging-dir:
     - mode: "0700"
     - makedirs: True
 {%- for daemon, template, check in [
-      ("nginx", "nginx.conf.jinja", pt.params.bin.nginx ~ " -t -q -c"),
-      ("haproxy", "haproxy.cfg.jinja", pt.params.bin.haproxy ~ " -c -q -f"),
-      ("keepalived", "keepalived.conf.jinja", pt.params.libexec_dir ~ "/check-keepalived"),
+      ("nginx", "nginx.conf.jinja", (pt.params.bin.nginx | quote) ~ " -t -q -c"),
+      ("haproxy", "haproxy.cfg.jinja", (pt.params.bin.haproxy | quote) ~ " -c -q -f"),
+      ("keepalived", "keepalived.conf.jinja", (pt.params.libexec_dir ~ "/check-keepalived") | quote),
     ] %}
 
 proxytier-check-{{ daemon }}:
@@ -33,7 +33,7 @@ proxytier-check-{{ daemon }}:
     - user: root
     - group: root
     - mode: "0600"
-    - check_cmd: {{ check }}
+    - check_cmd: {{ check | yaml_dquote }}
     - require:
       - file: proxytier-check-staging-dir
       - pkg: proxytier-packages

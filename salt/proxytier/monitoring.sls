@@ -21,7 +21,7 @@ proxytier-monitoring-rules:
         runbook_url: {{ mon.runbook_url | json }}
     - makedirs: True
     - mode: "0644"
-    - check_cmd: {{ prom.promtool }} check rules
+    - check_cmd: {{ ((prom.promtool | quote) ~ " check rules") | yaml_dquote }}
     - require:
       - pkg: proxytier-monitoring-prometheus-pkg
 
@@ -54,7 +54,7 @@ proxytier-monitoring-prometheus-config:
     - context:
         mon: {{ mon | json }}
     - mode: "0644"
-    - check_cmd: {{ prom.promtool }} check config
+    - check_cmd: {{ ((prom.promtool | quote) ~ " check config") | yaml_dquote }}
     - require:
       - file: proxytier-monitoring-rules
       - file: proxytier-monitoring-targets
@@ -64,7 +64,7 @@ proxytier-monitoring-prometheus-config:
     with promtool's message, and Prometheus keeps running its previous rules. #}
 proxytier-monitoring-prometheus-check:
   cmd.run:
-    - name: {{ prom.promtool }} check config {{ prom.config }}
+    - name: {{ ((prom.promtool | quote) ~ " check config " ~ (prom.config | quote)) | yaml_dquote }}
     - onchanges:
       - file: proxytier-monitoring-rules
 {%- if prom.manage_config %}

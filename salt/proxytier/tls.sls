@@ -29,7 +29,7 @@ proxytier-tls-{{ f.path }}:
     - group: root
     - mode: "0600"
     - show_changes: False
-    - check_cmd: {{ pt.params.libexec_dir }}/check-haproxy-crt
+    - check_cmd: {{ ((pt.params.libexec_dir ~ "/check-haproxy-crt") | quote) | yaml_dquote }}
     - require:
       - file: proxytier-tls-dir
       - file: proxytier-common-check-haproxy-crt

@@ -40,7 +40,7 @@ proxytier-exporter-{{ id }}:
 
 proxytier-exporter-tmpfiles:
   cmd.run:
-    - name: systemd-tmpfiles --create {{ pt.params.tmpfiles_dir }}/{{ pt.params.exporter_service }}.conf
+    - name: {{ ("systemd-tmpfiles --create " ~ ((pt.params.tmpfiles_dir ~ "/" ~ pt.params.exporter_service ~ ".conf") | quote)) | yaml_dquote }}
     - creates: {{ pt.exporter.fifo }}
     - require:
       - file: proxytier-exporter-tmpfiles-conf
