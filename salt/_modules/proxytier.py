@@ -70,20 +70,39 @@ def _pillar() -> dict[str, Any]:
     return pillar if isinstance(pillar, dict) else {}
 
 
+def _mine(pillar: Any) -> dict[str, Any] | None:
+    """Mine data for members_from_mine (None when members are listed in pillar)."""
+    mcfg = pillar.get("members_from_mine") if isinstance(pillar, dict) else None
+    if not (isinstance(mcfg, dict) or mcfg == {}):
+        return None
+    m = _lib("proxytier_members").mine_settings(mcfg)
+    return __salt__["mine.get"](m["target"], m["function"], tgt_type=m["tgt_type"])  # noqa: F821
+
+
 def model(params: dict[str, Any] | None = None) -> dict[str, Any]:
     """The validated model of the tier for this minion, built with `params` (default: this
     minion's ``proxytier.params``). CLI: ``salt proxy1 proxytier.model``."""
     pillar = __pillar__.get("proxytier", {})  # noqa: F821
-    mine = None
-    mcfg = pillar.get("members_from_mine") if isinstance(pillar, dict) else None
-    if isinstance(mcfg, dict) or mcfg == {}:
-        m = _lib("proxytier_members").mine_settings(mcfg)
-        mine = __salt__["mine.get"](m["target"], m["function"], tgt_type=m["tgt_type"])  # noqa: F821
+    mine = _mine(pillar)
     os_params = params if params is not None else _os_params()
     built = _lib("proxytier_model").build_model(pillar, __opts__["id"], mine=mine, params=os_params)  # noqa: F821
     for ignored in built.get("members_ignored", []):
         log.warning("proxytier: minion %(id)s (%(address)s) is not a member: %(why)s", ignored)
     return built
+
+
+def tls_pem(path: str) -> str:
+    """The PEM (certificate, chain, key) the formula writes at `path`, built from pillar on this
+    minion. Only the TLS file template calls it, so that key material is never part of the
+    model, state context or the job cache (file states keep show_changes off)."""
+    pillar = __pillar__.get("proxytier", {})  # noqa: F821
+    built = _lib("proxytier_model").build_model(
+        pillar, __opts__["id"], mine=_mine(pillar), params=_os_params(), with_secrets=True  # noqa: F821
+    )
+    for f in built["tls_files"]:
+        if f["path"] == path:
+            return f["contents"]
+    raise _lib("proxytier_schema").ProxytierError(f"{path}: no TLS file of this node's model is written there")
 
 
 def monitoring(tplroot: str = "proxytier") -> dict[str, Any]:

@@ -9,6 +9,7 @@ Pure Python (standard library and PyYAML): ``build_model`` runs without Salt.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -119,12 +120,19 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def _digest(pem_file: dict[str, str]) -> dict[str, str]:
+    """A TLS file without its key material: its path and the sha256 of its contents (so a renewal
+    still changes the model)."""
+    return {"path": pem_file["path"], "sha256": hashlib.sha256(pem_file["contents"].encode()).hexdigest()}
+
+
 def build_model(
     pillar: dict[str, Any] | None,
     minion_id: str,
     mine: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
     file_exists: Callable[[str], bool] = os.path.exists,
+    with_secrets: bool = False,
 ) -> dict[str, Any]:
     """Validate the `proxytier` pillar and derive what node `minion_id` must render.
 
@@ -132,6 +140,9 @@ def build_model(
     mine: {minion_id: address or [addresses]} when members come from the mine.
     params: OS parameters (proxytier_params.load_params); paths and names are read from it.
     file_exists: checks TLS files named by path on the node.
+    with_secrets: False (the default, for everything that may be printed, logged or passed as state
+    context): each TLS file is {"path", "sha256"} of its PEM, never the key; True: {"path",
+    "contents"}, for the one function that writes the file (``proxytier.tls_pem``).
     Raises ProxytierError naming the key path, the value and the fix.
     """
     params = params or {}
@@ -176,7 +187,10 @@ def build_model(
         },
         "haproxy": haproxy(haproxy_cfg, site_list, found, vip_addrs, check_path),
         "nginx": nginx(nginx_cfg, site_list, me["address"], [m["address"] for m in found] + vip_addrs),
-        "tls_files": [s["tls"]["file"] for s in site_list if s["tls"] and s["tls"]["file"]],
+        "tls_files": [
+            s["tls"]["file"] if with_secrets else _digest(s["tls"]["file"])
+            for s in site_list if s["tls"] and s["tls"]["file"]
+        ],
         "exporter": exp,
         "systemd_dropins": systemd_dropins(params, instances),
     }

@@ -1,6 +1,7 @@
 {#- The TLS certificates HAProxy terminates with, from pillar PEM text: each staged file is loaded
-    by HAProxy itself (check-haproxy-crt) before it replaces the live one; 0600 root; its
-    contents never appear in state output (show_changes off). -#}
+    by HAProxy itself (check-haproxy-crt) before it replaces the live one; 0600 root. Key
+    material is in no state's data: the model carries each file's path and sha256 only, the
+    template fetches the PEM from proxytier.tls_pem on the node, and show_changes is off. -#}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import pt with context %}
 
@@ -24,7 +25,7 @@ proxytier-tls-{{ f.path }}:
     - source: salt://{{ tplroot }}/templates/tls.pem.jinja
     - template: jinja
     - context:
-        pem: {{ f.contents | json }}
+        path: {{ f.path | json }}  # the template asks proxytier.tls_pem: no key material in the state's data
     - user: root
     - group: root
     - mode: "0600"

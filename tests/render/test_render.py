@@ -68,7 +68,7 @@ def active_active_pillar(cert: str, key: str) -> dict[str, Any]:
 
 
 def render_node(pillar: dict[str, Any], node: str, tmp: Path) -> tuple[dict[str, Any], dict[str, Path]]:
-    model = build_model(pillar, node, params=os_params(libexec_dir=str(FILES), tls_dir=str(tmp)))
+    model = build_model(pillar, node, params=os_params(libexec_dir=str(FILES), tls_dir=str(tmp)), with_secrets=True)
     for f in model["tls_files"]:
         Path(f["path"]).write_text(f["contents"])
         Path(f["path"]).chmod(0o600)

@@ -119,7 +119,7 @@ def test_tls_inline_and_files() -> None:
     key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
     p = pillar(2, 1)
     p["sites"][0]["tls"] = {"certificate": cert, "key": key}
-    m = build_model(p, "proxy1", params={"tls_dir": "/etc/haproxy/proxytier-tls"})
+    m = build_model(p, "proxy1", params={"tls_dir": "/etc/haproxy/proxytier-tls"}, with_secrets=True)
     assert m["tls_files"] == [{"path": "/etc/haproxy/proxytier-tls/app.pem", "contents": cert + key}]
     binds = m["haproxy"]["frontends"][0]["binds"]
     assert binds[-1] == {"address": "198.18.0.101:443", "tls": True, "crt": "/etc/haproxy/proxytier-tls/app.pem"}

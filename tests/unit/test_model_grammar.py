@@ -97,7 +97,8 @@ def test_text_outside_pem_blocks_is_left_out_of_the_file() -> None:
     # `openssl pkcs12 -nokeys` writes "Bag Attributes" before each block; OpenSSL skips it: so does the file
     cert = "Bag Attributes\n    localKeyID: 01 02\nsubject=/CN=app\n" + CERT + "trailing words {\n"
     key = "Bag Attributes\n    friendlyName: app\n" + KEY
-    m = build_model(set_path(pillar(), ("sites", 0, "tls"), {"certificate": cert, "key": key}), "proxy1")
+    m = build_model(set_path(pillar(), ("sites", 0, "tls"), {"certificate": cert, "key": key}), "proxy1",
+                    with_secrets=True)
     assert m["tls_files"][0]["contents"] == CERT + KEY
 
 
