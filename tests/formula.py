@@ -16,7 +16,13 @@ ROOT = Path(__file__).resolve().parent.parent
 FORMULA = ROOT / "salt" / "proxytier"
 TEMPLATES = FORMULA / "templates"
 
-__all__ = ["FORMULA", "ROOT", "ProxytierError", "build_model", "example_pillar", "os_params", "render"]
+__all__ = [
+    "FORMULA", "HOST_CHECK_USER", "ROOT", "ProxytierError", "build_model", "example_pillar", "os_params", "render",
+]
+
+# keepalived -t refuses a script_user that does not exist: configs checked on this host (not a
+# node, where the formula creates the check user first) run the check script as "nobody"
+HOST_CHECK_USER = {"check_user": "nobody"}
 
 DEBIAN_12 = {"os_family": "Debian", "os": "Debian", "osfinger": "Debian-12"}
 

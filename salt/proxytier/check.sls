@@ -39,6 +39,7 @@ proxytier-check-{{ daemon }}:
       - pkg: proxytier-packages
       - file: proxytier-common-check-haproxy
       - file: proxytier-common-check-keepalived
+      - user: proxytier-common-check-user
       - sysctl: proxytier-common-nonlocal-bind
       - test: proxytier-tls-files
 {%- endfor %}

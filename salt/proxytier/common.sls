@@ -14,6 +14,16 @@ proxytier-common-nonlocal-bind:
     - require:
       - pkg: proxytier-packages
 
+# keepalived's vrrp_script runs as this user (script_user), not as root
+proxytier-common-check-user:
+  user.present:
+    - name: {{ pt.params.check_user }}
+    - system: True
+    - usergroup: True
+    - createhome: False
+    - home: /nonexistent
+    - shell: /usr/sbin/nologin
+
 proxytier-common-libexec:
   file.directory:
     - name: {{ pt.params.libexec_dir }}

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from formula import FORMULA, ROOT, build_model, os_params, render
+from formula import FORMULA, HOST_CHECK_USER, ROOT, build_model, os_params, render
 
 KITCHEN_YML = ROOT / "kitchen.yml"
 SUITES = {"seed": 1, "active-active": 3, "multi-node": None}  # suite -> VIPs it must have (None: any)
@@ -167,7 +167,8 @@ def in_netns(interface: str, address: str, cmd: list[str]) -> subprocess.Complet
 def test_suite_configs_pass_the_daemons_checks(kitchen: dict[str, Any], name: str, tmp_path: Path) -> None:
     """What the converge's check_cmds will say in the container, said here first."""
     _path, pillar = suite_pillar(kitchen, name)
-    model = build_model(pillar, minion_id(kitchen, name), params=os_params(libexec_dir=str(FORMULA / "files")))
+    params = os_params(libexec_dir=str(FORMULA / "files"), **HOST_CHECK_USER)
+    model = build_model(pillar, minion_id(kitchen, name), params=params)
     checks = {
         "nginx.conf.jinja": ["nginx", "-t", "-q", "-c"],
         "haproxy.cfg.jinja": ["haproxy", "-c", "-q", "-f"],

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from formula import FORMULA, build_model, example_pillar, os_params, render
+from formula import FORMULA, HOST_CHECK_USER, build_model, example_pillar, os_params, render
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(b) for b in ("nginx", "haproxy", "keepalived", "unshare", "openssl")),
@@ -68,7 +68,8 @@ def active_active_pillar(cert: str, key: str) -> dict[str, Any]:
 
 
 def render_node(pillar: dict[str, Any], node: str, tmp: Path) -> tuple[dict[str, Any], dict[str, Path]]:
-    model = build_model(pillar, node, params=os_params(libexec_dir=str(FILES), tls_dir=str(tmp)), with_secrets=True)
+    params = os_params(libexec_dir=str(FILES), tls_dir=str(tmp), **HOST_CHECK_USER)
+    model = build_model(pillar, node, params=params, with_secrets=True)
     for f in model["tls_files"]:
         Path(f["path"]).write_text(f["contents"])
         Path(f["path"]).chmod(0o600)
