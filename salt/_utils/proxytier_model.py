@@ -18,6 +18,7 @@ from typing import Any
 import proxytier_members as members_
 import proxytier_vrrp as vrrp_
 from proxytier_exporter_cfg import EXPORTER_DEFAULTS, exporter
+from proxytier_firewall import firewall
 from proxytier_haproxy import HAPROXY_DEFAULTS, haproxy
 from proxytier_nginx import NGINX_DEFAULTS, health_path, nginx
 from proxytier_schema import (
@@ -43,6 +44,8 @@ PARAM_KINDS: dict[str, Any] = {
     "bin": {"*": "path"},
     "tls_dir": "path",
     "staging_dir": "path",
+    "filter_file": "path",
+    "nft": "path",
     "libexec_dir": "path",
     "check_user": "user",
     "haproxy_user": "user",
@@ -195,6 +198,7 @@ def build_model(
         ],
         "exporter": exp,
         "systemd_dropins": systemd_dropins(params, instances),
+        "firewall": firewall(found, site_list, params),
     }
 
 

@@ -1,5 +1,6 @@
 {#- All or nothing: every configuration a change touches is rendered into a staging directory and
-    checked by its own daemon (nginx -t, haproxy -c, keepalived -t) before ANY live file is
+    checked by its own daemon (nginx -t, haproxy -c, keepalived -t, nft -c for the packet
+    filter) before ANY live file is
     replaced or any daemon reloaded. The live file states take the staged, checked bytes as their
     source and require every check here: if one check fails, nothing changes on the node. -#}
 {%- set tplroot = tpldir.split("/")[0] %}
@@ -21,6 +22,7 @@ proxytier-check-staging-dir:
       ("nginx", "nginx.conf.jinja", (pt.params.bin.nginx | quote) ~ " -t -q -c"),
       ("haproxy", "haproxy.cfg.jinja", (pt.params.bin.haproxy | quote) ~ " -c -q -f"),
       ("keepalived", "keepalived.conf.jinja", (pt.params.libexec_dir ~ "/check-keepalived") | quote),
+      ("filter", "filter.nft.jinja", (pt.params.nft | quote) ~ " -c -f"),
     ] %}
 
 proxytier-check-{{ daemon }}:
@@ -51,3 +53,4 @@ proxytier-check-all:
       - file: proxytier-check-nginx
       - file: proxytier-check-haproxy
       - file: proxytier-check-keepalived
+      - file: proxytier-check-filter

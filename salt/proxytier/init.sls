@@ -7,6 +7,7 @@ include:
   - proxytier.tls
   - proxytier.check
   - proxytier.systemd
+  - proxytier.firewall
   - proxytier.nginx
   - proxytier.haproxy
   - proxytier.keepalived

@@ -8,6 +8,7 @@
 include:
   - {{ tplroot }}.check
   - {{ tplroot }}.systemd
+  - {{ tplroot }}.firewall
 {%- if pt.exporter.enabled %}
   - {{ tplroot }}.exporter.room
 {%- endif %}
