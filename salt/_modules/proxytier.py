@@ -221,8 +221,17 @@ def verify(timeout: float = 30.0, vips: bool = True) -> dict[str, Any]:
         lambda: bool(__salt__["service.status"](keepalived)),  # noqa: F821
         lambda: set(__salt__["network.ip_addrs"](include_loopback=False)),  # noqa: F821
         vips=vips,
+        guarded=_guarded,
     )
     return runtime.wait_all(m["node"]["id"], checks, timeout)
+
+
+def _guarded() -> list[str]:
+    """VIPs a handover SYN guard on this node still holds (a handover running, or one killed
+    midway whose guard has not expired yet)."""
+    handover_lib = _lib("proxytier_handover")
+    listing = _run(["nft", "-j", "list", "set", "ip", handover_lib.GUARD_TABLE, "vips"], check=False)
+    return handover_lib.guarded(listing)
 
 
 def _run(cmd: list[str], input: str | None = None, check: bool = True) -> str:

@@ -26,6 +26,8 @@ from proxytier_schema import ProxytierError
 
 HOLD_VALUE = 253  # keepalived: priority - 253 clamps to 1; below -253 would mean FAULT
 GUARD_TABLE = "proxytier_handover"
+# a guard outlives no handover by much: drain (2 s) + VIP move (5 s) by default, plus margin
+GUARD_LIFETIME = 30
 # /proc/net/tcp states in which a connection still has a request or response on the wire
 # (ESTABLISHED, SYN_RECV, FIN_WAIT1, CLOSE_WAIT, LAST_ACK, CLOSING)
 BUSY_TCP_STATES = {"01", "03", "04", "08", "09", "0B"}
@@ -49,31 +51,62 @@ def busy_connections(proc_net_tcp: str, addresses: list[str]) -> int:
     return busy
 
 
-def guard_script(vips: list[str]) -> str:
-    """nft script: drop new inbound connections (bare SYNs) to `vips`; established traffic passes."""
+def guard_script(vips: list[str], lifetime: int = GUARD_LIFETIME) -> str:
+    """nft script: drop new inbound connections (bare SYNs) to `vips` for `lifetime` seconds;
+    established traffic passes. The VIPs are set elements with a timeout, so a handover killed
+    midway (its guard never deleted) heals by itself: after `lifetime` s the rule matches nothing."""
     for v in vips:
         ipaddress.IPv4Address(v)  # never put anything but an address into the ruleset
+    if isinstance(lifetime, bool) or not isinstance(lifetime, int) or lifetime < 1:
+        raise ValueError(f"guard lifetime {lifetime!r}: whole seconds >= 1")
+    elements = ", ".join(f"{v} timeout {lifetime}s" for v in vips)
     return (
         f"table ip {GUARD_TABLE} {{\n"
+        "  set vips {\n"
+        "    type ipv4_addr; flags timeout;\n"
+        f"    elements = {{ {elements} }}\n"
+        "  }\n"
         "  chain input {\n"
         "    type filter hook input priority -150; policy accept;\n"
-        f"    ip daddr {{ {', '.join(vips)} }} tcp flags & (syn | ack) == syn drop\n"
+        "    ip daddr @vips tcp flags & (syn | ack) == syn drop\n"
         "  }\n"
         "}\n"
     )
+
+
+def guard_lifetime(timeout: float, drain: float) -> int:
+    """Seconds a handover's guard may live: its drain and VIP-move waits, plus a margin."""
+    return max(GUARD_LIFETIME, int(drain + timeout) + 10)
+
+
+def guarded(nft_list_json: str) -> list[str]:
+    """The VIPs a SYN guard still holds, from ``nft -j list set ip proxytier_handover vips``
+    (empty when the table is gone or every element has expired)."""
+    import json
+
+    try:
+        doc = json.loads(nft_list_json or "{}")
+    except ValueError:
+        return []
+    out = []
+    for item in doc.get("nftables", []):
+        for elem in (item.get("set") or {}).get("elem", []):
+            value = elem.get("elem", {}).get("val") if isinstance(elem, dict) else elem
+            out.append(str(value))
+    return out
 
 
 class Guard:
     """The SYN guard for some VIPs on this node, removed on exit whatever happens.
     `run(argv, input=None, check=True)` runs a command (nft)."""
 
-    def __init__(self, vips: list[str], run: Callable[..., Any]):
-        self.vips, self.run = vips, run
+    def __init__(self, vips: list[str], run: Callable[..., Any], lifetime: int = GUARD_LIFETIME):
+        self.vips, self.run, self.lifetime = vips, run, lifetime
 
     def __enter__(self) -> Guard:
         if self.vips:
             self.run(["nft", "delete", "table", "ip", GUARD_TABLE], check=False)  # a killed run's leftover
-            self.run(["nft", "-f", "-"], input=guard_script(self.vips))
+            self.run(["nft", "-f", "-"], input=guard_script(self.vips, self.lifetime))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -127,7 +160,7 @@ def handover(
         report.update(_reclaim(model, homes, local_vips, timeout))
     elif action == "reclaim":
         vips = sorted(local_vips() & set(homes))
-        with Guard(vips, run):
+        with Guard(vips, run, guard_lifetime(timeout, drain)):
             report["drained"] = wait_until(lambda: busy(vips) == 0, drain)
             ok = wait_until(lambda: not (local_vips() & set(vips)), timeout)
         if not ok:
@@ -146,7 +179,7 @@ def _release(
     me, hold_file = model["node"]["id"], model["vrrp"]["hold_file"]
     vips = sorted(local_vips())
     report: dict[str, Any] = {}
-    with Guard(vips, run):
+    with Guard(vips, run, guard_lifetime(timeout, drain)):
         report["drained"] = wait_until(lambda: busy(vips) == 0, drain)
         report["left_busy"] = busy(vips)
         set_hold(hold_file, HOLD_VALUE)

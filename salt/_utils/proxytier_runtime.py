@@ -172,11 +172,13 @@ def serving_checks(
     keepalived_running: Callable[[], bool],
     held_addresses: Callable[[], set[str]],
     vips: bool = True,
+    guarded: Callable[[], list[str]] | None = None,
 ) -> dict[str, Callable[[], bool]]:
     """The checks of "is this node serving?", by name: nginx answers its health path on every
     site, HAProxy its monitor URI, HAProxy sees this node's nginx UP (or DRAIN) in every backend
     and runs exactly the configured servers (address and port), keepalived runs, and (unless
-    `vips` is False) the node holds the VIPs it owns."""
+    `vips` is False) the node holds the VIPs it owns, and no handover SYN guard is left (`guarded`
+    -> the VIPs a guard still drops new connections to)."""
     checks: dict[str, Callable[[], bool]] = {}
     health = model["nginx"]["health_path"]
     for site in model["nginx"]["sites"]:
@@ -206,6 +208,8 @@ def serving_checks(
 
     checks["haproxy's servers are the configured ones (address, port)"] = servers_as_configured
     checks["keepalived running"] = keepalived_running
+    if guarded is not None:
+        checks["no handover SYN guard left (nft list table ip proxytier_handover)"] = lambda: not guarded()
     owned = [i["address"] for i in model["vrrp"]["instances"] if i["is_owner"]] if vips else []
     if owned:
         checks[f"holds its VIPs {', '.join(owned)}"] = lambda: set(owned) <= held_addresses()

@@ -12,7 +12,7 @@ import textwrap
 import time
 
 import pytest
-from proxytier_handover import busy_connections, guard_script
+from proxytier_handover import busy_connections, guard_script, guarded
 
 
 def _proc_net_tcp() -> str:
@@ -87,3 +87,44 @@ def test_guard_drops_new_connections_and_keeps_established_ones() -> None:
     assert proc.stdout.splitlines() == [
         "new connection dropped", "established carries on", "accepted after the guard",
     ]
+
+
+EXPIRY_PROBE = """
+import socket, subprocess, sys, time
+script, address = sys.argv[1], sys.argv[2]
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+server = socket.create_server((address, 8080))
+subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
+print(subprocess.run(["nft", "-j", "list", "set", "ip", "proxytier_handover", "vips"],
+                     capture_output=True, text=True, check=True).stdout)
+try:
+    socket.create_connection((address, 8080), timeout=0.5)
+    print("accepted while guarded")
+except TimeoutError:
+    print("dropped while guarded")
+time.sleep(1.6)
+socket.create_connection((address, 8080), timeout=2).close()
+print("accepted after the guard expired, its table still there")
+print(subprocess.run(["nft", "-j", "list", "set", "ip", "proxytier_handover", "vips"],
+                     capture_output=True, text=True, check=True).stdout)
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("nft") and shutil.which("unshare")), reason="needs nft and unshare")
+def test_a_guard_left_behind_expires_by_itself() -> None:
+    """A handover killed before it removed its guard does not black-hole new connections for
+    good: the guarded VIPs are set elements with a timeout."""
+    proc = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", EXPIRY_PROBE, guard_script(["127.0.0.9"], lifetime=1), "127.0.0.9"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert guarded(lines[0]) == ["127.0.0.9"]
+    assert lines[1:3] == ["dropped while guarded", "accepted after the guard expired, its table still there"]
+    assert guarded(lines[3]) == []
+
+
+def test_guard_lifetime_must_be_whole_seconds() -> None:
+    with pytest.raises(ValueError):
+        guard_script(["127.0.0.9"], lifetime=0)
