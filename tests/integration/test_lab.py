@@ -28,7 +28,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab import chaos, cluster, config, master, net, nodecheck, nodes, prometheus, tier
+from lab import chaos, cluster, config, master, net, nodecheck, nodes, prometheus, spoof, tier
 from lab.load import BackgroundLoad, run_load, table
 from lab.sh import run, wait_for
 
@@ -441,6 +441,69 @@ def test_5d_nginx_port_change_under_load_serves_the_new_port(clean_pillar) -> No
         tier.clear_pillar_override()
         apply_ok()
     assert live_ports() == {n.name: {"8080"} for n in config.NODES}
+
+
+def vrrp_drops(node: config.Node) -> int:
+    """Packets the node's filter dropped as "VRRP from a non-member" (nft counters)."""
+    listing = json.loads(nodes.exec_(node, ["nft", "-j", "list", "chain", "inet", "proxytier_filter", "input"]).stdout)
+    total = 0
+    for item in listing["nftables"]:
+        rule = item.get("rule")
+        if rule and rule.get("comment") == "VRRP from a non-member":
+            total += sum(e["counter"]["packets"] for e in rule["expr"] if "counter" in e)
+    return total
+
+
+def test_5e_spoofed_vrrp_from_a_non_member_moves_no_vip() -> None:
+    """A host on the tier's LAN that is not a member (the lab host) sends priority-255 VRRPv3
+    adverts for the first VIP's VRID, to every node and to the VRRP group: every node's packet
+    filter drops them (its counter says so) and no VIP changes holder."""
+    tier.wait_vips_settled()
+    before_holders = nodes.vip_holders()
+    before_drops = {n.name: vrrp_drops(n) for n in config.NODES}
+    vip = config.VIPS[0]
+    vrid = int(tier.vrrp_instances()[vip].removeprefix("VI_"))
+    sent = spoof.send_adverts(vrid, vip, priority=255, count=30, interval=0.1)
+    time.sleep(1)
+    assert nodes.vip_holders() == before_holders
+    dropped = {n.name: vrrp_drops(n) - before_drops[n.name] for n in config.NODES}
+    print(f"sent {sent} spoofed adverts; dropped per node: {dropped}")
+    assert all(d >= 30 for d in dropped.values()), dropped
+    assert_serving()
+
+
+def test_5f_an_apply_returns_and_caches_no_key_material(clean_pillar, tmp_path) -> None:
+    """A TLS site from pillar PEM text: the file reaches every node (0600, HAProxy serves it), and
+    neither the apply's return data, `proxytier.model`, nor the master's job cache contain the key."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=app.example",
+         "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True, timeout=60,
+    )
+    key = (tmp_path / "key.pem").read_text()
+    secret = key.splitlines()[5]  # one line (64 characters) from the middle of the key's base64
+    try:
+        data = tier.default_pillar()
+        data["proxytier"]["sites"][0]["tls"] = {"certificate": (tmp_path / "cert.pem").read_text(), "key": key}
+        tier.write_pillar(data)
+        res = apply_ok()
+        assert secret not in json.dumps(res.raw), "key material in the apply's return data"
+        model = master.salt(["salt", "proxy1", "proxytier.model", "--out=json"], timeout=120)
+        assert "app.pem" in model.stdout and secret not in model.stdout, "key material in proxytier.model"
+        jobs = config.SALT_DIR / "cache" / "jobs"
+        leaked = [p for p in jobs.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+        assert not leaked, f"key material in the master's job cache: {leaked[:3]}"
+        for node in config.NODES:
+            mode = nodes.exec_(node, ["stat", "-c", "%a %U", "/etc/haproxy/proxytier-tls/app.pem"]).stdout.split()
+            assert mode == ["600", "root"], f"{node.name}: {mode}"
+            got = nodes.exec_(node, ["python3", "-c", (
+                "import socket, ssl; c = ssl.create_default_context(); c.check_hostname = False; "
+                "c.verify_mode = ssl.CERT_NONE; s = c.wrap_socket(socket.create_connection(('"
+                + config.VIPS[0] + "', 443), timeout=5)); print(s.version())")]).stdout.strip()
+            assert got.startswith("TLSv1."), f"{node.name}: no TLS on {config.VIPS[0]}:443: {got}"
+    finally:
+        tier.clear_pillar_override()
+        apply_ok()
 
 
 def test_5b_vrrp_blocked_between_nodes_is_split_brain_then_heals(measure) -> None:

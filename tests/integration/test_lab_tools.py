@@ -108,3 +108,19 @@ def test_load_stops_at_its_time_bound_and_counts_failures() -> None:
     assert time.monotonic() - t0 < 5
     assert result.ok == 0 and result.failed > 0
     assert "ConnectionRefusedError" in result.errors
+
+
+def test_spoofed_vrrp_advert_is_a_valid_vrrpv3_packet() -> None:
+    """The stranger's advert is one keepalived would accept but for its source: version 3, type 1,
+    the VRID and priority asked for, one address, and a checksum that verifies (RFC 5798 5.2.8)."""
+    import ipaddress
+    import struct
+
+    from lab import spoof
+
+    pkt = spoof.advert("198.18.0.1", "224.0.0.18", 51, 255, "198.18.0.101")
+    assert pkt[:4] == bytes([0x31, 51, 255, 1])
+    assert pkt[8:] == ipaddress.IPv4Address("198.18.0.101").packed
+    pseudo = ipaddress.IPv4Address("198.18.0.1").packed + ipaddress.IPv4Address("224.0.0.18").packed
+    pseudo += struct.pack("!BBH", 0, 112, len(pkt))
+    assert spoof._checksum(pseudo + pkt) == 0
