@@ -8,9 +8,10 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import odd_handler
 
 from bench.failover.probe import MAX_SECONDS, BackgroundProbe, Prober, ProbeResult, Target, run_probe
+
+from .conftest import odd_handler
 
 
 def starts(result: ProbeResult, target: str) -> list[float]:

@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 import yaml
-from dashboards_common import GOLDEN, RULES_FILE
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+
+from .dashboards_common import GOLDEN, RULES_FILE
 
 
 def _type_lines(exposition: str) -> set[str]:

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
-from dashboards_common import DASHBOARDS
 from proxytier_dashboards import lint, promql, render, schema
+
+from .dashboards_common import DASHBOARDS
 
 FILES = sorted((DASHBOARDS / "grafana").glob("*.json"))
 

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 import yaml
-from dashboards_common import RULES_FILE
 from proxytier_dashboards import lint, probe, render
+
+from .dashboards_common import RULES_FILE
 
 
 def _free_port() -> int:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from dashboards_common import DASHBOARDS, REPO, RULES_FILE
+
+from .dashboards_common import DASHBOARDS, REPO, RULES_FILE
 
 SALT_CALL = Path(sys.executable).parent / "salt-call"
 # with manage_config, the config's requisites are the package (present: promtool comes with it), the rules

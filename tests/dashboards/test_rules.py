@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dashboards_common import DASHBOARDS, PROMTOOL_TESTS, RULES_FILE
 from proxytier_dashboards import rules as generator
 from proxytier_dashboards import runbook
 from proxytier_dashboards.lint import metric_selectors
+
+from .dashboards_common import DASHBOARDS, PROMTOOL_TESTS, RULES_FILE
 
 ALERT_NAME = re.compile(r"^Proxytier[A-Z][A-Za-z0-9]+$")
 SEVERITIES = {"critical", "warning", "info"}

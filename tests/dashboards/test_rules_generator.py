@@ -11,9 +11,10 @@ from pathlib import Path
 import jinja2
 import pytest
 import yaml
-from dashboards_common import REPO, RULES_FILE
 from proxytier_dashboards import generated, rules, runbook
 from proxytier_dashboards.lint import metric_selectors
+
+from .dashboards_common import REPO, RULES_FILE
 
 FROZEN = Path(__file__).parent / "frozen" / "proxytier.rules.before-generator.yml"
 REGENERATE = "run: cd dashboards && ../.venv/bin/python -m proxytier_dashboards generate"

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 import yaml
-from dashboards_common import DASHBOARDS, REPO, RULES_FILE
+
+from .dashboards_common import DASHBOARDS, REPO, RULES_FILE
 
 PAGE = DASHBOARDS / "consoles" / "proxytier-runbook.html"
 EXTERNAL = "http://prometheus.example.org:9090/prom"

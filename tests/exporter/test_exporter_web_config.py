@@ -14,7 +14,8 @@ bcrypt = pytest.importorskip("bcrypt")
 requests = pytest.importorskip("requests")
 
 from proxytier_exporter.webconfig import WebConfigError, load_web_config  # noqa: E402
-from test_exporter_web_limits import exporter, exporter_env, free_port  # noqa: E402
+
+from .test_exporter_web_limits import exporter, exporter_env, free_port  # noqa: E402
 
 
 def openssl(*args: str, cwd: Path) -> None:

@@ -6,7 +6,6 @@ lab before it ends. Every wait is bounded. The lab is brought up once for the mo
 the end (PROXYTIER_LAB_KEEP=1 leaves it running; then `make lab-down`). Measurements are printed at
 the end and merged into the results file (lab.config.RESULTS).
 
-(No conftest.py here on purpose: other test folders import their own `conftest` module by name.)
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ import re
 from typing import Any
 
 import pytest
-from nodelib import Node, parse_metrics
+
+from .nodelib import Node, parse_metrics
 
 DAEMONS = ("nginx", "haproxy", "keepalived")
 # HAProxy's monitor URI, as the formula's haproxy.cfg and check-haproxy script have it
