@@ -5,7 +5,6 @@ under load, bad pillar, then the destructive ones (HAProxy killed, node stopped)
 lab before it ends. Every wait is bounded. The lab is brought up once for the module and torn down at
 the end (PROXYTIER_LAB_KEEP=1 leaves it running; then `make lab-down`). Measurements are printed at
 the end and merged into the results file (lab.config.RESULTS).
-
 """
 
 from __future__ import annotations
