@@ -79,13 +79,27 @@ def _mine(pillar: Any) -> dict[str, Any] | None:
     return __salt__["mine.get"](m["target"], m["function"], tgt_type=m["tgt_type"])  # noqa: F821
 
 
+def _nginx_record(os_params: dict[str, Any]) -> dict[str, Any] | None:
+    """The nginx ports the last successful apply configured on this node (None if unknown)."""
+    import json
+
+    try:
+        with open(os_params.get("nginx_ports_file", "/var/lib/proxytier/nginx-ports.json")) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def model(params: dict[str, Any] | None = None) -> dict[str, Any]:
     """The validated model of the tier for this minion, built with `params` (default: this
     minion's ``proxytier.params``). CLI: ``salt proxy1 proxytier.model``."""
     pillar = __pillar__.get("proxytier", {})  # noqa: F821
     mine = _mine(pillar)
     os_params = params if params is not None else _os_params()
-    built = _lib("proxytier_model").build_model(pillar, __opts__["id"], mine=mine, params=os_params)  # noqa: F821
+    built = _lib("proxytier_model").build_model(
+        pillar, __opts__["id"], mine=mine, params=os_params, nginx_previous=_nginx_record(os_params)  # noqa: F821
+    )
     for ignored in built.get("members_ignored", []):
         log.warning("proxytier: minion %(id)s (%(address)s) is not a member: %(why)s", ignored)
     return built

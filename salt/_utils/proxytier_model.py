@@ -45,6 +45,7 @@ PARAM_KINDS: dict[str, Any] = {
     "tls_dir": "path",
     "staging_dir": "path",
     "filter_file": "path",
+    "nginx_ports_file": "path",
     "nft": "path",
     "libexec_dir": "path",
     "check_user": "user",
@@ -138,6 +139,7 @@ def build_model(
     params: dict[str, Any] | None = None,
     file_exists: Callable[[str], bool] = os.path.exists,
     with_secrets: bool = False,
+    nginx_previous: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     """Validate the `proxytier` pillar and derive what node `minion_id` must render.
 
@@ -148,6 +150,8 @@ def build_model(
     with_secrets: False (the default, for everything that may be printed, logged or passed as state
     context): each TLS file is {"path", "sha256"} of its PEM, never the key; True: {"path",
     "contents"}, for the one function that writes the file (``proxytier.tls_pem``).
+    nginx_previous: {site: [nginx ports]} the node's last apply configured (its record), so that a
+    site whose nginx port changes keeps the old one open until the next apply.
     Raises ProxytierError naming the key path, the value and the fix.
     """
     params = params or {}
@@ -171,7 +175,7 @@ def build_model(
     exp = exporter(exporter_cfg, me["address"], vip_addrs, status_port, params)
     if exp["enabled"]:
         fixed.append((exp["port"], ("exporter", "port")))
-    check_ports(site_list, fixed)
+    taken = check_ports(site_list, fixed)
     return {
         "params": params,
         "node": me,
@@ -191,7 +195,10 @@ def build_model(
             "hold_file": params.get("vrrp_hold_file", "/run/proxytier-vrrp-hold"),
         },
         "haproxy": haproxy(haproxy_cfg, site_list, found, vip_addrs, check_path),
-        "nginx": nginx(nginx_cfg, site_list, me["address"], [m["address"] for m in found] + vip_addrs),
+        "nginx": nginx(
+            nginx_cfg, site_list, me["address"], [m["address"] for m in found] + vip_addrs,
+            previous=nginx_previous, taken=taken,
+        ),
         "tls_files": [
             s["tls"]["file"] if with_secrets else _digest(s["tls"]["file"])
             for s in site_list if s["tls"] and s["tls"]["file"]

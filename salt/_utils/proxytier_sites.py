@@ -127,9 +127,9 @@ def _servers(backends: Any, path: tuple[Any, ...]) -> list[dict[str, Any]]:
     return servers
 
 
-def check_ports(sites_: list[dict[str, Any]], fixed: list[tuple[int, tuple[Any, ...]]]) -> None:
+def check_ports(sites_: list[dict[str, Any]], fixed: list[tuple[int, tuple[Any, ...]]]) -> set[int]:
     """Every listener of the tier on its own port: `fixed` (port, key path) pairs first, then each
-    site's port, nginx_port and TLS port. Raises naming both claimants."""
+    site's port, nginx_port and TLS port. Raises naming both claimants; returns the ports used."""
     used: dict[int, str] = {}
     claims = list(fixed)
     for s in sites_:
@@ -143,3 +143,4 @@ def check_ports(sites_: list[dict[str, Any]], fixed: list[tuple[int, tuple[Any, 
                 f"{where} = {number}: port clash with {used[number]}; every listener of the tier needs its own port"
             )
         used[number] = where
+    return set(used)

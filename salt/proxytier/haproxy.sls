@@ -8,6 +8,7 @@
 include:
   - {{ tplroot }}.check
   - {{ tplroot }}.systemd
+  - {{ tplroot }}.nginx
 
 proxytier-haproxy-config:
   file.managed:
@@ -52,3 +53,17 @@ proxytier-haproxy-reloaded:
       - file: proxytier-haproxy-config
     - require:
       - service: proxytier-haproxy-service
+
+# Once HAProxy runs the new servers, record the nginx ports this apply configured: a site whose
+# nginx port changed kept its previous port open (listen_also) for the HAProxies that had not
+# switched yet; the next apply, reading this record, closes it.
+proxytier-haproxy-nginx-ports-record:
+  file.serialize:
+    - name: {{ pt.params.nginx_ports_file }}
+    - dataset: {{ pt.nginx.ports_record | json }}
+    - serializer: json
+    - makedirs: True
+    - mode: "0644"
+    - require:
+      - service: proxytier-nginx-service
+      - module: proxytier-haproxy-reloaded
