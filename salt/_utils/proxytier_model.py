@@ -118,6 +118,8 @@ DEFAULTS: dict[str, Any] = {
     "members": None,
     "members_from_mine": None,
     "vips": [],
+    "vip_pool": vrrp_.VIP_POOL_DEFAULTS,
+    "dns_name": None,
     "vrrp": vrrp_.VRRP_DEFAULTS,
     "haproxy": HAPROXY_DEFAULTS,
     "nginx": NGINX_DEFAULTS,
@@ -158,10 +160,17 @@ def build_model(
     check_params(params)
     cfg = merge(DEFAULTS, pillar, ())
     interface = vrrp_.interface(cfg["interface"], ("interface",))
-    vip_list = vrrp_.vips(cfg["vips"], interface)
-    vip_addrs = [str(v["iface"].ip) for v in vip_list]
-    found, source, ignored = members_.members_checked(cfg, mine, set(vip_addrs))
+    pool = vrrp_.vip_pool(cfg["vip_pool"], interface)
+    vip_list = vrrp_.vips(cfg["vips"], interface, pool=bool(pool["slots"]))
+    vrrp_.check_unique(vip_list + pool["slots"])
+    dns_name = vrrp_.dns_name(cfg["dns_name"])
+    # every pool address is kept out of mine members' addresses, held or not
+    reserved = {str(v["iface"].ip) for v in vip_list + pool["slots"]}
+    found, source, ignored = members_.members_checked(cfg, mine, reserved)
     me = members_.me(found, minion_id, ignored)
+    pool_list, contested = vrrp_.pool_vips(pool, found)
+    vip_list += pool_list
+    vip_addrs = [str(v["iface"].ip) for v in vip_list]
     vrrp = vrrp_.settings(cfg["vrrp"], len(found))
     nginx_cfg, haproxy_cfg, exporter_cfg = cfg["nginx"], cfg["haproxy"], cfg["exporter"]
     check_path = health_path(nginx_cfg["health_path"])
@@ -187,6 +196,14 @@ def build_model(
         "interface": interface,
         "peers": [m["address"] for m in found if m["id"] != minion_id],
         "vips": vip_addrs,
+        # one record per VIP, for round robin (`salt proxy1 proxytier.model` shows them)
+        "dns": vrrp_.dns_records(instances, dns_name),
+        # proxytier:vip_pool: {member id: its pool VIP}; contested: members whose pool VIP depends
+        # on another member staying ({"id", "address", "first_choice", "held_by"}; pin them)
+        "vip_pool": {
+            "assigned": {v["owner"]: str(v["iface"].ip) for v in pool_list},
+            "contested": contested,
+        },
         "vrrp": {
             **vrrp,
             "instances": instances,

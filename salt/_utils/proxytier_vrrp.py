@@ -1,9 +1,12 @@
 """Keepalived's part of the model: the VIPs (proxytier:vips), the VRRP settings (proxytier:vrrp)
 and one VRRP instance per VIP with its VRID, preferred owner and every member's priority.
 
-Ownership: a VIP's preferred owner is its `owner` if given, else member ``index % members`` (the
-i-th VIP on the i-th member); the other members follow in member order after the owner, each
-`priority_step` lower than the previous, starting at `priority_base`. Facts used (FIELD-NOTES):
+Ownership (proxytier_ownership): a VIP's preferred owner is its `owner` if given (and a member),
+the member it was assigned to if it comes from the VIP pool (proxytier:vip_pool, one VIP per
+member), else its home member (the n-th VIP: the member whose id ends in n) if present, else the
+member of highest rendezvous weight for its address; the other members follow in that order, each
+`priority_step` lower than the previous, starting at `priority_base`.
+A join or a leave moves only the VIPs that change concerns. Facts used (FIELD-NOTES):
 VRRPv2 adverts are whole seconds, VRRPv3 0.01..40.95 s with no authentication; VRIDs are 1..255
 per interface.
 """
@@ -13,9 +16,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from proxytier_schema import boolean, extra, fail, integer, merge, vip
+import proxytier_ownership as ownership
+from proxytier_schema import DNS_LABEL_RE, boolean, extra, fail, integer, member_id, merge, vip
 
 VIP_DEFAULTS: dict[str, Any] = {"address": None, "vrid": None, "owner": None, "interface": None}
+#: proxytier:vip_pool: addresses handed out one per member (empty: no pool)
+VIP_POOL_DEFAULTS: dict[str, Any] = {"addresses": [], "vrid_base": None, "interface": None, "pins": {}}
 
 VRRP_DEFAULTS: dict[str, Any] = {
     "version": 3,
@@ -57,11 +63,13 @@ def interface(value: Any, path: tuple[Any, ...]) -> str:
     return value
 
 
-def vips(raw_vips: Any, default_interface: str) -> list[dict[str, Any]]:
-    """proxytier:vips -> [{"iface": IPv4Interface|IPv6Interface, "vrid", "owner", "interface", "index"}].
-    Addresses are unique, and so is each (interface, VRID) pair."""
-    if not isinstance(raw_vips, list) or not raw_vips:
-        raise fail(("vips",), raw_vips, "list at least one VIP: [{address: 198.18.0.101/24, vrid: 51}]")
+def vips(raw_vips: Any, default_interface: str, pool: bool = False) -> list[dict[str, Any]]:
+    """proxytier:vips -> [{"iface": IPv4Interface|IPv6Interface, "vrid", "owner", "interface", "index",
+    "path"}] (`path`: the pillar key path of the entry, for errors). At least one VIP unless a VIP
+    pool is set (`pool`). Addresses are unique, and so is each (interface, VRID) pair."""
+    if not isinstance(raw_vips, list) or (not raw_vips and not pool):
+        raise fail(("vips",), raw_vips, "list at least one VIP: [{address: 198.18.0.101/24, vrid: 51}] "
+                   "(or set vip_pool)")
     out = []
     for i, raw in enumerate(raw_vips):
         v = merge(VIP_DEFAULTS, raw, ("vips", i))
@@ -70,23 +78,96 @@ def vips(raw_vips: Any, default_interface: str) -> list[dict[str, Any]]:
         if isinstance(vrid, bool) or not isinstance(vrid, int) or not 1 <= vrid <= 255:
             raise fail(("vips", i, "vrid"), vrid, "VRRP router ids are 1..255; pick an unused one in that range")
         vif = default_interface if v["interface"] is None else interface(v["interface"], ("vips", i, "interface"))
-        out.append({"iface": iface, "vrid": vrid, "owner": v["owner"], "interface": vif, "index": i})
-    seen_addr: dict[str, int] = {}
-    seen_vrid: dict[tuple[str, int], int] = {}
-    for v in out:
+        out.append({"iface": iface, "vrid": vrid, "owner": v["owner"], "interface": vif, "index": i,
+                    "path": ("vips", i)})
+    check_unique(out)
+    return out
+
+
+def check_unique(entries: list[dict[str, Any]]) -> None:
+    """No two VIP entries (of vips and of the whole VIP pool) share an address, or a VRID on one
+    interface; the error names the later entry's key path and the earlier one."""
+    seen_addr: dict[str, tuple[Any, ...]] = {}
+    seen_vrid: dict[tuple[str, int], tuple[Any, ...]] = {}
+    for v in entries:
         a = str(v["iface"].ip)
+        where = ":".join(map(str, v["path"]))
         if a in seen_addr:
-            raise fail(("vips", v["index"], "address"), a, f"duplicate of proxytier:vips:{seen_addr[a]}; remove one")
-        seen_addr[a] = v["index"]
+            raise fail((*v["path"], "address"), a, f"duplicate of proxytier:{':'.join(map(str, seen_addr[a]))}; "
+                       "remove one")
+        seen_addr[a] = v["path"]
         k = (v["interface"], v["vrid"])
         if k in seen_vrid:
-            raise fail(
-                ("vips", v["index"], "vrid"),
-                v["vrid"],
-                f"already used by proxytier:vips:{seen_vrid[k]} on {v['interface']}; each VIP needs its own VRID",
-            )
-        seen_vrid[k] = v["index"]
-    return out
+            other = ":".join(map(str, seen_vrid[k]))
+            if v["path"][0] == "vips":
+                raise fail((*v["path"], "vrid"), v["vrid"],
+                           f"already used by proxytier:{other} on {v['interface']}; each VIP needs its own VRID")
+            raise fail(("vip_pool", "vrid_base"), v["vrid"] - v["index"],
+                       f"proxytier:{where} would get VRID {v['vrid']}, already used by proxytier:{other} on "
+                       f"{v['interface']}; move vrid_base so that the pool's VRIDs miss the VIPs' ones")
+        seen_vrid[k] = v["path"]
+
+
+def vip_pool(raw: Any, default_interface: str) -> dict[str, Any]:
+    """proxytier:vip_pool -> {"slots": [VIP entries as `vips` returns them, "owner" None, one per
+    pool address, VRID vrid_base + position], "pins": {member id: address}}. An empty pool
+    (the default) has no slots. Pool addresses are all reserved (validated against the VIPs, kept
+    out of mine members' addresses) whether a member holds them or not, so a join never meets a
+    conflict that was not there before."""
+    path: tuple[Any, ...] = ("vip_pool",)
+    cfg = merge(VIP_POOL_DEFAULTS, raw, path)
+    addrs = cfg["addresses"]
+    if not isinstance(addrs, list):
+        raise fail((*path, "addresses"), addrs, "list the pool's addresses: [198.18.0.111/24, 198.18.0.112/24]")
+    if not addrs:
+        if cfg["pins"]:
+            raise fail((*path, "pins"), cfg["pins"], "pins need pool addresses; list them in vip_pool:addresses")
+        return {"slots": [], "pins": {}}
+    base = cfg["vrid_base"]
+    if isinstance(base, bool) or not isinstance(base, int) or not 1 <= base <= 256 - len(addrs):
+        raise fail((*path, "vrid_base"), base, f"the pool's {len(addrs)} addresses take VRIDs vrid_base.."
+                   f"vrid_base+{len(addrs) - 1}, all within 1..255: pick a vrid_base in 1..{256 - len(addrs)} "
+                   "whose range no other VRRP router on the link uses")
+    vif = default_interface if cfg["interface"] is None else interface(cfg["interface"], (*path, "interface"))
+    slots = [
+        {"iface": vip(a, (*path, "addresses", k)), "vrid": base + k, "owner": None, "interface": vif,
+         "index": k, "path": (*path, "addresses", k)}
+        for k, a in enumerate(addrs)
+    ]
+    by_address = {str(s["iface"].ip): s for s in slots}
+    pins = cfg["pins"]
+    if not isinstance(pins, dict):
+        raise fail((*path, "pins"), pins,
+                   "a mapping of member id to one of the pool's addresses: {proxy4: 198.18.0.114}")
+    out: dict[str, str] = {}
+    for mid, addr in pins.items():
+        member_id(mid, (*path, "pins"))
+        a = str(addr).split("/")[0].strip()
+        if a not in by_address:
+            raise fail((*path, "pins", mid), addr, "pin one of vip_pool:addresses (without or with its prefix)")
+        if a in out.values():
+            other = next(k for k, v in out.items() if v == a)
+            raise fail((*path, "pins", mid), addr, f"already pinned to {other}; each member gets its own address")
+        out[mid] = a
+    return {"slots": slots, "pins": out}
+
+
+def pool_vips(pool: dict[str, Any], members: list[dict[str, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(VIP entries, contested) for the members present: one pool VIP per member, its "owner" that
+    member (proxytier_ownership.pool_assignment), in pool order. Contested members (whose address
+    depends on another member staying) come back as {"id", "address", "first_choice", "held_by"}."""
+    if not pool["slots"]:
+        return [], []
+    ids = [m["id"] for m in members]
+    by_address = {str(s["iface"].ip): s for s in pool["slots"]}
+    try:
+        assigned, contested = ownership.pool_assignment(list(by_address), ids, pool["pins"])
+    except ValueError as e:
+        raise fail(("vip_pool", "addresses"), f"{len(by_address)} addresses",
+                   f"{e}: add addresses to the pool (and widen the VRID range) or remove pins of "
+                   "members that are gone") from None
+    owner_of = {a: m for m, a in assigned.items()}
+    return [{**s, "owner": owner_of[a]} for a, s in by_address.items() if a in owner_of], contested
 
 
 def settings(raw: dict[str, Any], n_members: int) -> dict[str, Any]:
@@ -167,24 +248,29 @@ def _auth_pass(auth: Any, version: int) -> str | None:
 def instances(
     vip_list: list[dict[str, Any]], members: list[dict[str, str]], vrrp: dict[str, Any], minion_id: str
 ) -> list[dict[str, Any]]:
-    """One VRRP instance per VIP: name VI_<vrid>, owner, this node's priority and every member's."""
+    """One VRRP instance per VIP (vips, then pool VIPs), each
+    {"name": "VI_<vrid>", "vrid", "address", "prefixlen", "cidr", "interface", "owner", "is_owner",
+    "priority" (this node's), "priorities" ({member id: priority}, highest first)}.
+
+    The order of a VIP's members is proxytier_ownership.order(address, members, owner, home): its
+    pinned owner (which must be a member) or pool owner first, then the home member (numbered like
+    the VIP's position), then rendezvous order. Member order in pillar or mine does not matter;
+    every node computes the same."""
     ids = [m["id"] for m in members]
     out = []
     for v in vip_list:
-        i = v["index"]
-        if v["owner"] is None:
-            owner_idx = i % len(members)
-        elif v["owner"] in ids:
-            owner_idx = ids.index(v["owner"])
-        else:
-            raise fail(("vips", i, "owner"), v["owner"], f"the owner must be one of the members: {', '.join(ids)}")
-        order = [ids[(owner_idx + j) % len(ids)] for j in range(len(ids))]
+        address = str(v["iface"].ip)
+        if v["owner"] is not None and v["owner"] not in ids:
+            raise fail((*v["path"], "owner"), v["owner"], f"the owner must be one of the members: {', '.join(ids)} "
+                       "(when it leaves, remove the owner: only that VIP moves; vip_pool:pins stay while absent)")
+        # home: the member numbered like the VIP's 1-based position in vips (or in the pool)
+        order = ownership.order(address, ids, v["owner"], home=v["index"] + 1)
         priorities = {mid: vrrp["priority_base"] - j * vrrp["priority_step"] for j, mid in enumerate(order)}
         out.append(
             {
                 "name": f"VI_{v['vrid']}",
                 "vrid": v["vrid"],
-                "address": str(v["iface"].ip),
+                "address": address,
                 "prefixlen": v["iface"].network.prefixlen,
                 "cidr": v["iface"].with_prefixlen,
                 "interface": v["interface"],
@@ -195,3 +281,26 @@ def instances(
             }
         )
     return out
+
+
+def dns_name(value: Any) -> str | None:
+    """proxytier:dns_name: the name clients resolve (the records of `dns_records`), or None. RFC 1123
+    labels (letters, digits, inner '-', 1..63 each, 253 in all), an optional final '.'."""
+    if value is None:
+        return None
+    text = value[:-1] if isinstance(value, str) and value.endswith(".") else value
+    if not isinstance(text, str) or not text or len(text) > 253 or not all(
+        DNS_LABEL_RE.fullmatch(label) for label in text.split(".")
+    ):
+        raise fail(("dns_name",), value, "a DNS name like www.example.com: dot-separated labels of letters, "
+                   "digits and inner '-' (1..63 each, 253 in all)")
+    return value
+
+
+def dns_records(instances_: list[dict[str, Any]], name: str | None) -> list[dict[str, Any]]:
+    """The DNS records to publish for round robin over the VIPs, one per VRRP instance:
+    [{"name": proxytier:dns_name (None if unset), "type": "A"|"AAAA", "address", "owner"}]."""
+    return [
+        {"name": name, "type": "AAAA" if ":" in i["address"] else "A", "address": i["address"], "owner": i["owner"]}
+        for i in instances_
+    ]

@@ -25,38 +25,6 @@ def models(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {m["id"]: build_model(p, m["id"]) for m in p["members"]}
 
 
-@pytest.mark.parametrize("n_nodes", [1, 2, 3, 4, 5])
-@pytest.mark.parametrize("n_vips", [1, 2, 3, 5])
-def test_priority_rotation(n_nodes: int, n_vips: int) -> None:
-    p = pillar(n_nodes, n_vips)
-    ms = models(p)
-    ids = [m["id"] for m in p["members"]]
-    for k in range(n_vips):
-        prios = {node: ms[node]["vrrp"]["instances"][k]["priority"] for node in ids}
-        # VIP k is preferred on node k (mod n); then the next nodes in turn, strictly lower.
-        expected_order = [ids[(k + j) % n_nodes] for j in range(n_nodes)]
-        assert sorted(prios, key=prios.get, reverse=True) == expected_order
-        assert len(set(prios.values())) == n_nodes, "no two nodes may tie for a VIP"
-        assert all(1 <= v <= 254 for v in prios.values())
-        # every node agrees on who owns the VIP
-        assert {ms[node]["vrrp"]["instances"][k]["owner"] for node in ids} == {ids[k % n_nodes]}
-    # each node owns at least one VIP when there are as many VIPs as nodes
-    if n_vips >= n_nodes:
-        owners = {inst["owner"] for inst in ms[ids[0]]["vrrp"]["instances"]}
-        assert owners == set(ids)
-
-
-def test_explicit_owner_wins() -> None:
-    p = pillar(3, 2)
-    p["vips"][0]["owner"] = "proxy3"
-    ms = models(p)
-    inst = [ms[n]["vrrp"]["instances"][0] for n in ms]
-    assert {i["owner"] for i in inst} == {"proxy3"}
-    assert max(inst, key=lambda i: i["priority"]) is inst[2]
-    # after the owner, the rotation continues in member order: proxy1 then proxy2
-    assert inst[0]["priority"] > inst[1]["priority"]
-
-
 def test_peers_exclude_self() -> None:
     ms = models(pillar(4, 1))
     for node, m in ms.items():
