@@ -135,6 +135,8 @@ def address(interface: str | None = None) -> list[str]:
     iface = interface or pillar.get("interface") or _lib("proxytier_model").DEFAULTS["interface"]
     vip_address = _lib("proxytier_schema").vip_address
     vips = {vip_address(v.get("address")) for v in pillar.get("vips") or [] if isinstance(v, dict)}
+    pool = pillar.get("vip_pool") if isinstance(pillar.get("vip_pool"), dict) else {}
+    vips |= {vip_address(a) for a in pool.get("addresses") or []}
     return [ip for ip in __salt__["network.ip_addrs"](interface=iface) if ip not in vips]  # noqa: F821
 
 

@@ -1,5 +1,5 @@
-{#- keepalived: one VRRP instance per VIP, this node's priority rotated so that each node is the
-    preferred MASTER of its own VIP(s). Checked by `keepalived -t` on the node with every other
+{#- keepalived: one VRRP instance per VIP, each preferred on its home member, the others in a
+    stable order (proxytier_ownership: a join or leave moves only the VIPs it concerns). Checked by `keepalived -t` on the node with every other
     configuration of the change (proxytier.check) before it replaces the live file; a change
     reloads keepalived (SIGHUP), it is never restarted for config. -#}
 {%- set tplroot = tpldir.split("/")[0] %}

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from formula import example_pillar
-from test_render import check, pytestmark, render_node
+
+from .test_render import check, pytestmark, render_node
 
 __all__ = ["pytestmark"]
 

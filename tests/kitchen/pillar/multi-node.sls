@@ -1,7 +1,7 @@
 # kitchen suite "multi-node": the member set is listed here (four nodes) and
 # the kitchen container is one of them, proxy2: not the first member, so the
-# priority rotation and the peer list are the ones of a node in the middle of
-# the set. proxy2 is the preferred MASTER of 198.18.10.102 only; in one
+# priorities and the peer list are the ones of a node in the middle of the
+# set. proxy2 is the preferred MASTER of 198.18.10.102 only; in one
 # container proxy1, proxy3 and proxy4 are absent, so it is MASTER of both VIPs
 # (the node checks are told so: --node-alone). Two sites: the second passes the
 # client address with PROXY protocol v2. Addresses are from 198.18.0.0/15, on
