@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.failover import report
+from bench import report
 from lab import config, tier
 from lab.load import BackgroundLoad
 

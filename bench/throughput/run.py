@@ -47,7 +47,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.failover import report
+from bench import report
 from lab import config
 
 RELAY_PORT = 9900  # relay ports: RELAY_PORT + 10 * hop + backend index (1..3), on the nodes' addresses

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.failover import report
+from bench import report
 
 REPO = Path(__file__).resolve().parents[2]
 A, B = "198.18.0.101:80", "198.18.0.102:80"
@@ -114,7 +114,7 @@ def test_regenerating_from_the_same_json_changes_only_the_date_line(run_json, tm
 
 def test_cli_writes_the_same_report(run_json, tmp_path):
     out = tmp_path / "cli.md"
-    proc = subprocess.run([sys.executable, "-m", "bench.failover.report", str(run_json), "--output", str(out),
+    proc = subprocess.run([sys.executable, "-m", "bench.report", str(run_json), "--output", str(out),
                            "--root", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # the plot exists: no warning
@@ -123,13 +123,13 @@ def test_cli_writes_the_same_report(run_json, tmp_path):
 
 
 def test_cli_refuses_missing_and_foreign_json(tmp_path):
-    missing = subprocess.run([sys.executable, "-m", "bench.failover.report", str(tmp_path / "nope.json"),
+    missing = subprocess.run([sys.executable, "-m", "bench.report", str(tmp_path / "nope.json"),
                               "--output", str(tmp_path / "x.md")], cwd=REPO, capture_output=True, text=True,
                              timeout=120)
     assert missing.returncode != 0 and "no such file" in missing.stderr
     foreign = tmp_path / "exporter.json"
     foreign.write_text(json.dumps({"bench": "exporter", "events": []}))
-    proc = subprocess.run([sys.executable, "-m", "bench.failover.report", str(foreign), "--output",
+    proc = subprocess.run([sys.executable, "-m", "bench.report", str(foreign), "--output",
                            str(tmp_path / "x.md")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "not a failover run" in proc.stderr
     assert not (tmp_path / "x.md").exists()

@@ -1,7 +1,7 @@
 """BENCHMARKS.md from the benches' JSON results: one section per bench, each rewritten alone.
 
-    python -m bench.failover.report bench/out/failover-*.json            # rewrites the failover section
-    python -m bench.failover.report RUN.json --output /tmp/BENCHMARKS.md
+    python -m bench.report bench/out/failover-*.json            # rewrites the failover section
+    python -m bench.report RUN.json --output /tmp/BENCHMARKS.md
 
 BENCHMARKS.md holds one section per bench between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`.
 `write_section(path, NAME, markdown)` replaces that bench's section (or appends it) and keeps every other
@@ -40,7 +40,7 @@ SCHEMA = 1
 TITLE = "# Benchmarks"
 INTRO = (
     "Written by the bench scripts, one section per bench; each section is regenerated from its bench's JSON\n"
-    "results (`bench/out/`) by its report (`python -m bench.failover.report bench/out/failover-*.json`), and\n"
+    "results (`bench/out/`) by its report (`python -m bench.report bench/out/failover-*.json`), and\n"
     "regenerating one section keeps the others. Do not edit by hand."
 )
 _SECTION = re.compile(r"<!-- bench:(?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /bench:(?P=name) -->\n", re.DOTALL)
