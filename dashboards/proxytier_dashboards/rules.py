@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,12 @@ class Group:
     rules: tuple[Record | Alert, ...]
 
 
+STATE = "proxytier_keepalived_vrrp_state"
+MASTER, UNKNOWN, FAULT, DOWN = 'state="MASTER"', 'state="UNKNOWN"', 'state="FAULT"', 'state="DOWN"'
+HAPROXY_COLLECTOR, STATUS_5XX = 'collector="haproxy"', 'status_class="5xx"'
+UPSTREAM_REQUESTS = "proxytier_nginx_upstream_requests_total"
+
+
 def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
     """Every rule group, with `selector` (one or more PromQL label matchers; default DEFAULT_SELECTOR) in
     every metric selector."""
@@ -68,18 +75,19 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
     def m(metric: str, *matchers: str) -> str:
         return f"{metric}{{{', '.join((selector, *matchers))}}}"
 
-    job_match = re.fullmatch(r'job=~"(.*)"', selector)
-    selected_by = f"a job matching {job_match.group(1)}" if job_match else f"matching {selector}"
-    state = "proxytier_keepalived_vrrp_state"
-    master, unknown, fault, down = 'state="MASTER"', 'state="UNKNOWN"', 'state="FAULT"', 'state="DOWN"'
-    haproxy_collector, status_5xx = 'collector="haproxy"', 'status_class="5xx"'
-    recording = Group("proxytier-recording", (
-        Record("proxytier:vrrp_masters:sum", f'sum by (job, vrrp_instance, vrid) ({m(state, master)})',
+    parts = (_recording, _vrrp, _haproxy, _nginx, _capacity, _exporter)
+    return [part(m, selector) for part in parts]
+
+
+def _recording(m: Callable[..., str], selector: str) -> Group:
+    """Recording rules: MASTERs and VIP holders per tier, per node, and the N-1 capacity."""
+    return Group("proxytier-recording", (
+        Record("proxytier:vrrp_masters:sum", f'sum by (job, vrrp_instance, vrid) ({m(STATE, MASTER)})',
                "MASTERs per VRRP instance across the tier. `sum` over the 0/1 state-set series, so an instance every\n"
                "node reports without a MASTER is 0 (a `count` would be no series at all)."),
         Record("proxytier:vip_holders:sum", f"sum by (job, vip) ({m('proxytier_vip_owned')})",
                "Nodes holding each VIP (kernel addresses), across the tier."),
-        Record("instance:proxytier_vrrp_masters:sum", f'sum by (job, instance) ({m(state, master)})',
+        Record("instance:proxytier_vrrp_masters:sum", f'sum by (job, instance) ({m(STATE, MASTER)})',
                "VRRP instances this node is MASTER of, and VIPs it holds. The formula renders one VIP per VRRP\n"
                "instance, so on a healthy node the two are equal."),
         Record("instance:proxytier_vips_owned:sum", f"sum by (job, instance) ({m('proxytier_vip_owned')})"),
@@ -93,7 +101,15 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
         Record("proxytier:haproxy_connections_n_minus_1:ratio",
                "proxytier:haproxy_current_connections:sum\n/ (proxytier:haproxy_max_connections_n_minus_1:sum > 0)"),
     ))
-    vrrp = Group("proxytier-vrrp", (
+
+
+def _vrrp(m: Callable[..., str], selector: str) -> Group:
+    """VRRP and VIP alerts: split brain, no MASTER, VIPs without a holder or held twice, FAULT, flapping."""
+    return Group("proxytier-vrrp", (*_vrrp_ownership(m), *_vrrp_health(m)))
+
+
+def _vrrp_ownership(m: Callable[..., str]) -> tuple[Alert, ...]:
+    return (
         Alert("ProxytierVRRPSplitBrain", "proxytier:vrrp_masters:sum > 1", "critical",
               "More than one node is VRRP MASTER of the same VRRP instance.",
               "{{ $value }} nodes of {{ $labels.job }} are MASTER of VRRP instance {{ $labels.vrrp_instance }} "
@@ -106,7 +122,7 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
               "a VIP on more than one node's interfaces", for_="30s"),
         Alert("ProxytierVRRPNoMaster",
               "proxytier:vrrp_masters:sum == 0\nunless on (job, vrrp_instance, vrid)\n"
-              f"sum by (job, vrrp_instance, vrid) ({m(state, unknown)}) > 0", "critical",
+              f"sum by (job, vrrp_instance, vrid) ({m(STATE, UNKNOWN)}) > 0", "critical",
               "No node is VRRP MASTER of a VRRP instance.",
               "No reporting node of {{ $labels.job }} is MASTER of VRRP instance {{ $labels.vrrp_instance }} "
               "(VRID {{ $labels.vrid }}): nobody answers for its VIP.",
@@ -114,6 +130,11 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
               comment="Not while a node reports UNKNOWN (the exporter has seen no keepalived event for the instance "
                       "yet):\nthat node may well be the MASTER. ProxytierVIPNotHeld still sees a real outage from "
                       "the kernel side."),
+    )
+
+
+def _vrrp_health(m: Callable[..., str]) -> tuple[Alert, ...]:
+    return (
         Alert("ProxytierVIPNotHeld", "proxytier:vip_holders:sum == 0", "critical",
               "No node holds a VIP.",
               "No reporting node of {{ $labels.job }} has VIP {{ $labels.vip }} on an interface: clients that DNS "
@@ -122,7 +143,7 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
         Alert("ProxytierMasterWithoutVIP",
               f"(\n  {m('proxytier_keepalived_vrrp_vip_info')}\n"
               f"  unless on (job, instance, vip) ({m('proxytier_vip_owned')} == 1)\n)\n"
-              f"* on (job, instance, vrrp_instance) group_left()\n({m(state, master)} == 1)", "critical",
+              f"* on (job, instance, vrrp_instance) group_left()\n({m(STATE, MASTER)} == 1)", "critical",
               "A node is VRRP MASTER of an instance but does not hold its VIP.",
               "{{ $labels.instance }} ({{ $labels.job }}) is MASTER of VRRP instance {{ $labels.vrrp_instance }} "
               "but {{ $labels.vip }} is not on its interfaces: keepalived believes it serves a VIP the kernel "
@@ -137,7 +158,7 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
               "a node holds more VIPs than it is MASTER of (e.g. keepalived killed)", for_="1m",
               comment="A node whose keepalived collector fails (keepalived stopped or killed) counts as MASTER of "
                       "nothing:\na SIGKILLed keepalived leaves its VIPs on the interface."),
-        Alert("ProxytierVRRPFault", f"{m(state, fault)} == 1", "warning",
+        Alert("ProxytierVRRPFault", f"{m(STATE, FAULT)} == 1", "warning",
               "A VRRP instance is in FAULT state.",
               "VRRP instance {{ $labels.vrrp_instance }} (VRID {{ $labels.vrid }}) on {{ $labels.instance }} "
               "({{ $labels.job }}) is in FAULT: its HAProxy check fails or interface {{ $labels.interface }} is "
@@ -160,7 +181,7 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
               "a node became MASTER in the last 5 min (a VIP moved)"),
         Alert("ProxytierMasterCannotServe",
               "(instance:proxytier_vrrp_masters:sum > 0)\nand on (job, instance) (\n"
-              f"  {m('proxytier_collector_success', haproxy_collector)} == 0\n  or on (job, instance)\n"
+              f"  {m('proxytier_collector_success', HAPROXY_COLLECTOR)} == 0\n  or on (job, instance)\n"
               "  min by (job, instance) (\n"
               f"    {m('haproxy_backend_active_servers')} + {m('haproxy_backend_backup_servers')}\n  ) == 0\n)",
               "critical",
@@ -169,8 +190,12 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
               "HAProxy does not answer the exporter or has a backend without any server UP: traffic to its VIPs "
               "fails.",
               "a MASTER whose HAProxy does not answer or has a backend without servers", for_="30s"),
-    ))
-    haproxy = Group("proxytier-haproxy", (
+    )
+
+
+def _haproxy(m: Callable[..., str], selector: str) -> Group:
+    """HAProxy alerts: backends without servers, servers DOWN, nodes that disagree."""
+    return Group("proxytier-haproxy", (
         Alert("ProxytierBackendNoServers",
               f"{m('haproxy_backend_active_servers')}\n+ {m('haproxy_backend_backup_servers')} == 0", "critical",
               "An HAProxy backend has no server UP.",
@@ -178,7 +203,7 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
               "or backup server UP: its requests fail with 503.",
               "an HAProxy backend with no active or backup server UP", for_="30s"),
         Alert("ProxytierBackendDegraded",
-              f"sum by (job, instance, proxy) ({m('haproxy_server_status', down)}) > 0", "warning",
+              f"sum by (job, instance, proxy) ({m('haproxy_server_status', DOWN)}) > 0", "warning",
               "An HAProxy backend has servers DOWN.",
               "Backend {{ $labels.proxy }} of HAProxy on {{ $labels.instance }} ({{ $labels.job }}) has "
               "{{ $value }} server(s) DOWN (failing health checks); the others carry their share.",
@@ -193,8 +218,11 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
               "the nodes' HAProxies report different states for a server", for_="2m",
               comment="Number of distinct states the nodes' HAProxies report for one server."),
     ))
-    upstream_requests = "proxytier_nginx_upstream_requests_total"
-    nginx = Group("proxytier-nginx", (
+
+
+def _nginx(m: Callable[..., str], selector: str) -> Group:
+    """nginx alerts: upstream retries and 5xx, dropped connections."""
+    return Group("proxytier-nginx", (
         Alert("ProxytierUpstreamDegraded",
               f"sum by (job, upstream) (increase({m('proxytier_nginx_upstream_retries_total')}[10m])) > 10",
               "warning",
@@ -203,8 +231,8 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
               "{{ $labels.upstream }} on another backend in 10 minutes: one of its backends fails.",
               "nginx retried more than 10 requests of an upstream on another backend in 10 min", for_="1m"),
         Alert("ProxytierUpstreamErrors",
-              f"sum by (job, upstream) (rate({m(upstream_requests, status_5xx)}[5m]))\n"
-              f"/ sum by (job, upstream) (rate({m(upstream_requests)}[5m]))\n> 0.05", "warning",
+              f"sum by (job, upstream) (rate({m(UPSTREAM_REQUESTS, STATUS_5XX)}[5m]))\n"
+              f"/ sum by (job, upstream) (rate({m(UPSTREAM_REQUESTS)}[5m]))\n> 0.05", "warning",
               "More than 5% of the requests to an upstream end in 5xx.",
               "{{ $value | humanizePercentage }} of the requests nginx of {{ $labels.job }} proxied to upstream "
               "{{ $labels.upstream }} were answered with 5xx over 5 minutes.",
@@ -217,14 +245,24 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
               "second (accepted but not handled): worker_connections or file descriptor limit reached.",
               "nginx accepts connections it does not handle", for_="5m"),
     ))
-    capacity = Group("proxytier-capacity", (
+
+
+def _capacity(m: Callable[..., str], selector: str) -> Group:
+    """Capacity: connections above what the tier holds without its largest node."""
+    return Group("proxytier-capacity", (
         Alert("ProxytierNMinusOneCapacityExceeded", "proxytier:haproxy_connections_n_minus_1:ratio > 1", "warning",
               "The tier would not hold its current connections if it lost its largest node.",
               "{{ $labels.job }} holds {{ $value | humanizePercentage }} of the connections its nodes could hold "
               "without the largest one (HAProxy maxconn): losing a node would queue or refuse clients.",
               "connections above what the tier holds without its largest node (HAProxy maxconn)", for_="15m"),
     ))
-    exporter = Group("proxytier-exporter", (
+
+
+def _exporter(m: Callable[..., str], selector: str) -> Group:
+    """The exporter and its targets: down, missing, a collector failing."""
+    job_match = re.fullmatch(r'job=~"(.*)"', selector)
+    selected_by = f"a job matching {job_match.group(1)}" if job_match else f"matching {selector}"
+    return Group("proxytier-exporter", (
         Alert("ProxytierExporterDown", f"{m('up')} == 0", "warning",
               "Prometheus cannot scrape a proxytier node.",
               "The exporter of {{ $labels.instance }} ({{ $labels.job }}) has not answered for 1 minute: the node "
@@ -242,7 +280,6 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
               "fails: its daemon is stopped or its interface is unreadable (the exporter's log says why).",
               "an exporter collector cannot read its daemon", for_="2m"),
     ))
-    return [recording, vrrp, haproxy, nginx, capacity, exporter]
 
 
 def alerts(selector: str = DEFAULT_SELECTOR) -> list[Alert]:
