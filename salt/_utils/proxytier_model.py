@@ -160,16 +160,9 @@ def build_model(
     check_params(params)
     cfg = merge(DEFAULTS, pillar, ())
     interface = vrrp_.interface(cfg["interface"], ("interface",))
-    pool = vrrp_.vip_pool(cfg["vip_pool"], interface)
-    vip_list = vrrp_.vips(cfg["vips"], interface, pool=bool(pool["slots"]))
-    vrrp_.check_unique(vip_list + pool["slots"])
-    dns_name = vrrp_.dns_name(cfg["dns_name"])
-    # every pool address is kept out of mine members' addresses, held or not
-    reserved = {str(v["iface"].ip) for v in vip_list + pool["slots"]}
-    found, source, ignored = members_.members_checked(cfg, mine, reserved)
+    vip_list, pool_list, contested, (found, source, ignored) = _vips_and_members(cfg, mine, interface)
     me = members_.me(found, minion_id, ignored)
-    pool_list, contested = vrrp_.pool_vips(pool, found)
-    vip_list += pool_list
+    dns_name = vrrp_.dns_name(cfg["dns_name"])
     vip_addrs = [str(v["iface"].ip) for v in vip_list]
     vrrp = vrrp_.settings(cfg["vrrp"], len(found))
     nginx_cfg, haproxy_cfg, exporter_cfg = cfg["nginx"], cfg["haproxy"], cfg["exporter"]
@@ -177,14 +170,8 @@ def build_model(
     instances = vrrp_.instances(vip_list, found, vrrp, minion_id)
     site_list = sites(cfg["sites"], params, file_exists)
     status_port = port(nginx_cfg["status_port"], ("nginx", "status_port"))
-    fixed = [
-        (port(haproxy_cfg["monitor_port"], ("haproxy", "monitor_port")), ("haproxy", "monitor_port")),
-        (status_port, ("nginx", "status_port")),
-    ]
     exp = exporter(exporter_cfg, me["address"], vip_addrs, status_port, params)
-    if exp["enabled"]:
-        fixed.append((exp["port"], ("exporter", "port")))
-    taken = check_ports(site_list, fixed)
+    taken = _listener_ports(haproxy_cfg, status_port, exp, site_list)
     return {
         "params": params,
         "node": me,
@@ -224,6 +211,34 @@ def build_model(
         "systemd_dropins": systemd_dropins(params, instances),
         "firewall": firewall(found, site_list, params),
     }
+
+
+def _vips_and_members(
+    cfg: dict[str, Any], mine: dict[str, Any] | None, interface: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], tuple[Any, str, Any]]:
+    """VIPs (pillar vips, then the pool's, assigned to the members) and the members: VIPs first,
+    since no member may take a VIP (pool addresses included, held or not) as its own address.
+    -> (all VIPs, the pool's VIPs, contested pool members, (members, source, ignored))."""
+    pool = vrrp_.vip_pool(cfg["vip_pool"], interface)
+    vip_list = vrrp_.vips(cfg["vips"], interface, pool=bool(pool["slots"]))
+    vrrp_.check_unique(vip_list + pool["slots"])
+    reserved = {str(v["iface"].ip) for v in vip_list + pool["slots"]}
+    membership = members_.members_checked(cfg, mine, reserved)
+    pool_list, contested = vrrp_.pool_vips(pool, membership[0])
+    return vip_list + pool_list, pool_list, contested, membership
+
+
+def _listener_ports(
+    haproxy_cfg: dict[str, Any], status_port: int, exp: dict[str, Any], site_list: list[dict[str, Any]]
+) -> set[int]:
+    """Every listener of the node on its own port (check_ports); -> the ports taken."""
+    fixed = [
+        (port(haproxy_cfg["monitor_port"], ("haproxy", "monitor_port")), ("haproxy", "monitor_port")),
+        (status_port, ("nginx", "status_port")),
+    ]
+    if exp["enabled"]:
+        fixed.append((exp["port"], ("exporter", "port")))
+    return check_ports(site_list, fixed)
 
 
 def systemd_dropins(params: dict[str, Any], instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
