@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from proxytier_schema import ProxytierError, boolean, join_hostport, merge, natural_key, port
+from proxytier_schema import ProxytierError, boolean, fail, join_hostport, merge, natural_key, port
 
 ROOT = "proxytier_monitoring"
 RULES_FILE = "proxytier.rules.yml"
@@ -32,24 +32,9 @@ ABS_PATH_RE = re.compile(r"/[^\s'\"]*")
 Path = tuple[Any, ...]
 
 
-def _key(path: Path) -> str:
-    return ":".join([ROOT, *[str(x) for x in path]])
-
-
-def _fail(path: Path, value: Any, fix: str) -> ProxytierError:
-    return ProxytierError(f"{_key(path)} = {value!r}: {fix}")
-
-
-def _under_root(check: Callable[..., Any], *args: Any) -> Any:
-    """Run one of proxytier_schema's validators or its merge, whose messages start with the key path under
-    `proxytier:`; this pillar key is top-level `proxytier_monitoring:`, so the message says that instead."""
-    try:
-        return check(*args)
-    except ProxytierError as error:
-        message = str(error)
-        if message.startswith("proxytier"):
-            message = ROOT + message[len("proxytier"):]
-        raise ProxytierError(message) from None
+def _at(path: Path) -> Path:
+    """A key path under this module's top-level pillar key (proxytier_schema.TOP_LEVEL_KEYS)."""
+    return (ROOT, *path)
 
 
 def load_defaults(text: str) -> dict[str, Any]:
@@ -62,7 +47,7 @@ def load_defaults(text: str) -> dict[str, Any]:
 
 def _string(value: Any, path: Path, pattern: re.Pattern[str], fix: str) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise _fail(path, value, fix)
+        raise fail(_at(path), value, fix)
     return value
 
 
@@ -73,11 +58,11 @@ def runbook_url(value: Any, path: Path = ("runbook_url",)) -> str:
            "'{{ $externalURL }}/consoles/proxytier-runbook.html' (the default) or "
            "'https://wiki.example.com/proxytier/RUNBOOK.html'")
     if not isinstance(value, str):
-        raise _fail(path, value, fix)
+        raise fail(_at(path), value, fix)
     external = value.startswith("{{ $externalURL }}")
     rest = value[len("{{ $externalURL }}"):] if external else value
     if (not external and not re.match(r"https?://[^/\s]", value)) or re.search(r"[\s'\"#{}]", rest):
-        raise _fail(path, value, fix)
+        raise fail(_at(path), value, fix)
     return value
 
 
@@ -85,15 +70,15 @@ def _nodes(value: Any, path: Path) -> list[dict[str, str]]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _fail(path, value, "expected a list of {id: proxy1, address: 198.18.0.11}")
+        raise fail(_at(path), value, "expected a list of {id: proxy1, address: 198.18.0.11}")
     nodes, seen = [], set()
     for index, node in enumerate(value):
         where = (*path, index)
         if not isinstance(node, dict) or set(node) != {"id", "address"}:
-            raise _fail(where, node, "expected {id: <minion id>, address: <IP address>} and nothing else")
+            raise fail(_at(where), node, "expected {id: <minion id>, address: <IP address>} and nothing else")
         ident = _string(node["id"], (*where, "id"), MINION_ID_RE, "expected the node's minion id, e.g. proxy1")
         if ident in seen:
-            raise _fail((*where, "id"), ident, "each node once")
+            raise fail(_at((*where, "id")), ident, "each node once")
         seen.add(ident)
         nodes.append({"id": ident, "address": _address(node["address"], (*where, "address"))})
     return nodes
@@ -103,17 +88,17 @@ def _address(value: Any, path: Path) -> str:
     try:
         return str(ipaddress.ip_address(str(value).strip()))
     except ValueError:
-        raise _fail(path, value, "expected an IP address like 198.18.0.11 or 2001:2::11") from None
+        raise fail(_at(path), value, "expected an IP address like 198.18.0.11 or 2001:2::11") from None
 
 
 def settings(given: Any, defaults: dict[str, Any]) -> dict[str, Any]:
     """pillar `proxytier_monitoring` (None: all defaults) merged over `defaults`, every key validated."""
-    cfg = _under_root(merge, defaults, given, ())
+    cfg = merge(defaults, given, (ROOT,))
     prom = cfg["prometheus"]
     out: dict[str, Any] = {
         "job": _string(cfg["job"], ("job",), JOB_RE, "the rules select job=~\"proxytier.*\": a job name that "
                        "starts with proxytier (letters, digits, '_', '.', ':', '-'), e.g. proxytier-eu"),
-        "port": _under_root(port, cfg["port"], ("port",)),
+        "port": port(cfg["port"], (ROOT, "port")),
         "target": _string(cfg["target"], ("target",), re.compile(r"[^\n]+"),
                           "expected a Salt target of the proxy nodes, e.g. 'proxy*'"),
         "tgt_type": _string(cfg["tgt_type"], ("tgt_type",), re.compile("|".join(TGT_TYPES)),
@@ -130,7 +115,7 @@ def settings(given: Any, defaults: dict[str, Any]) -> dict[str, Any]:
         "package": _string(prom["package"], (*where, "package"), PACKAGE_RE, "expected a package name"),
         "service": _string(prom["service"], (*where, "service"), SERVICE_RE, "expected a systemd service name"),
         **paths,
-        "manage_config": _under_root(boolean, prom["manage_config"], (*where, "manage_config")),
+        "manage_config": boolean(prom["manage_config"], _at((*where, "manage_config"))),
         **{k: _string(str(prom[k]), (*where, k), PROM_DURATION_RE, "expected a Prometheus duration like 15s or 1m")
            for k in ("scrape_interval", "evaluation_interval")},
     }

@@ -62,8 +62,15 @@ DNS_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 REQUEST_TARGET_RE = re.compile(r"/([A-Za-z0-9\-._~!$&()*+,=:@/?]|%[0-9A-Fa-f]{2})*")
 
 
+#: other top-level pillar keys the formula validates with these validators: a path that starts with
+#: one of them is written from there (``proxytier_monitoring:port``), not under ``proxytier:``
+TOP_LEVEL_KEYS = ("proxytier_monitoring",)
+
+
 def key(path: Path, root: str = ROOT) -> str:
     """The pillar key path as an operator writes it: ``proxytier:sites:0:port``."""
+    if path and path[0] in TOP_LEVEL_KEYS:
+        return ":".join(str(x) for x in path)
     return ":".join([root, *[str(x) for x in path]])
 
 
