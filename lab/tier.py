@@ -72,11 +72,13 @@ def _summarise(ret: Any) -> MinionApply:
 
 
 def apply(target: str = "proxy*", timeout: float = 900) -> ApplyResult:
-    """`salt TARGET state.apply` against the lab master; every expected minion must answer."""
+    """`salt TARGET state.apply` against the lab master; every expected minion must answer
+    (TARGET "proxy*": the lab's nodes; "a,b": exactly those minions)."""
     t0 = time.monotonic()
-    raw = master.salt_json(["salt", target, "state.apply", "-t", "600"], timeout=timeout)
+    listed = ["-L", target] if "," in target else [target]  # "proxy1,proxy2": exactly those minions
+    raw = master.salt_json(["salt", *listed, "state.apply", "-t", "600"], timeout=timeout)
     seconds = round(time.monotonic() - t0, 2)
-    expected = [n.name for n in config.NODES] if target == "proxy*" else [target]
+    expected = [n.name for n in config.NODES] if target == "proxy*" else target.split(",")
     minions = {
         name: _summarise(raw[name]) if name in raw else MinionApply(ok=False, errors=["no return"]) for name in expected
     }

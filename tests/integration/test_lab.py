@@ -508,6 +508,57 @@ def test_5f_an_apply_returns_and_caches_no_key_material(clean_pillar, tmp_path) 
         apply_ok()
 
 
+ROGUE_CONF = f"""id: proxy-rogue
+master: {config.HOST_ADDR}
+pki_dir: /etc/salt-rogue/pki
+cachedir: /var/cache/salt-rogue
+sock_dir: /run/salt-rogue
+pidfile: /run/salt-rogue.pid
+log_file: /var/log/salt-rogue.log
+acceptance_wait_time: 1
+"""
+
+
+def test_5g_a_minion_outside_the_allow_list_becomes_no_member(clean_pillar) -> None:
+    """Membership from the mine is authorised, not self-declared: with members_from_mine (target
+    'proxy*', allow-list proxy1..3 in the lab network), a fourth minion "proxy-rogue" (a second
+    salt-minion inside proxy3) that matches the target and publishes mine data like the others is
+    listed under members_ignored and is a member of nothing: no HAProxy server, no unicast peer."""
+    victim = config.NODES[2]
+    data = tier.default_pillar()
+    data["proxytier"].pop("members")
+    data["proxytier"]["members_from_mine"] = {
+        "target": "proxy*", "allow": {"ids": [n.name for n in config.NODES], "networks": ["198.18.0.0/24"]},
+    }
+    data["mine_functions"] = {"proxytier_address": {"mine_function": "proxytier.address"}}
+    nodes.exec_(victim, ["sh", "-c", "mkdir -p /etc/salt-rogue && cat > /etc/salt-rogue/minion"], input_text=ROGUE_CONF)
+    nodes.exec_(victim, ["systemd-run", "--unit=proxytier-rogue-minion", "/opt/salt/bin/salt-minion",
+                         "-c", "/etc/salt-rogue"])
+    try:
+        master.accept_keys(["proxy-rogue"])
+        master.wait_ping([*[n.name for n in config.NODES], "proxy-rogue"])
+        tier.write_pillar(data)
+        master.salt(["salt", "proxy-rogue", "saltutil.sync_all"], timeout=120, check=True)
+        master.salt(["salt", "proxy*", "saltutil.refresh_pillar", "wait=True"], timeout=120, check=True)
+        master.salt(["salt", "proxy*", "mine.update"], timeout=120, check=True)
+        mine = master.salt_json(["salt", "proxy1", "mine.get", "proxy*", "proxytier_address"])["proxy1"]
+        assert "proxy-rogue" in mine, f"the rogue minion published no mine data: {mine}"
+        apply_ok(",".join(n.name for n in config.NODES))
+        model = master.salt_json(["salt", "proxy1", "proxytier.model"])["proxy1"]
+        assert [m["id"] for m in model["members"]] == [n.name for n in config.NODES]
+        assert model["members_source"] == "mine"
+        assert [i["id"] for i in model["members_ignored"]] == ["proxy-rogue"], model["members_ignored"]
+        for node in config.NODES:
+            haproxy_cfg = nodes.exec_(node, ["cat", "/etc/haproxy/haproxy.cfg"]).stdout
+            assert "proxy-rogue" not in haproxy_cfg
+        assert_serving()
+    finally:
+        nodes.exec_(victim, ["systemctl", "stop", "proxytier-rogue-minion"], check=False)
+        master.salt(["salt-key", "-y", "-d", "proxy-rogue"], timeout=30)
+        tier.clear_pillar_override()
+        apply_ok()
+
+
 def test_5b_vrrp_blocked_between_nodes_is_split_brain_then_heals(measure) -> None:
     """VRRP blocked between the nodes (bridge ports isolated from each other; the host,
     Prometheus and backends still reach them) -> every node becomes MASTER: the split-brain alerts fire;
