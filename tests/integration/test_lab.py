@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -443,13 +444,13 @@ def test_5d_nginx_port_change_under_load_serves_the_new_port(clean_pillar) -> No
     assert live_ports() == {n.name: {"8080"} for n in config.NODES}
 
 
-def vrrp_drops(node: config.Node) -> int:
-    """Packets the node's filter dropped as "VRRP from a non-member" (nft counters)."""
+def filter_drops(node: config.Node, comment: str = "VRRP from a non-member") -> int:
+    """Packets the node's filter dropped under the rules with this comment (nft counters)."""
     listing = json.loads(nodes.exec_(node, ["nft", "-j", "list", "chain", "inet", "proxytier_filter", "input"]).stdout)
     total = 0
     for item in listing["nftables"]:
         rule = item.get("rule")
-        if rule and rule.get("comment") == "VRRP from a non-member":
+        if rule and rule.get("comment") == comment:
             total += sum(e["counter"]["packets"] for e in rule["expr"] if "counter" in e)
     return total
 
@@ -460,15 +461,27 @@ def test_5e_spoofed_vrrp_from_a_non_member_moves_no_vip() -> None:
     filter drops them (its counter says so) and no VIP changes holder."""
     tier.wait_vips_settled()
     before_holders = nodes.vip_holders()
-    before_drops = {n.name: vrrp_drops(n) for n in config.NODES}
+    before_drops = {n.name: filter_drops(n) for n in config.NODES}
     vip = config.VIPS[0]
     vrid = int(tier.vrrp_instances()[vip].removeprefix("VI_"))
     sent = spoof.send_adverts(vrid, vip, priority=255, count=30, interval=0.1)
     time.sleep(1)
     assert nodes.vip_holders() == before_holders
-    dropped = {n.name: vrrp_drops(n) - before_drops[n.name] for n in config.NODES}
+    dropped = {n.name: filter_drops(n) - before_drops[n.name] for n in config.NODES}
     print(f"sent {sent} spoofed adverts; dropped per node: {dropped}")
     assert all(d >= 30 for d in dropped.values()), dropped
+    assert_serving()
+
+
+def test_5h_nginx_listeners_take_only_the_tier_s_haproxies() -> None:
+    """A LAN client that is not a member (the lab host) cannot reach a node's nginx directly (and so
+    cannot hand it its own X-Forwarded-For or X-Forwarded-Proto): its SYNs are dropped and counted,
+    while the tier keeps serving through every VIP."""
+    for node in config.NODES:
+        before = filter_drops(node, "nginx from a non-member")
+        with pytest.raises(TimeoutError):
+            socket.create_connection((node.address, 8080), timeout=1.0).close()
+        assert filter_drops(node, "nginx from a non-member") > before, node.name
     assert_serving()
 
 
