@@ -48,8 +48,16 @@ formula-files:
 	cd dashboards && $(abspath $(PY)) -m proxytier_dashboards generate
 
 # every Python file of the repository (salt/, exporter/, dashboards/, lab/, bench/, tests/)
+# and the formula's SLS (salt-lint), the plain-YAML pillars and kitchen.yml (yamllint), the shell helpers
+# (shellcheck); .pre-commit-config.yaml runs this same target
+SHELL_SCRIPTS := salt/proxytier/files/check-haproxy salt/proxytier/files/check-haproxy-crt \
+	salt/proxytier/files/check-keepalived lab/host-deps.sh lab/env .ci/run
 lint: venv
 	$(PY) -m ruff check .
+	$(VENV)/bin/salt-lint $$(find salt -name '*.sls')
+	$(VENV)/bin/yamllint --strict -d '{extends: relaxed, rules: {line-length: {max: 120}}}' \
+		pillar tests/kitchen/pillar kitchen.yml
+	shellcheck $(SHELL_SCRIPTS)
 
 demo: host-deps venv
 	$(PY) -m lab demo
