@@ -55,7 +55,7 @@ def test_a_minion_outside_the_allow_list_is_ignored_never_a_member() -> None:
 
 
 def test_the_first_address_inside_the_allowed_networks_is_chosen() -> None:
-    mine = {"proxy1": ["172.17.0.1", "198.18.0.11"], "proxy2": ["198.18.0.12"]}
+    mine = {"proxy1": ["198.19.0.1", "198.18.0.11"], "proxy2": ["198.18.0.12"]}  # a container bridge first
     m = build_model(pillar(ALLOW), "proxy1", mine=mine)
     assert m["node"]["address"] == "198.18.0.11"
 
