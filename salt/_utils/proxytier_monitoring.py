@@ -15,7 +15,18 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from proxytier_schema import ProxytierError, boolean, fail, join_hostport, merge, natural_key, port
+from proxytier_schema import (
+    ProxytierError,
+    abs_path,
+    boolean,
+    fail,
+    join_hostport,
+    merge,
+    natural_key,
+    package_name,
+    port,
+    unit_name,
+)
 
 ROOT = "proxytier_monitoring"
 RULES_FILE = "proxytier.rules.yml"
@@ -25,11 +36,14 @@ TGT_TYPES = ("glob", "pcre", "list", "grain", "grain_pcre", "pillar", "pillar_pc
              "ipcidr")
 JOB_RE = re.compile(r"proxytier[A-Za-z0-9_.:-]*")
 PROM_DURATION_RE = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
-PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
-SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
 MINION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-ABS_PATH_RE = re.compile(r"/[^\s'\"]*")
 Path = tuple[Any, ...]
+
+
+def _path(value: Any, path: Path) -> Any:
+    """An absolute path to the grammar of proxytier_schema.abs_path; a directory may end in '/'."""
+    abs_path((value.rstrip("/") or value) if isinstance(value, str) else value, path)
+    return value
 
 
 def _at(path: Path) -> Path:
@@ -109,11 +123,11 @@ def settings(given: Any, defaults: dict[str, Any]) -> dict[str, Any]:
         "runbook_url": runbook_url(cfg["runbook_url"]),
     }
     where = ("prometheus",)
-    paths = {k: _string(prom[k], (*where, k), ABS_PATH_RE, "expected an absolute path without spaces or quotes")
-             for k in ("promtool", "config", "rules_dir", "consoles_dir", "targets_file")}
+    paths = {k: _path(prom[k], _at((*where, k))) for k in ("promtool", "config", "rules_dir", "consoles_dir",
+                                                           "targets_file")}
     out["prometheus"] = {
-        "package": _string(prom["package"], (*where, "package"), PACKAGE_RE, "expected a package name"),
-        "service": _string(prom["service"], (*where, "service"), SERVICE_RE, "expected a systemd service name"),
+        "package": package_name(prom["package"], _at((*where, "package"))),
+        "service": unit_name(prom["service"], _at((*where, "service"))),
         **paths,
         "manage_config": boolean(prom["manage_config"], _at((*where, "manage_config"))),
         **{k: _string(str(prom[k]), (*where, k), PROM_DURATION_RE, "expected a Prometheus duration like 15s or 1m")
