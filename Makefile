@@ -56,14 +56,17 @@ lint: venv
 	$(PY) -m ruff check .
 	$(VENV)/bin/salt-lint $$(find salt -name '*.sls')
 	$(VENV)/bin/yamllint --strict -d '{extends: relaxed, rules: {line-length: {max: 120}}}' \
-		pillar tests/kitchen/pillar kitchen.yml
+		pillar tests/pillar tests/kitchen/pillar kitchen.yml
 	shellcheck $(SHELL_SCRIPTS)
 
+# the lab's node count: make demo NODES=5 (2..5; default 3)
+NODES ?=
+LAB_NODES := $(if $(NODES),--nodes $(NODES))
 demo: host-deps venv
-	$(PY) -m lab demo
+	$(PY) -m lab demo $(LAB_NODES)
 
 lab-up: host-deps venv
-	$(PY) -m lab up
+	$(PY) -m lab up $(LAB_NODES)
 
 lab-status: venv
 	$(PY) -m lab status

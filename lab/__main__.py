@@ -1,4 +1,4 @@
-"""python -m lab {up,down,status,demo,load,apply}: the lab's command line (run as root)."""
+"""python -m lab {up,down,status,demo,load,apply,add-node,remove-node}: the lab's command line (run as root)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from lab import cluster, config, master, nodes, tier
+from lab import cluster, config, master, nodes, prometheus, tier
 from lab.load import run_load, table
 from lab.sh import LabError, log, step
 
@@ -19,6 +19,9 @@ How to use the lab
                                  salt proxy1 cmd.run 'ip -4 addr show host0'
   Bounded load through the VIPs: .venv/bin/python -m lab load --requests 600 --concurrency 4
   Lab status:                    .venv/bin/python -m lab status
+  Grow / shrink the tier:        .venv/bin/python -m lab add-node       (boots proxyN, accepts its key,
+                                     salt-run state.orchestrate proxytier.orch.join pillar='{{"node": "proxyN"}}')
+                                 .venv/bin/python -m lab remove-node proxyN   (proxytier.orch.leave, power off)
   A shell on a node:             nsenter -t $(.venv/bin/python -m lab leader proxy1) -a /bin/bash
   Pillar served to the nodes:    pillar/ of this checkout (override a file by copying it into
                                  {config.PILLAR_OVERRIDE}/ and editing the copy)
@@ -41,8 +44,8 @@ def state_apply(visible: bool) -> tuple[int, float]:
     return proc.returncode, round(time.monotonic() - t0, 1)
 
 
-def demo() -> None:
-    cluster.up()
+def demo(count: int | None = None) -> None:
+    cluster.up(count)
     print("\n$ salt 'proxy*' state.apply", flush=True)
     with step("salt 'proxy*' state.apply (installs nginx, haproxy, keepalived from the nodes' apt)", "1-2 min") as t:
         rc, _ = state_apply(visible=True)
@@ -51,8 +54,9 @@ def demo() -> None:
     cluster.record({"demo_first_apply": t["seconds"]})
     tier.wait_vips_settled()
     holders = nodes.vip_holders()
-    with step("bounded burst: 900 requests through the 3 VIPs, 6 at a time", "10 s"):
-        result = run_load(config.VIPS, requests=900, seconds=60, concurrency=6)
+    requests = 300 * len(config.VIPS)
+    with step(f"bounded burst: {requests} requests through the {len(config.VIPS)} VIPs, 6 at a time", "10 s"):
+        result = run_load(config.VIPS, requests=requests, seconds=60, concurrency=6)
     print("\nVIP             held by   requests")
     for vip in config.VIPS:
         print(f"{vip:<15} {','.join(holders[vip]):<9} {result.by_target[vip]}")
@@ -64,10 +68,16 @@ def demo() -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("up", help="bring the lab up (cleans leftovers first)")
+    nodes_help = f"proxy nodes, 2..{config.MAX_NODES} (default {config.DEFAULT_NODES}; env PROXYTIER_LAB_NODES)"
+    sub.add_parser("up", help="bring the lab up (cleans leftovers first)").add_argument("--nodes", type=int,
+                                                                                       help=nodes_help)
     sub.add_parser("down", help="remove everything the lab made")
     sub.add_parser("status", help="nodes, backends, VIP holders")
-    sub.add_parser("demo", help="up + state.apply + a bounded burst with its spread")
+    sub.add_parser("demo", help="up + state.apply + a bounded burst with its spread").add_argument(
+        "--nodes", type=int, help=nodes_help)
+    sub.add_parser("add-node", help="boot the next node, accept its key, run the formula's join orchestration")
+    sub.add_parser("remove-node", help="run the formula's leave orchestration for NODE, then power it off"
+                   ).add_argument("node")
     sub.add_parser("apply", help="salt 'proxy*' state.apply against the lab")
     p_leader = sub.add_parser("leader", help="host pid of a node's init (for nsenter -t PID -a)")
     p_leader.add_argument("node")
@@ -80,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "up":
-            cluster.up()
+            cluster.up(args.nodes)
         elif args.cmd == "down":
             cluster.down()
         elif args.cmd == "status":
@@ -88,7 +98,18 @@ def main(argv: list[str] | None = None) -> int:
             for vip, held in nodes.vip_holders().items():
                 print(f"VIP {vip:<15} held by {', '.join(held) or 'nobody'}")
         elif args.cmd == "demo":
-            demo()
+            demo(args.nodes)
+        elif args.cmd == "add-node":
+            node = cluster.add_node()
+            print(f"\n$ salt-run state.orchestrate proxytier.orch.join pillar='{{\"node\": \"{node.name}\"}}'")
+            with step(f"the formula's join of {node.name} (serve first, then its peers, then its VRRP)", "2 min"):
+                tier.join(node.name)
+            print(f"{node.name} serves; Prometheus scrapes: {', '.join(prometheus.sync_targets())}")
+        elif args.cmd == "remove-node":
+            print(f"\n$ salt-run state.orchestrate proxytier.orch.leave pillar='{{\"node\": \"{args.node}\"}}'")
+            with step(f"the formula's leave of {args.node} (drain, hand its VIPs over, the rest converge)", "1 min"):
+                tier.leave(args.node)
+            cluster.remove_node(args.node)
         elif args.cmd == "apply":
             return state_apply(visible=True)[0]
         elif args.cmd == "leader":

@@ -104,13 +104,15 @@ EVENTS: dict[str, Event] = {
 }
 
 
-# where every VIP lives when nothing is wrong: VIP i on node i (the lab pillar's rotation)
-HOME: dict[str, list[str]] = {vip: [node.name] for vip, node in zip(config.VIPS, config.NODES, strict=True)}
+def home() -> dict[str, list[str]]:
+    """Where every VIP lives when nothing is wrong: proxyK's VIP on proxyK (the lab pillar's VIP pool gives
+    each member the address of its number), for the nodes the lab has now."""
+    return {vip: [node.name] for vip, node in zip(config.VIPS, config.NODES, strict=True)}
 
 
-def settled(initial: dict[str, list[str]] = HOME) -> bool:
+def settled(initial: dict[str, list[str]] | None = None) -> bool:
     """The tier is whole again: every VIP on its preferred node only, every daemon active."""
-    if nodes.vip_holders() != initial:
+    if nodes.vip_holders() != (initial or home()):
         return False
     return all(
         nodes.running(n) and tier.services_active(n) == dict.fromkeys(tier.DAEMONS, "active") for n in config.NODES
@@ -123,7 +125,7 @@ def serving() -> bool:
     return result.failed == 0 and max(x.end - x.start for x in result.samples) < 0.3
 
 
-def wait_settled(initial: dict[str, list[str]] = HOME, timeout: float = 120) -> float:
+def wait_settled(initial: dict[str, list[str]] | None = None, timeout: float = 120) -> float:
     t0 = time.monotonic()
     wait_for("the tier to settle (VIPs home, daemons active)", lambda: settled(initial), timeout=timeout,
              interval=0.2)

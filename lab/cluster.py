@@ -41,14 +41,20 @@ def boot_nodes(names: list[config.Node], timeout: float = 180) -> float:
     return round(time.monotonic() - t0, 2)
 
 
-def up() -> dict[str, float]:
-    """Bring the whole lab up from scratch; returns timings (seconds) of the long steps."""
+def up(count: int | None = None) -> dict[str, float]:
+    """Bring the whole lab up from scratch with `count` nodes (proxy1..proxyN, default: DEFAULT_NODES, or
+    PROXYTIER_LAB_NODES); returns timings (seconds) of the long steps."""
     require_root()
+    count = count or int(os.environ.get("PROXYTIER_LAB_NODES") or config.DEFAULT_NODES)
+    if not 1 <= count <= config.MAX_NODES:
+        raise LabError(f"the lab runs 1..{config.MAX_NODES} nodes (its VIP pool has {config.MAX_NODES} addresses), "
+                       f"not {count}")
     timings: dict[str, float] = {}
     t_all = time.monotonic()
     down()
     timings.update(image.build())
     config.STATE.mkdir(parents=True, exist_ok=True)
+    config.set_nodes(range(1, count + 1), save=True)
     with step(f"bridge {config.BRIDGE} {config.HOST_ADDR}/{config.PREFIX} and backends be1..be3", "5 s"):
         net.bridge_up()
         for be in config.BACKENDS:
@@ -62,18 +68,62 @@ def up() -> dict[str, float]:
     with step(f"booting {', '.join(n.name for n in config.NODES)} (systemd-nspawn)", "15 s") as t:
         boot_nodes(config.NODES)
     timings["boot"] = t["seconds"]
-    names = [n.name for n in config.NODES]
-    with step("accepting node keys; waiting for test.ping", "20 s") as t:
-        master.accept_keys(names)
-        # a ping published before a minion is connected costs a full gather timeout: wait for them
-        wait_for("salt-minions ready", lambda: all(nodes.minion_ready_count(n) for n in config.NODES), 120)
-        master.wait_ping(names)
-        master.salt(["salt", "proxy*", "saltutil.sync_all"], timeout=120, check=True)
+    with step("accepting node keys; waiting for test.ping; publishing addresses to the mine", "20 s") as t:
+        join_master(config.NODES)
     timings["keys_and_ping"] = t["seconds"]
+    prometheus.sync_targets()
     timings["lab_up"] = round(time.monotonic() - t_all, 2)
     record(timings)
     log(f"lab is up in {timings['lab_up']:.0f} s. Run salt against it:  . lab/env && salt 'proxy*' test.ping")
     return timings
+
+
+def join_master(new: list[config.Node]) -> None:
+    """Accept the nodes' keys (exactly theirs: no auto_accept), wait until they answer, sync the formula's
+    modules to them and publish their addresses to the mine (the lab pillar's members come from there)."""
+    names = [n.name for n in new]
+    master.accept_keys(names)
+    # a ping published before a minion is connected costs a full gather timeout: wait for them
+    wait_for("salt-minions ready", lambda: all(nodes.minion_ready_count(n) for n in new), 120)
+    master.wait_ping(names)
+    listed = ["-L", ",".join(names)]
+    master.salt(["salt", *listed, "saltutil.sync_all"], timeout=120, check=True)
+    master.salt(["salt", *listed, "mine.update"], timeout=60, check=True)
+
+
+def add_node() -> config.Node:
+    """Boot the lowest-numbered lab node not running (a fresh machine with a salt-minion), accept its key and
+    publish its address to the mine. It is a member from then on, serving nothing yet: the formula makes it
+    serve (`salt-run state.orchestrate proxytier.orch.join pillar='{"node": "proxyN"}'`)."""
+    require_root()
+    free = [i for i in range(1, config.MAX_NODES + 1) if config.lab_node(i) not in config.NODES]
+    if not free:
+        raise LabError(f"the lab already runs its {config.MAX_NODES} nodes")
+    node = config.lab_node(free[0])
+    nodes.prepare(node)
+    with step(f"booting {node.name} at {node.address}; accepting its key; mine.update", "20 s"):
+        boot_nodes([node])
+        config.set_nodes([config.node_index(n.name) for n in config.NODES] + [free[0]], save=True)
+        join_master([node])
+    return node
+
+
+def remove_node(name: str) -> None:
+    """Power a lab node off and forget it (its overlay, its key on the master). Run the formula's leave
+    first (`salt-run state.orchestrate proxytier.orch.leave pillar='{"node": "proxyN"}'`), which also deletes
+    its key; this removes what is left, whatever the leave did."""
+    require_root()
+    node = config.node(name)
+    if node not in config.NODES:
+        raise LabError(f"{name} is not a node of the running lab ({', '.join(n.name for n in config.NODES)})")
+    if len(config.NODES) == 1:
+        raise LabError("the lab keeps at least one node")
+    with step(f"powering {name} off; deleting its key and overlay", "10 s"):
+        nodes.stop(node)
+        master.salt(["salt-key", "-y", "-d", name], timeout=30, check=False)
+        config.set_nodes([config.node_index(n.name) for n in config.NODES if n != node], save=True)
+        shutil.rmtree(node.dir, ignore_errors=True)
+    prometheus.sync_targets()
 
 
 def record(values: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ Addresses are ONLY from 198.18.0.0/15 (RFC 2544 benchmarking range) on the lab's
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,63 @@ class Backend:
 
 EXPORTER_PORT = 8408  # proxytier:exporter:port default of the formula
 
-NODES = [Node(f"proxy{i}", f"198.18.0.{10 + i}") for i in (1, 2, 3)]
-VIPS = [f"198.18.0.{100 + i}" for i in (1, 2, 3)]
+MAX_NODES = 5  # the lab pillar's VIP pool has 5 addresses (198.18.0.101..105), one per possible node
+DEFAULT_NODES = 3
+TOPOLOGY = STATE / "topology.json"  # which nodes the running lab has (written by up, add-node, remove-node)
+
+
+def lab_node(index: int) -> Node:
+    """proxy<i> lives at 198.18.0.(10+i), i in 1..MAX_NODES."""
+    if not 1 <= index <= MAX_NODES:
+        raise ValueError(f"lab node numbers are 1..{MAX_NODES}, not {index}")
+    return Node(f"proxy{index}", f"198.18.0.{10 + index}")
+
+
+def home_vip(index: int) -> str:
+    """The VIP of proxy<i>: the i-th address of the lab pillar's vip_pool (its home), 198.18.0.(100+i)."""
+    lab_node(index)  # the range check
+    return f"198.18.0.{100 + index}"
+
+
+#: every node the lab can have (cleanup and /etc/hosts cover them all, whatever is running)
+ALL_NODES = [lab_node(i) for i in range(1, MAX_NODES + 1)]
+# The running lab's nodes and their VIPs (proxyK holds 198.18.0.10K). These lists are changed IN PLACE by
+# set_nodes(), so every module that reads config.NODES / config.VIPS sees the current tier.
+NODES: list[Node] = []
+VIPS: list[str] = []
+NODE_BY_ADDRESS: dict[str, str] = {}
+
+
+def node_index(name: str) -> int:
+    for i, n in enumerate(ALL_NODES, start=1):
+        if n.name == name:
+            return i
+    raise KeyError(f"no lab node named {name!r}; lab nodes are proxy1..proxy{MAX_NODES}")
+
+
+def set_nodes(indices: list[int] | range, save: bool = False) -> None:
+    """Make the lab's tier these node numbers (1..MAX_NODES); save=True records it in TOPOLOGY, so another
+    `python -m lab` process sees the same tier."""
+    chosen = sorted(set(indices))
+    if not chosen:
+        raise ValueError("the lab needs at least one node")
+    NODES[:] = [lab_node(i) for i in chosen]
+    VIPS[:] = [home_vip(i) for i in chosen]
+    NODE_BY_ADDRESS.clear()
+    NODE_BY_ADDRESS.update({n.address: n.name for n in NODES})
+    if save:
+        TOPOLOGY.parent.mkdir(parents=True, exist_ok=True)
+        TOPOLOGY.write_text(json.dumps({"nodes": [n.name for n in NODES]}) + "\n")
+
+
+def _saved_indices() -> list[int]:
+    try:
+        return [node_index(name) for name in json.loads(TOPOLOGY.read_text())["nodes"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return list(range(1, DEFAULT_NODES + 1))
+
+
+set_nodes(_saved_indices())
 
 
 def backend(index: int) -> Backend:
@@ -65,14 +121,13 @@ def backend(index: int) -> Backend:
 
 
 BACKENDS = [backend(i) for i in (1, 2, 3)]
-NODE_BY_ADDRESS = {n.address: n.name for n in NODES}
 
 
 def node(name: str) -> Node:
-    for n in NODES:
+    for n in ALL_NODES:
         if n.name == name:
             return n
-    raise KeyError(f"no lab node named {name!r}; nodes are {', '.join(n.name for n in NODES)}")
+    raise KeyError(f"no lab node named {name!r}; lab nodes are proxy1..proxy{MAX_NODES}")
 
 
 def check_lab_address(addr: str) -> str:

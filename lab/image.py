@@ -236,7 +236,7 @@ def configure(root: Path) -> None:
     """Files common to every node; per-node files go into each node's overlay."""
     write(root, "/etc/resolv.conf", "# proxytier lab: no DNS; names are in /etc/hosts\n")
     hosts = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback", f"{config.HOST_ADDR} salt labhost"]
-    hosts += [f"{n.address} {n.name}" for n in config.NODES]
+    hosts += [f"{n.address} {n.name}" for n in config.ALL_NODES]
     hosts += [f"{b.address} {b.name}" for b in config.BACKENDS]
     write(root, "/etc/hosts", "\n".join(hosts) + "\n")
     write(root, "/etc/hostname", "proxy\n")

@@ -40,7 +40,7 @@ def lab_links() -> list[str]:
     """Host-side links the lab made (node veths vb-proxyN, backend veths ptl-*) still present."""
     out = run(["ip", "-o", "link", "show"]).stdout
     names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
-    node_veths = {f"vb-{n.name}" for n in config.NODES}
+    node_veths = {f"vb-{n.name}" for n in config.ALL_NODES}
     return [n for n in names if n.startswith("ptl-") or n in node_veths]
 
 

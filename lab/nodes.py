@@ -137,7 +137,7 @@ def stop(node: config.Node, grace: float = 60, wait: bool = True) -> None:
 def clean_nodes() -> None:
     # by pid file, and by command line for what a killed run left (the lab's image + bridge)
     leftover = find_pids("systemd-nspawn", str(config.IMAGE), NSPAWN_MARKER)
-    pids = {p for p in (nspawn_pid(n) for n in config.NODES) if p} | set(leftover)
+    pids = {p for p in (nspawn_pid(n) for n in config.ALL_NODES) if p} | set(leftover)
     stop_pids(sorted(pids), marker=NSPAWN_MARKER, grace=30)
     # nspawn mounts live in its own mount namespace; unmount anything of ours that leaked to the host
     for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 import yaml
 
 from lab import config, master, nodes
-from lab.sh import wait_for
+from lab.sh import LabError, wait_for
 
 DAEMONS = ("nginx", "haproxy", "keepalived")
 CONFIG_DIRS = ("/etc/nginx", "/etc/haproxy", "/etc/keepalived")
@@ -85,6 +87,49 @@ def apply(target: str = "proxy*", timeout: float = 900) -> ApplyResult:
     return ApplyResult(minions, seconds, raw)
 
 
+# --- orchestrations (salt-run state.orchestrate proxytier.orch.*) -----------------------------------
+
+
+def orchestrate(name: str, timeout: float = 900, **pillar: Any) -> subprocess.CompletedProcess[str]:
+    """`salt-run state.orchestrate proxytier.orch.NAME pillar=JSON --out=json` on the lab master (not checked)."""
+    args = ["salt-run", "state.orchestrate", f"proxytier.orch.{name}", "--out=json"]
+    if pillar:
+        args.append(f"pillar={json.dumps(pillar)}")
+    return master.salt(args, timeout=timeout)
+
+
+def orchestrate_ok(name: str, timeout: float = 900, **pillar: Any) -> float:
+    """orchestrate(), raising LabError with the failed steps unless it succeeded; returns its seconds."""
+    t0 = time.monotonic()
+    proc = orchestrate(name, timeout=timeout, **pillar)
+    if proc.returncode != 0:
+        raise LabError(f"proxytier.orch.{name} {pillar} failed (exit {proc.returncode}):\n"
+                       f"{failed_steps(proc.stdout) or proc.stdout[-3000:]}\n{proc.stderr[-1000:]}")
+    return round(time.monotonic() - t0, 2)
+
+
+def failed_steps(text: str) -> str:
+    """The failed steps of an orchestration's JSON output, one per line (empty if none or not JSON)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ""
+    steps = next(iter(data.get("data", {}).values()), {}) if isinstance(data, dict) else {}
+    return "\n".join(f"{st.get('__id__', key)}: {json.dumps(st.get('comment'))[:1500]}"
+                     for key, st in (steps.items() if isinstance(steps, dict) else []) if isinstance(st, dict)
+                     and st.get("result") is False)
+
+
+def join(name: str) -> float:
+    """The formula's join of a booted lab node whose key is accepted (lab.cluster.add_node); returns seconds."""
+    return orchestrate_ok("join", node=name)
+
+
+def leave(name: str) -> float:
+    """The formula's leave of a lab node (it deletes the node's key; lab.cluster.remove_node powers it off)."""
+    return orchestrate_ok("leave", node=name)
+
+
 # --- pillar overrides: STATE/pillar-override is the first pillar root, so a file there wins ----------
 
 
@@ -112,8 +157,14 @@ def pillar_with_backend(extra: config.Backend) -> dict[str, Any]:
 
 
 def vrrp_instances() -> dict[str, str]:
-    """{VIP address: the VRRP instance that carries it, as the formula names it (VI_<vrid>)}."""
-    return {v["address"].split("/")[0]: f"VI_{v['vrid']}" for v in default_pillar()["proxytier"]["vips"]}
+    """{VIP address: the VRRP instance that carries it, as the formula names it (VI_<vrid>)}: the lab
+    pillar's vips, then its vip_pool (the k-th address has VRID vrid_base + k)."""
+    pt = default_pillar()["proxytier"]
+    found = {v["address"].split("/")[0]: f"VI_{v['vrid']}" for v in pt.get("vips") or []}
+    pool = pt.get("vip_pool") or {}
+    for k, address in enumerate(pool.get("addresses") or []):
+        found[address.split("/")[0]] = f"VI_{pool['vrid_base'] + k}"
+    return found
 
 
 def pillar_with_comment(line: str) -> dict[str, Any]:
@@ -138,13 +189,14 @@ def pillar_with_vip(address: str, vrid: int) -> dict[str, Any]:
     """The lab pillar plus one VIP (a change of nginx's trusted sources, HAProxy's binds and
     keepalived's instances at once)."""
     data = copy.deepcopy(default_pillar())
-    data["proxytier"]["vips"].append({"address": address, "vrid": vrid})
+    data["proxytier"].setdefault("vips", []).append({"address": address, "vrid": vrid})
     return data
 
 
-def pillar_with_vrid(index: int, vrid: int) -> dict[str, Any]:
+def pillar_with_vrid_base(vrid: int) -> dict[str, Any]:
+    """The lab pillar with its VIP pool's first VRID changed (e.g. to an invalid one)."""
     data = copy.deepcopy(default_pillar())
-    data["proxytier"]["vips"][index]["vrid"] = vrid
+    data["proxytier"]["vip_pool"]["vrid_base"] = vrid
     return data
 
 
@@ -203,3 +255,41 @@ def vips_settled() -> bool:
 
 def wait_vips_settled(timeout: float = 60) -> float:
     return wait_for("every VIP to be held by exactly one node", vips_settled, timeout=timeout)
+
+
+class VipWatch:
+    """Who holds each VIP, sampled every `interval` s in a thread while the `with` block runs (a VIP that
+    moves away and back between two applies shows here, not in a before/after comparison).
+
+    `moves(vips)`: every sample in which one of `vips` was held by others than at the start, as
+    "t=SECONDS VIP: [holders]" lines (empty: none of them ever moved)."""
+
+    def __init__(self, interval: float = 0.3) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, dict[str, list[str]]]] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vip-watch", daemon=True)
+        self._t0 = 0.0
+
+    def __enter__(self) -> VipWatch:
+        self._t0 = time.monotonic()
+        self.samples.append((0.0, nodes.vip_holders()))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.samples.append((round(time.monotonic() - self._t0, 1), nodes.vip_holders()))
+            except Exception:  # a node booting or powering off answers nothing for a moment
+                self.errors += 1
+
+    def moves(self, vips: list[str]) -> list[str]:
+        first = self.samples[0][1]
+        return [f"t={t} {vip}: {held.get(vip)}" for t, held in self.samples[1:] for vip in vips
+                if held.get(vip) != first.get(vip)]

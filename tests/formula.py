@@ -17,7 +17,8 @@ FORMULA = ROOT / "salt" / "proxytier"
 TEMPLATES = FORMULA / "templates"
 
 __all__ = [
-    "FORMULA", "HOST_CHECK_USER", "ROOT", "ProxytierError", "build_model", "example_pillar", "os_params", "render",
+    "FORMULA", "HOST_CHECK_USER", "ROOT", "STATIC_PILLAR", "ProxytierError", "build_model", "example_pillar",
+    "os_params", "render",
 ]
 
 # keepalived -t refuses a script_user that does not exist: configs checked on this host (not a
@@ -39,9 +40,13 @@ def os_params(grains: dict[str, Any] | None = None, **overrides: Any) -> dict[st
     return {**load_params(read_parameters, grains or DEBIAN_12), **overrides}
 
 
+STATIC_PILLAR = ROOT / "tests" / "pillar" / "lab-static.sls"
+
+
 def example_pillar() -> dict[str, Any]:
-    """The example pillar served to the lab (pillar/proxytier.sls)."""
-    return yaml.safe_load((ROOT / "pillar" / "proxytier.sls").read_text())["proxytier"]
+    """The lab's tier with explicit member and VIP lists (tests/pillar/lab-static.sls): proxy1..proxy3 at
+    198.18.0.11..13, VIPs 198.18.0.101..103 (VRIDs 51..53), one site on port 80 over three backends."""
+    return yaml.safe_load(STATIC_PILLAR.read_text())["proxytier"]
 
 
 _env = jinja2.Environment(

@@ -121,7 +121,7 @@ def apply_profile(name: str, vrrp: dict) -> None:
 def one_rep(event: str, targets: list[Target]) -> dict:
     ev = chaos.EVENTS[event]
     chaos.wait_settled()
-    victim = config.node(chaos.HOME[config.VIPS[0]][0])
+    victim = config.node(chaos.home()[config.VIPS[0]][0])
     with Sampler() as sampler:
         probe = BackgroundProbe(targets, interval=0.01, timeout=2.0, max_seconds=60).start()
         time.sleep(1.5)

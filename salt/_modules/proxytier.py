@@ -8,6 +8,7 @@
   (proxytier_monitoring).
 - ``proxytier.member_state``, ``verify``, ``handover``, ``reinstall``: runtime operations for
   rolling changes (proxytier_runtime, proxytier_handover).
+- ``proxytier.stop_vrrp``, ``retire``: a node joining (orch/join.sls) and leaving (orch/leave.sls).
 
 Errors are ProxytierError (a CommandExecutionError inside Salt) whose message names the pillar
 key, the value and the fix.
@@ -222,10 +223,11 @@ def haproxy_reloaded(timeout: float = 15.0) -> dict[str, Any]:
     return {"worker": f"{old or '-'} -> {pid[0]}", "servers": "as configured"}
 
 
-def verify(timeout: float = 30.0, vips: bool = True) -> dict[str, Any]:
+def verify(timeout: float = 30.0, vips: bool = True, vrrp: bool = True) -> dict[str, Any]:
     """Is this node serving? nginx answers its health path on every site, HAProxy its monitor
     URI, HAProxy sees this node's nginx UP, keepalived runs, and (unless vips=False, for a node
-    whose VIPs were handed over) the node holds the VIPs it owns. Waits up to `timeout` seconds,
+    whose VIPs were handed over) the node holds the VIPs it owns. vrrp=False (a joining node whose
+    keepalived is held down) checks neither keepalived nor VIPs. Waits up to `timeout` seconds,
     then fails naming what is still wrong. CLI: ``salt proxy1 proxytier.verify``."""
     runtime = _lib("proxytier_runtime")
     m = model()
@@ -234,12 +236,49 @@ def verify(timeout: float = 30.0, vips: bool = True) -> dict[str, Any]:
     checks = runtime.serving_checks(
         m,
         lambda cmd: runtime.unix_command(sock, cmd),
-        lambda: bool(__salt__["service.status"](keepalived)),  # noqa: F821
+        (lambda: bool(__salt__["service.status"](keepalived))) if vrrp else None,  # noqa: F821
         lambda: set(__salt__["network.ip_addrs"](include_loopback=False)),  # noqa: F821
-        vips=vips,
+        vips=vips and vrrp,
         guarded=_guarded,
     )
     return runtime.wait_all(m["node"]["id"], checks, timeout)
+
+
+def _stop_services(names: list[str], disable: bool) -> dict[str, str]:
+    """Stop (and disable) each unit that exists on this node; {unit: what was done}."""
+    done = {}
+    available = __salt__["service.available"]  # noqa: F821
+    for name in names:
+        if not available(name):
+            done[name] = "not installed"
+            continue
+        if __salt__["service.status"](name) and not __salt__["service.stop"](name):  # noqa: F821
+            raise _lib("proxytier_schema").ProxytierError(f"{name} does not stop (journalctl -u {name})")
+        if disable and not __salt__["service.disable"](name):  # noqa: F821
+            raise _lib("proxytier_schema").ProxytierError(f"{name} cannot be disabled (systemctl disable {name})")
+        done[name] = "stopped and disabled" if disable else "stopped"
+    return done
+
+
+def stop_vrrp() -> dict[str, str]:
+    """Stop keepalived on this node if it is installed and runs; {service: what was done}.
+
+    A node that joins must not run keepalived before its peers send it VRRP adverts (they do once
+    their own apply knows it as a member): a keepalived that hears no advert takes every VIP it
+    backs up. orch/join.sls calls this before the node's first apply and starts keepalived last.
+    CLI: ``salt proxy4 proxytier.stop_vrrp``."""
+    return _stop_services([params()["services"]["keepalived"]], disable=False)
+
+
+def retire() -> dict[str, str]:
+    """Take this node out of service for good: stop and disable keepalived first (its VIPs must
+    already be handed over: ``proxytier.handover NODE release``), then HAProxy, nginx and the
+    exporter (socket and service); {unit: what was done}. Run by orch/leave.sls after the other
+    nodes dropped this one and Prometheus stopped scraping it. CLI: ``salt proxy4 proxytier.retire``."""
+    p = params()
+    units = [p["services"][k] for k in ("keepalived", "haproxy", "nginx")]
+    units += [f"{p['exporter_service']}.socket", p["exporter_service"]]
+    return _stop_services(units, disable=True)
 
 
 def _guarded() -> list[str]:

@@ -169,7 +169,7 @@ def proxied_ok(listen: str, path: str) -> bool:
 def serving_checks(
     model: dict[str, Any],
     stat_command: Callable[[str], str],
-    keepalived_running: Callable[[], bool],
+    keepalived_running: Callable[[], bool] | None,
     held_addresses: Callable[[], set[str]],
     vips: bool = True,
     guarded: Callable[[], list[str]] | None = None,
@@ -178,7 +178,8 @@ def serving_checks(
     site, HAProxy its monitor URI, HAProxy sees this node's nginx UP (or DRAIN) in every backend
     and runs exactly the configured servers (address and port), keepalived runs, and (unless
     `vips` is False) the node holds the VIPs it owns, and no handover SYN guard is left (`guarded`
-    -> the VIPs a guard still drops new connections to)."""
+    -> the VIPs a guard still drops new connections to). keepalived_running=None: keepalived is
+    not checked (a joining node holds it down until its peers know it)."""
     checks: dict[str, Callable[[], bool]] = {}
     health = model["nginx"]["health_path"]
     for site in model["nginx"]["sites"]:
@@ -207,7 +208,8 @@ def serving_checks(
             return False
 
     checks["haproxy's servers are the configured ones (address, port)"] = servers_as_configured
-    checks["keepalived running"] = keepalived_running
+    if keepalived_running is not None:
+        checks["keepalived running"] = keepalived_running
     if guarded is not None:
         checks["no handover SYN guard left (nft list table ip proxytier_handover)"] = lambda: not guarded()
     owned = [i["address"] for i in model["vrrp"]["instances"] if i["is_owner"]] if vips else []

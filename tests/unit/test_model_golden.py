@@ -18,28 +18,26 @@ from formula import ROOT, build_model, os_params
 
 GOLDEN = ROOT / "tests" / "golden" / "model"
 PILLARS = {
-    "lab": ROOT / "pillar" / "proxytier.sls",
+    "lab-static": ROOT / "tests" / "pillar" / "lab-static.sls",
     "pillar-example": ROOT / "pillar.example",
     **{f"kitchen-{p.stem}": p for p in sorted((ROOT / "tests" / "kitchen" / "pillar").glob("*.sls"))},
 }
+LAB = ROOT / "pillar" / "proxytier.sls"  # members from the mine, a VIP per member from the pool
 
 
 def _pillar(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())["proxytier"]
 
 
-def _mine_variant() -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """The lab pillar with members from the mine instead of a list, within an allow-list: the mine
-    answers each node's addresses (a VIP it holds and a link-local one among them, which are
-    skipped), and two minions the allow-list keeps out (an id not allowed, an address outside the
-    allowed network), which are reported in members_ignored. Returns (pillar, mine, member ids)."""
-    p = _pillar(PILLARS["lab"])
-    members = p.pop("members")
-    p["members_from_mine"] = {"target": "proxy*", "allow": {"ids": ["proxy[0-9]*"], "networks": ["198.18.0.0/24"]}}
-    mine = {m["id"]: ["fe80::1", "198.18.0.101", m["address"]] for m in reversed(members)}
+def _lab_mine(count: int) -> dict[str, Any]:
+    """What the lab's mine answers with `count` nodes up: each node's addresses (a VIP it holds and a
+    link-local one among them, which are skipped), listed in reverse, plus two minions the allow-list
+    keeps out (an id not allowed, an address outside the allowed network), reported in members_ignored."""
+    mine: dict[str, Any] = {f"proxy{i}": ["fe80::1", "198.18.0.101", f"198.18.0.{10 + i}"]
+                            for i in range(count, 0, -1)}
     mine["proxy-rogue"] = ["198.18.0.66"]
-    mine["proxy4"] = ["198.18.1.14"]
-    return p, mine, [m["id"] for m in reversed(members)]
+    mine[f"proxy{count + 1}"] = [f"198.18.1.{11 + count}"]
+    return mine
 
 
 def _cases() -> list[tuple[str, dict[str, Any], dict[str, Any] | None, str]]:
@@ -47,8 +45,9 @@ def _cases() -> list[tuple[str, dict[str, Any], dict[str, Any] | None, str]]:
     for name, path in PILLARS.items():
         p = _pillar(path)
         out += [(name, p, None, m["id"]) for m in p["members"]]
-    p, mine, nodes = _mine_variant()
-    out += [("lab-mine", p, mine, node) for node in nodes]
+    for count in (3, 2, 4):  # the lab's default size, its seed size, and after a join
+        mine = _lab_mine(count)
+        out += [(f"lab-{count}-nodes", _pillar(LAB), mine, f"proxy{i}") for i in range(1, count + 1)]
     return out
 
 

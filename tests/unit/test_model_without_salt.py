@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from formula import ROOT
+from formula import ROOT, STATIC_PILLAR
 
 SCRIPT = """
 import sys
@@ -28,7 +28,7 @@ except ProxytierError as exc:
 
 def test_model_builds_without_salt() -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(ROOT / "salt" / "_utils"), str(ROOT / "pillar" / "proxytier.sls")],
+        [sys.executable, "-c", SCRIPT, str(ROOT / "salt" / "_utils"), str(STATIC_PILLAR)],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr

@@ -34,7 +34,7 @@ proxytier-rolling-sync:
   salt.function:
     - name: saltutil.sync_all
     - tgt: {{ target | json }}
-    - tgt_type: {{ tgt_type }}
+    - tgt_type: {{ tgt_type | json }}
 {%- endif %}
 {%- for node in nodes %}
 {%-   set previous = loop.previtem if not loop.first else None %}
@@ -49,18 +49,18 @@ proxytier-rolling-sync:
 {%-     if step == "apply" %}
   salt.state:
     - tgt: {{ node }}
-    - sls: {{ sls }}
+    - sls: {{ sls | json }}
 {%-     else %}
   salt.function:
 {%-       if step in ("drain", "ready") %}
     - name: proxytier.member_state
     - tgt: {{ target | json }}
-    - tgt_type: {{ tgt_type }}
+    - tgt_type: {{ tgt_type | json }}
     - arg: [{{ node }}, {{ step }}]
 {%-       elif step in ("release", "reclaim") %}
     - name: proxytier.handover
     - tgt: {{ target | json }}
-    - tgt_type: {{ tgt_type }}
+    - tgt_type: {{ tgt_type | json }}
     - arg: [{{ node }}, {{ step }}]
 {%-       elif step == "reinstall" %}
     - name: proxytier.reinstall
