@@ -100,16 +100,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "demo":
             demo(args.nodes)
         elif args.cmd == "add-node":
-            node = cluster.add_node()
-            print(f"\n$ salt-run state.orchestrate proxytier.orch.join pillar='{{\"node\": \"{node.name}\"}}'")
-            with step(f"the formula's join of {node.name} (serve first, then its peers, then its VRRP)", "2 min"):
-                tier.join(node.name)
-            print(f"{node.name} serves; Prometheus scrapes: {', '.join(prometheus.sync_targets())}")
+            print("\n$ salt-run state.orchestrate proxytier.orch.join pillar='{\"node\": \"<the new node>\"}'")
+            with step("a new node, then the formula's join (serve first, then its peers, then its VRRP)", "2 min"):
+                node, seconds = cluster.join_node()
+            print(f"{node.name} serves {seconds:.0f} s after its key was accepted; Prometheus scrapes: "
+                  f"{', '.join(prometheus.sync_targets())}")
         elif args.cmd == "remove-node":
             print(f"\n$ salt-run state.orchestrate proxytier.orch.leave pillar='{{\"node\": \"{args.node}\"}}'")
             with step(f"the formula's leave of {args.node} (drain, hand its VIPs over, the rest converge)", "1 min"):
-                tier.leave(args.node)
-            cluster.remove_node(args.node)
+                cluster.leave_node(args.node)
         elif args.cmd == "apply":
             return state_apply(visible=True)[0]
         elif args.cmd == "leader":

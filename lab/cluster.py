@@ -8,7 +8,7 @@ import shutil
 import time
 from typing import Any
 
-from lab import config, image, master, net, nodes, prometheus
+from lab import config, image, master, net, nodes, prometheus, tier
 from lab.sh import LabError, log, run, step, wait_for
 
 
@@ -106,6 +106,24 @@ def add_node() -> config.Node:
         config.set_nodes([config.node_index(n.name) for n in config.NODES] + [free[0]], save=True)
         join_master([node])
     return node
+
+
+def join_node() -> tuple[config.Node, float]:
+    """add_node(), then the formula's join of it, then Prometheus' targets from the mine (the lab's stand-in
+    for `monitoring_tgt`); returns the node and the seconds from its key's acceptance to it serving."""
+    node = add_node()
+    seconds = tier.join(node.name)
+    prometheus.sync_targets()
+    return node, seconds
+
+
+def leave_node(name: str) -> float:
+    """The formula's leave of a lab node, then Prometheus' targets from the mine (before the machine goes),
+    then remove_node(); returns the seconds the leave orchestration took."""
+    seconds = tier.leave(name)
+    prometheus.sync_targets()
+    remove_node(name)
+    return seconds
 
 
 def remove_node(name: str) -> None:

@@ -109,15 +109,24 @@ def orchestrate_ok(name: str, timeout: float = 900, **pillar: Any) -> float:
 
 
 def failed_steps(text: str) -> str:
-    """The failed steps of an orchestration's JSON output, one per line (empty if none or not JSON)."""
+    """The failed steps of an orchestration's JSON output, one per line, with the failed states of each
+    minion a salt.state step ran on (empty if none or not JSON)."""
     try:
         data = json.loads(text)
     except ValueError:
         return ""
     steps = next(iter(data.get("data", {}).values()), {}) if isinstance(data, dict) else {}
-    return "\n".join(f"{st.get('__id__', key)}: {json.dumps(st.get('comment'))[:1500]}"
-                     for key, st in (steps.items() if isinstance(steps, dict) else []) if isinstance(st, dict)
-                     and st.get("result") is False)
+    lines = []
+    for key, st in steps.items() if isinstance(steps, dict) else []:
+        if not isinstance(st, dict) or st.get("result") is not False:
+            continue
+        lines.append(f"{st.get('__id__', key)}: {json.dumps(st.get('comment'))[:500]}")
+        rets = (st.get("changes") or {}).get("ret") or {}
+        for minion, states in rets.items() if isinstance(rets, dict) else []:
+            for sid, state in states.items() if isinstance(states, dict) else []:
+                if isinstance(state, dict) and state.get("result") is False:
+                    lines.append(f"  {minion} {state.get('__id__', sid)}: {str(state.get('comment'))[:800]}")
+    return "\n".join(lines)
 
 
 def join(name: str) -> float:

@@ -263,9 +263,11 @@ def _stop_services(names: list[str], disable: bool) -> dict[str, str]:
 def stop_vrrp() -> dict[str, str]:
     """Stop keepalived on this node if it is installed and runs; {service: what was done}.
 
-    A node that joins must not run keepalived before its peers send it VRRP adverts (they do once
-    their own apply knows it as a member): a keepalived that hears no advert takes every VIP it
-    backs up. orch/join.sls calls this before the node's first apply and starts keepalived last.
+    A node must not run keepalived while its peers do not send it VRRP adverts (they do only while
+    their own model has it as a member): a keepalived that hears no advert takes every VIP it
+    backs up, and the LAN's ARP caches follow it. orch/join.sls calls this before the node's first
+    apply and starts keepalived last; orch/leave.sls calls it after the node has handed its VIPs
+    over and before its peers drop it.
     CLI: ``salt proxy4 proxytier.stop_vrrp``."""
     return _stop_services([params()["services"]["keepalived"]], disable=False)
 

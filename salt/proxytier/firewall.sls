@@ -35,6 +35,9 @@ proxytier-firewall-service:
   service.running:
     - name: proxytier-filter
     - enable: True
+    # a changed ruleset or unit reloads (ExecReload: one nft transaction); a restart would delete
+    # the table first (ExecStop) and leave the node without a filter for a moment
+    - reload: True
     - require:
       - file: proxytier-firewall-unit
     - watch:

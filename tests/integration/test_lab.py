@@ -818,9 +818,10 @@ def join_under_load(measure: Callable[[str, float], None]) -> config.Node:
     with tier.VipWatch() as watch, BackgroundLoad(old_vips, seconds=600, concurrency=3, timeout=5) as bg:
         time.sleep(1)
         t0 = time.monotonic()
-        node = cluster.add_node()  # the machine: booted, its minion's key accepted, its address in the mine
-        measure(f"join_{node.name}_boot_and_key", time.monotonic() - t0)
-        measure(f"join_{node.name}_key_to_serving", tier.join(node.name))
+        # the machine booted, its key accepted, its address in the mine; proxytier.orch.join; Prometheus
+        node, seconds = cluster.join_node()
+        measure(f"join_{node.name}_key_to_serving", seconds)
+        measure(f"join_{node.name}_boot_key_and_join", time.monotonic() - t0)
         wait_for(f"{node.name}'s own VIP", lambda: nodes.vip_holders().get(config.VIPS[-1]) == [node.name],
                  timeout=30)
         time.sleep(2)
@@ -881,8 +882,7 @@ def leave_under_load(name: str, measure: Callable[[str, float], None]) -> None:
     staying = [v for v in config.VIPS if v != own]
     with tier.VipWatch() as watch, BackgroundLoad(staying, seconds=600, concurrency=3, timeout=5) as bg:
         time.sleep(1)
-        measure(f"leave_{name}", tier.leave(name))
-        cluster.remove_node(name)
+        measure(f"leave_{name}", cluster.leave_node(name))
         time.sleep(2)
     result = bg.result
     assert result is not None and result.ok > 100, result

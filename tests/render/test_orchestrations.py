@@ -107,11 +107,14 @@ def test_join_of_a_minion_that_is_not_up_fails_naming_it(pillar: dict[str, Any])
 def test_leave_drains_hands_over_drops_it_then_retires_it() -> None:
     states = render("leave", {"node": "proxy2"}, ["proxy1", "proxy2", "proxy3"])
     assert short(run_order(states), "proxytier-leave-") == [
-        "sync", "drain", "release", "mine", "peers", "retire", "key"]
+        "sync", "drain", "release", "stop-vrrp", "mine", "peers", "retire", "key"]
     for step, name, arg in (("drain", "proxytier.member_state", ["proxy2", "drain"]),
                             ("release", "proxytier.handover", ["proxy2", "release"])):
         args = states[f"proxytier-leave-{step}"]["args"]
         assert (args["name"], args["tgt"], args["arg"]) == (name, "proxy*", arg)  # every HAProxy / keepalived
+    # its keepalived stops before its peers drop it: unheard, it would take every VIP
+    assert states["proxytier-leave-stop-vrrp"]["args"]["name"] == "proxytier.stop_vrrp"
+    assert states["proxytier-leave-stop-vrrp"]["args"]["tgt"] == "proxy2"
     assert states["proxytier-leave-mine"]["args"]["name"] == "mine.flush"
     assert states["proxytier-leave-mine"]["args"]["tgt"] == "proxy2"
     assert states["proxytier-leave-peers"]["args"]["tgt"] == "proxy1,proxy3"
@@ -125,7 +128,7 @@ def test_leave_stops_scraping_before_it_retires_and_may_keep_the_key() -> None:
     states = render("leave", {"node": "proxy2", "monitoring_tgt": "mon1", "delete_key": False},
                     ["proxy1", "proxy2"])
     assert short(run_order(states), "proxytier-leave-") == [
-        "sync", "drain", "release", "mine", "peers", "monitoring", "retire"]
+        "sync", "drain", "release", "stop-vrrp", "mine", "peers", "monitoring", "retire"]
 
 
 @pytest.mark.parametrize(("pillar", "up", "says"), [

@@ -10,7 +10,9 @@
     2. release: the node hands its VIPs to their next members (proxytier.handover NODE release:
        new connections to them are held back for a moment, the ones in flight finish, then its
        VRRP priority sinks and the peers take them). No other VIP moves.
-    3. the node's mine data is flushed: no model has it as a member from now on.
+    3. its keepalived stops (proxytier.stop_vrrp): once its peers drop it they stop sending it
+       adverts, and a keepalived that hears none takes every VIP it backs up (the mirror image of
+       a join). Then its mine data is flushed: no model has it as a member from now on.
     4. every other node converges: HAProxy drops its nginx, keepalived drops it as a peer (and
        the instance of its pool VIP, if any), the filter shuts it out.
     5. (pillar monitoring_tgt) the Prometheus minions re-read the mine: the node is no longer
@@ -68,12 +70,19 @@ proxytier-leave-release:
     - require:
       - salt: proxytier-leave-drain
 
+proxytier-leave-stop-vrrp:
+  salt.function:
+    - name: proxytier.stop_vrrp
+    - tgt: {{ node | json }}
+    - require:
+      - salt: proxytier-leave-release
+
 proxytier-leave-mine:
   salt.function:
     - name: mine.flush
     - tgt: {{ node | json }}
     - require:
-      - salt: proxytier-leave-release
+      - salt: proxytier-leave-stop-vrrp
 
 proxytier-leave-peers:
   salt.state:
