@@ -35,14 +35,24 @@ proxytier-firewall-service:
   service.running:
     - name: proxytier-filter
     - enable: True
-    # a changed ruleset or unit reloads (ExecReload: one nft transaction); a restart would delete
-    # the table first (ExecStop) and leave the node without a filter for a moment
     - reload: True
     - require:
       - file: proxytier-firewall-unit
-    - watch:
       - file: proxytier-firewall-rules
+    - watch:
       - file: proxytier-firewall-unit
+
+{#- A changed ruleset is loaded by nft from here, as one transaction (the file replaces the table:
+    no moment without a filter), not through the unit: a restart runs ExecStop (delete the table)
+    first, and in the lab's containers (systemd 252) starting or reloading this oneshot unit again
+    failed intermittently with status 219/CGROUP. The unit loads the file at boot. #}
+proxytier-firewall-load:
+  cmd.run:
+    - name: {{ ((pt.params.nft | quote) ~ " -f " ~ (pt.firewall.file | quote)) | yaml_dquote }}
+    - onchanges:
+      - file: proxytier-firewall-rules
+    - require:
+      - service: proxytier-firewall-service
 {%- else %}
 
 proxytier-firewall-service:
