@@ -898,7 +898,11 @@ def leave_under_load(name: str, measure: Callable[[str, float], None]) -> None:
     keys = json.loads(master.salt(["salt-key", "-L", "--out=json"], timeout=30, check=True).stdout)
     assert name not in keys["minions"], keys
     wait_for(f"Prometheus to stop scraping {name}", lambda: scraped_instances() == node_names(), timeout=30)
-    assert not promql(f'ALERTS{{instance="{name}", alertstate="firing"}}'), promql(f'ALERTS{{instance="{name}"}}')
+    # a planned leave raises nothing to act on: no target-down alert, no warning or critical one (the info
+    # ProxytierVRRPFailover may still fire from the node's own join: it became MASTER of its VIP then)
+    assert not promql(f'ALERTS{{instance="{name}", alertname=~"ProxytierExporterDown|ProxytierNoTargets"}}')
+    assert not promql(f'ALERTS{{instance="{name}", alertstate="firing", severity=~"warning|critical"}}'), \
+        promql(f'ALERTS{{instance="{name}"}}')
     assert_serving()
 
 
