@@ -810,6 +810,16 @@ def scraped_instances() -> set[str]:
     return {t["labels"]["instance"] for t in body["data"]["activeTargets"] if t["labels"].get("job") == prometheus.JOB}
 
 
+def assert_lost_nothing(event: str, result: Any, min_ok: int, watch: tier.VipWatch, vips: list[str]) -> None:
+    """After a join or leave under load: more than `min_ok` requests answered, 0 failed (recorded as
+    EVENT_failed_requests), and none of `vips` changed holder in any sample of `watch`."""
+    assert result is not None and result.ok > min_ok, result
+    print(f"{event} under load: {table(result)}; {len(watch.samples)} VIP samples")
+    MEASURED[f"{event}_failed_requests"] = result.failed
+    assert result.failed == 0, result.summary()
+    assert not watch.moves(vips), f"{event}: a VIP of a node that stays moved: {watch.moves(vips)[:10]}"
+
+
 def join_under_load(measure: Callable[[str, float], None]) -> config.Node:
     """Boot the next node, accept its key and run the formula's join while bounded load runs through every
     VIP of the tier; asserts 0 failed requests and that no VIP of the tier moved, even for a moment."""
@@ -825,12 +835,7 @@ def join_under_load(measure: Callable[[str, float], None]) -> config.Node:
         wait_for(f"{node.name}'s own VIP", lambda: nodes.vip_holders().get(config.VIPS[-1]) == [node.name],
                  timeout=30)
         time.sleep(2)
-    result = bg.result
-    assert result is not None and result.ok > 300, result
-    print(f"join of {node.name} under load: {table(result)}; {len(watch.samples)} VIP samples")
-    MEASURED[f"join_{node.name}_failed_requests"] = result.failed
-    assert result.failed == 0, result.summary()
-    assert not watch.moves(old_vips), f"a VIP of the tier moved during the join: {watch.moves(old_vips)[:10]}"
+    assert_lost_nothing(f"join_{node.name}", bg.result, 300, watch, old_vips)
     assert len(watch.samples) > 20, f"too few VIP samples to tell: {len(watch.samples)}"
     return node
 
@@ -884,12 +889,7 @@ def leave_under_load(name: str, measure: Callable[[str, float], None]) -> None:
         time.sleep(1)
         measure(f"leave_{name}", cluster.leave_node(name))
         time.sleep(2)
-    result = bg.result
-    assert result is not None and result.ok > 100, result
-    print(f"leave of {name} under load: {table(result)}; {len(watch.samples)} VIP samples")
-    MEASURED[f"leave_{name}_failed_requests"] = result.failed
-    assert result.failed == 0, result.summary()
-    assert not watch.moves(staying), f"a VIP of a staying node moved: {watch.moves(staying)[:10]}"
+    assert_lost_nothing(f"leave_{name}", bg.result, 100, watch, staying)
     assert own not in nodes.vip_holders() and all(
         own not in nodes.ipv4_addresses(n) for n in config.NODES), f"{own} is still held"
     for other in config.NODES:
