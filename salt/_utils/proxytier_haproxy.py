@@ -54,12 +54,13 @@ ON_ERROR = ("mark-down", "sudden-death", "fail-check", "fastinter", "none")
 
 def haproxy(
     raw: dict[str, Any], sites: list[dict[str, Any]], members: list[dict[str, str]], vips: list[str], health_path: str,
-    crt_lists: dict[str, str] | None = None,
+    crt_lists: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """proxytier:haproxy (merged with its defaults) and the sites -> HAProxy's model.
-    crt_lists: {port group name: crt-list path} of the shared TLS ports."""
+    crt_lists: the crt-lists of the shared TLS ports ({"group", "path", ...})."""
     path: tuple[Any, ...] = ("haproxy",)
     groups = port_groups(sites)
+    lists = {c["group"]: c["path"] for c in crt_lists or []}
     return {
         "monitor_port": port(raw["monitor_port"], (*path, "monitor_port")),
         "maxconn": None
@@ -74,7 +75,7 @@ def haproxy(
         "check": _check(raw["check"]),
         "extra": extra(raw["extra"], (*path, "extra")),
         "frontends": [
-            _frontend(g["sites"][0], vips) if len(g["sites"]) == 1 else _shared_frontend(g, vips, crt_lists or {})
+            _frontend(g["sites"][0], vips) if len(g["sites"]) == 1 else _shared_frontend(g, vips, lists)
             for g in groups
         ],
         "backends": [

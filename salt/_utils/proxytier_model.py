@@ -170,9 +170,7 @@ def build_model(
     nginx_cfg, haproxy_cfg, exporter_cfg = cfg["nginx"], cfg["haproxy"], cfg["exporter"]
     check_path = health_path(nginx_cfg["health_path"])
     instances = vrrp_.instances(vip_list, found, vrrp, minion_id)
-    pools = upstreams(cfg["upstreams"])
-    site_list = sites(cfg["sites"], params, file_exists, pools)
-    crt_lists = _crt_lists(site_list, params)
+    pools, site_list, crt_lists = _sites(cfg, params, file_exists)
     status_port = port(nginx_cfg["status_port"], ("nginx", "status_port"))
     exp = exporter(exporter_cfg, me["address"], vip_addrs, status_port, params)
     taken = _listener_ports(haproxy_cfg, status_port, exp, site_list)
@@ -202,9 +200,7 @@ def build_model(
             # rolling changes hold a node's priority down through this file (proxytier.handover)
             "hold_file": params.get("vrrp_hold_file", "/run/proxytier-vrrp-hold"),
         },
-        "haproxy": haproxy(
-            haproxy_cfg, site_list, found, vip_addrs, check_path, {c["group"]: c["path"] for c in crt_lists}
-        ),
+        "haproxy": haproxy(haproxy_cfg, site_list, found, vip_addrs, check_path, crt_lists),
         "nginx": nginx(
             nginx_cfg, site_list, me["address"], [m["address"] for m in found] + vip_addrs,
             previous=nginx_previous, taken=taken, pools=pools,
@@ -221,13 +217,19 @@ def build_model(
     }
 
 
-def _crt_lists(site_list: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
-    """One crt-list per TLS port shared by several sites -> [{"group", "path", "lines"}]."""
+def _sites(
+    cfg: dict[str, Any], params: dict[str, Any], file_exists: Callable[[str], bool]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The named pools, the sites (which route to them) and one crt-list per TLS port shared by
+    several sites ({"group", "path", "lines"})."""
+    pools = upstreams(cfg["upstreams"])
+    site_list = sites(cfg["sites"], params, file_exists, pools)
     tls_dir = params.get("tls_dir", "/etc/haproxy/proxytier-tls")
-    return [
+    crt_lists = [
         {"group": g["name"], **crt_list(g, tls_dir)}
         for g in port_groups(site_list) if len(g["sites"]) > 1 and g["sites"][0]["tls"]
     ]
+    return pools, site_list, crt_lists
 
 
 def _vips_and_members(
