@@ -287,3 +287,19 @@ def test_certificate_files_on_the_node_are_left_to_haproxys_check() -> None:
 def test_error_messages_name_the_key_path_style() -> None:
     msg = rejects(tier(WWW, {**SHOP, "nginx_port": 8081}), "proxytier:sites:1:nginx_port")
     assert re.match(r"proxytier:sites:1:nginx_port = 8081: .*proxytier:sites:0:nginx_port is 8080", msg), msg
+
+
+def test_the_readme_example_is_a_working_tier() -> None:
+    """README's "Many sites on one port" pillar (with real certificates for its "...") builds."""
+    import yaml
+    from formula import ROOT
+
+    text = (ROOT / "README.md").read_text().split("### Many sites on one port", 1)[1]
+    example = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])["proxytier"]
+    names = {"www": ["www.example.com", "example.com"], "shop": ["*.shop.example.com"], "api": ["api.example.com"]}
+    for site in example["sites"]:
+        site["tls"]["certificate"], site["tls"]["key"] = make_cert(names[site["name"]], "ec")
+    m = build_model({**example_pillar(), **example}, "proxy1")
+    assert [fe["name"] for fe in m["haproxy"]["frontends"]] == ["fe_port443"]
+    assert [r["upstream"] for r in m["nginx"]["sites"][2]["routes"]] == ["pool_api", "pool_web"]
+    assert m["nginx"]["misdirected"]
