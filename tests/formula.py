@@ -56,5 +56,6 @@ _env = jinja2.Environment(
 )
 
 
-def render(template: str, pt: dict[str, Any]) -> str:
-    return _env.get_template(template).render(pt=pt)
+def render(template: str, pt: dict[str, Any], **context: Any) -> str:
+    """A template rendered with the model as `pt` (and any other context its state passes)."""
+    return _env.get_template(template).render(pt=pt, **context)

@@ -2,6 +2,11 @@
 global settings, timeouts and health checks, one frontend per site binding every VIP, and one
 backend per site with every member's nginx as a server (the server name is the member id).
 
+Sites sharing a port (routed by host name) share one frontend and one backend named after the
+port (``fe_port443``/``be_port443``, proxytier_sites.port_groups): HAProxy passes Host unchanged
+and nginx picks the site; on a TLS port the bind loads a crt-list (proxytier_tls.crt_list) so each
+SNI name gets its site's certificate.
+
 Facts used (FIELD-NOTES): `observe layer4 error-limit N on-error MODE` marks a server by live
 traffic; `option dontlog-normal` logs only abnormal requests.
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxytier_schema import choice, duration, extra, integer, join_hostport, port
+from proxytier_sites import port_groups
 
 HAPROXY_DEFAULTS: dict[str, Any] = {
     "monitor_port": 8405,
@@ -47,10 +53,14 @@ ON_ERROR = ("mark-down", "sudden-death", "fail-check", "fastinter", "none")
 
 
 def haproxy(
-    raw: dict[str, Any], sites: list[dict[str, Any]], members: list[dict[str, str]], vips: list[str], health_path: str
+    raw: dict[str, Any], sites: list[dict[str, Any]], members: list[dict[str, str]], vips: list[str], health_path: str,
+    crt_lists: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """proxytier:haproxy (merged with its defaults) and the sites -> HAProxy's model."""
+    """proxytier:haproxy (merged with its defaults) and the sites -> HAProxy's model.
+    crt_lists: the crt-lists of the shared TLS ports ({"group", "path", ...})."""
     path: tuple[Any, ...] = ("haproxy",)
+    groups = port_groups(sites)
+    lists = {c["group"]: c["path"] for c in crt_lists or []}
     return {
         "monitor_port": port(raw["monitor_port"], (*path, "monitor_port")),
         "maxconn": None
@@ -64,8 +74,15 @@ def haproxy(
         "timeouts": {k: duration(v, (*path, "timeouts", k)) for k, v in raw["timeouts"].items()},
         "check": _check(raw["check"]),
         "extra": extra(raw["extra"], (*path, "extra")),
-        "frontends": [_frontend(s, vips) for s in sites],
-        "backends": [_backend(s, members, health_path) for s in sites],
+        "frontends": [
+            _frontend(g["sites"][0], vips) if len(g["sites"]) == 1 else _shared_frontend(g, vips, lists)
+            for g in groups
+        ],
+        "backends": [
+            _backend(g["sites"][0], members, health_path) if len(g["sites"]) == 1
+            else _shared_backend(g, members, health_path)
+            for g in groups
+        ],
     }
 
 
@@ -111,4 +128,34 @@ def _backend(s: dict[str, Any], members: list[dict[str, str]], health_path: str)
         "servers": [{"name": m["id"], "address": join_hostport(m["address"], s["nginx_port"])} for m in members],
         "extra": s["extra"]["backend"],
         "server_extra": " ".join(s["extra"]["server"]),
+    }
+
+
+def _shared_frontend(g: dict[str, Any], vips: list[str], crt_lists: dict[str, str]) -> dict[str, Any]:
+    """The one frontend of sites sharing a port: they agree on port, TLS port, redirect and client
+    address (check_groups); their `extra.frontend` lines go here in site order."""
+    first = g["sites"][0]
+    binds = [{"address": join_hostport(v, first["port"]), "tls": False} for v in vips]
+    if first["tls"]:
+        binds += [{"address": join_hostport(v, first["tls"]["port"]), "tls": True, "crt_list": crt_lists[g["name"]]}
+                  for v in vips]
+    return {
+        "name": f"fe_{g['name']}",
+        "backend": f"be_{g['name']}",
+        "binds": binds,
+        "tls": bool(first["tls"]),
+        "redirect_http": bool(first["tls"] and first["tls"]["redirect_http"]),
+        "client_address": first["client_address"],
+        "extra": [line for s in g["sites"] for line in s["extra"]["frontend"]],
+    }
+
+
+def _shared_backend(g: dict[str, Any], members: list[dict[str, str]], health_path: str) -> dict[str, Any]:
+    """Every member's nginx on the port's one nginx port, checked at nginx's own health path."""
+    first = g["sites"][0]
+    return {
+        **_backend(first, members, health_path),
+        "name": f"be_{g['name']}",
+        "extra": [line for s in g["sites"] for line in s["extra"]["backend"]],
+        "server_extra": " ".join(line for s in g["sites"] for line in s["extra"]["server"]),
     }

@@ -31,7 +31,8 @@ from proxytier_schema import (
     unit_name,
     user_name,
 )
-from proxytier_sites import check_ports, sites
+from proxytier_sites import check_ports, port_groups, sites, upstreams
+from proxytier_tls import crt_list
 
 #: the kind of each OS parameter (parameters/*.yaml, overridden by proxytier:lookup) that reaches a
 #: config file, a unit file or a command: "path" (absolute, safe characters), "glob" (a path with
@@ -125,6 +126,7 @@ DEFAULTS: dict[str, Any] = {
     "nginx": NGINX_DEFAULTS,
     "exporter": EXPORTER_DEFAULTS,
     "sites": [],
+    "upstreams": [],
 }
 
 
@@ -168,7 +170,7 @@ def build_model(
     nginx_cfg, haproxy_cfg, exporter_cfg = cfg["nginx"], cfg["haproxy"], cfg["exporter"]
     check_path = health_path(nginx_cfg["health_path"])
     instances = vrrp_.instances(vip_list, found, vrrp, minion_id)
-    site_list = sites(cfg["sites"], params, file_exists)
+    pools, site_list, crt_lists = _sites(cfg, params, file_exists)
     status_port = port(nginx_cfg["status_port"], ("nginx", "status_port"))
     exp = exporter(exporter_cfg, me["address"], vip_addrs, status_port, params)
     taken = _listener_ports(haproxy_cfg, status_port, exp, site_list)
@@ -198,10 +200,10 @@ def build_model(
             # rolling changes hold a node's priority down through this file (proxytier.handover)
             "hold_file": params.get("vrrp_hold_file", "/run/proxytier-vrrp-hold"),
         },
-        "haproxy": haproxy(haproxy_cfg, site_list, found, vip_addrs, check_path),
+        "haproxy": haproxy(haproxy_cfg, site_list, found, vip_addrs, check_path, crt_lists),
         "nginx": nginx(
             nginx_cfg, site_list, me["address"], [m["address"] for m in found] + vip_addrs,
-            previous=nginx_previous, taken=taken,
+            previous=nginx_previous, taken=taken, pools=pools,
         ),
         "tls_files": [
             s["tls"]["file"] if with_secrets else _digest(s["tls"]["file"])
@@ -210,7 +212,24 @@ def build_model(
         "exporter": exp,
         "systemd_dropins": systemd_dropins(params, instances),
         "firewall": firewall(found, site_list, params),
+        # the crt-lists of shared TLS ports (paths and host names, no key), only when there are some
+        **({"crt_lists": crt_lists} if crt_lists else {}),
     }
+
+
+def _sites(
+    cfg: dict[str, Any], params: dict[str, Any], file_exists: Callable[[str], bool]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The named pools, the sites (which route to them) and one crt-list per TLS port shared by
+    several sites ({"group", "path", "lines"})."""
+    pools = upstreams(cfg["upstreams"])
+    site_list = sites(cfg["sites"], params, file_exists, pools)
+    tls_dir = params.get("tls_dir", "/etc/haproxy/proxytier-tls")
+    crt_lists = [
+        {"group": g["name"], **crt_list(g, tls_dir)}
+        for g in port_groups(site_list) if len(g["sites"]) > 1 and g["sites"][0]["tls"]
+    ]
+    return pools, site_list, crt_lists
 
 
 def _vips_and_members(

@@ -1,6 +1,13 @@
 """nginx's part of the model (proxytier:nginx and each site's server block and upstream): nginx
 listens on the node's own address (never a VIP), trusts X-Forwarded-For / PROXY v2 only from the
 tier's HAProxies (members and VIPs), and balances each site over its application backends.
+
+Sites sharing a port (routed by host name) are server blocks on one nginx port, told apart by
+``server_name`` (nginx prefers an exact name to a wildcard by itself). A Host no site of the port
+claims is answered ``421 Misdirected Request`` by the port's ``default_server`` (unless a site is
+the port's `default`): RFC 9110 15.5.20, the status that tells a client (an HTTP/2 client that
+reuses one connection for every name its certificate covers, RFC 9113 9.1.1) to retry on a new
+connection, instead of serving it some site it did not ask for.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ import re
 from typing import Any
 
 from proxytier_schema import extra, fail, integer, join_hostport, port
+from proxytier_sites import port_groups
 
 NGINX_DEFAULTS: dict[str, Any] = {
     "worker_processes": "auto",
@@ -35,6 +43,7 @@ def nginx(
     trusted: list[str],
     previous: dict[str, list[int]] | None = None,
     taken: set[int] | None = None,
+    pools: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """proxytier:nginx (merged with its defaults) and the sites -> nginx's model for this node.
 
@@ -42,9 +51,27 @@ def nginx(
     A site whose nginx port changed keeps listening on its previous port too (`listen_also`) until
     the next apply: the HAProxies of the tier switch to the new port one node at a time, and
     until the last one has, some still send to the old port. Ports in `taken` (another listener of
-    the new configuration) are never kept."""
+    the new configuration) are never kept. Sites sharing a port keep the union of their ports.
+
+    pools: proxytier:upstreams (proxytier_sites.upstreams), rendered as upstreams ``pool_<name>``.
+    The keys `upstreams` (pools) and `misdirected` (the 421 servers) are there only when the
+    pillar has pools or host-routed ports, and a site's `server_names`, `default_server` and
+    `routes` only when it has hosts or routes: a pillar without them has the model it always had."""
     path: tuple[Any, ...] = ("nginx",)
-    return {
+    pools = pools or []
+    kept: dict[str, list[int]] = {}
+    misdirected = []
+    for g in port_groups(sites):
+        ports = sorted({p for s in g["sites"] for p in _kept_ports(s, previous or {}, taken or set())})
+        kept.update({s["name"]: ports for s in g["sites"]})
+        if g["hosts"] and g["default"] is None:
+            first = g["sites"][0]
+            misdirected.append({
+                "listen": join_hostport(my_address, first["nginx_port"]),
+                "listen_also": [join_hostport(my_address, p) for p in ports],
+                "proxy_protocol": first["client_address"] == "proxy_v2",
+            })
+    out = {
         "worker_processes": _worker_processes(raw["worker_processes"]),
         "worker_connections": integer(
             raw["worker_connections"], (*path, "worker_connections"), 16, 1_000_000, "worker_connections"
@@ -53,10 +80,22 @@ def nginx(
         "health_path": health_path(raw["health_path"]),
         "real_ip_from": trusted,
         "extra": extra(raw["extra"], (*path, "extra")),
-        "sites": [_site(s, my_address, _kept_ports(s, previous or {}, taken or set())) for s in sites],
+        "sites": [_site(s, my_address, kept[s["name"]], {p["name"]: p for p in pools}) for s in sites],
         # what the node records once the apply succeeded: the next apply's `previous`
         "ports_record": {s["name"]: [s["nginx_port"]] for s in sites},
     }
+    if pools:  # named pools (proxytier:upstreams) routes send to
+        out["upstreams"] = [
+            {"name": pool_upstream(p["name"]), "servers": p["servers"], "keepalive": p["keepalive"]} for p in pools
+        ]
+    if misdirected:  # per host-routed nginx port without a default site: 421 for unclaimed Host names
+        out["misdirected"] = misdirected
+    return out
+
+
+def pool_upstream(pool: str) -> str:
+    """The nginx upstream of a named pool (a site's own pool is ``up_<site>``: no clash)."""
+    return f"pool_{pool}"
 
 
 def _kept_ports(site: dict[str, Any], previous: dict[str, list[int]], taken: set[int]) -> list[int]:
@@ -73,10 +112,11 @@ def _worker_processes(value: Any) -> str:
     return str(integer(value, ("nginx", "worker_processes"), 1, 1024, "worker_processes ('auto' or)"))
 
 
-def _site(s: dict[str, Any], my_address: str, kept: list[int]) -> dict[str, Any]:
-    return {
+def _site(s: dict[str, Any], my_address: str, kept: list[int], pools: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out = {
         "name": s["name"],
-        "upstream": f"up_{s['name']}",
+        # the site's own pool (its backends: the route '/'); None when a route '/' goes to a named pool
+        "upstream": f"up_{s['name']}" if s["servers"] else None,
         "listen": join_hostport(my_address, s["nginx_port"]),
         "listen_also": [join_hostport(my_address, p) for p in kept],
         "proxy_protocol": s["client_address"] == "proxy_v2",
@@ -85,4 +125,25 @@ def _site(s: dict[str, Any], my_address: str, kept: list[int]) -> dict[str, Any]
         "timeouts": s["timeouts"],
         "next_upstream_tries": s["next_upstream_tries"],
         "extra": {k: s["extra"][k] for k in ("location", "upstream")},
+    }
+    if s["hosts"]:
+        out["server_names"] = s["hosts"]
+        out["default_server"] = s["default"]
+    if s["routes"]:
+        out["routes"] = [_route(r, pools[r["upstream"]]) for r in s["routes"]]
+    return out
+
+
+def _route(r: dict[str, Any], pool: dict[str, Any]) -> dict[str, Any]:
+    """A path prefix as nginx locations: ``/api`` is ``location = /api`` plus ``location /api/``
+    (so /api and /api/... match, /apiary does not); ``/`` is ``location /``. Longest prefix wins
+    (nginx's own rule for prefix locations), whatever the order."""
+    root = r["path"] == "/"
+    return {
+        "path": r["path"],
+        "exact": None if root else r["path"],
+        "prefix": "/" if root else r["path"] + "/",
+        "upstream": pool_upstream(pool["name"]),
+        "timeouts": pool["timeouts"],
+        "next_upstream_tries": pool["next_upstream_tries"],
     }

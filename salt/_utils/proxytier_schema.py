@@ -60,6 +60,10 @@ DNS_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 #: %HH, sub-delims, ':' '@' '/' '?'), without ' and ';' (a quote and a separator in the
 #: configs' grammars): one word of printable ASCII, which is how `http-check send uri` reads it
 REQUEST_TARGET_RE = re.compile(r"/([A-Za-z0-9\-._~!$&()*+,=:@/?]|%[0-9A-Fa-f]{2})*")
+#: one segment of a route's path prefix as nginx compares it with the (decoded, normalised) request
+#: path: RFC 3986 pchar without '%' (nginx decodes %HH before matching, so a location never matches
+#: an encoded character), without ' and ';' (a quote and a separator in nginx's grammar)
+ROUTE_SEGMENT_RE = re.compile(r"[A-Za-z0-9\-._~!$&()*+,=:@]+")
 
 
 #: other top-level pillar keys the formula validates with these validators: a path that starts with
@@ -235,6 +239,45 @@ def request_target(value: Any, path: Path) -> str:
         raise fail(
             path, value, "expected a URL path like /healthz (optionally ?query): printable ASCII letters, digits "
             "and -._~!$&()*+,=:@/?, %HH for anything else; no space, '#', quote, '\\' or ';'",
+        )
+    return value
+
+
+def host_name(value: Any, path: Path) -> str:
+    """A name a site answers to, as nginx's ``server_name`` and an HAProxy crt-list SNI filter both
+    read it: an exact name (``www.example.com``) or a wildcard of one leading label
+    (``*.example.com``), of RFC 1123 labels (letters, digits, inner '-', 1..63 each, 253 in all),
+    no trailing dot, the last label not all digits (an address is not a host name). Returned in
+    lower case (Host and SNI compare case-insensitively)."""
+    text = value.lower() if isinstance(value, str) else None
+    name_part = text[2:] if text is not None and text.startswith("*.") else text
+    labels = name_part.split(".") if name_part is not None else []
+    if (
+        text is None or len(text) > 253 or not labels
+        or not all(DNS_LABEL_RE.fullmatch(label) for label in labels)
+        or re.fullmatch(r"[0-9]+", labels[-1])
+    ):
+        raise fail(
+            path, value, "expected a host name like www.example.com or a wildcard like *.example.com (one "
+            "leading '*.' only): labels of letters, digits and inner '-' (1..63 each, 253 in all), no "
+            "trailing dot, not an IP address",
+        )
+    return text
+
+
+def route_path(value: Any, path: Path) -> str:
+    """A route's path prefix as nginx matches it: '/' alone, or '/' then segments of RFC 3986 path
+    characters (letters, digits, -._~!$&()*+,=:@), no '%' (nginx matches the decoded path), no
+    query, no empty, '.' or '..' segment and no trailing '/' (``/api`` covers ``/api`` and
+    ``/api/...``)."""
+    segments = value[1:].split("/") if isinstance(value, str) and value.startswith("/") else None
+    if value == "/":
+        return value
+    if segments is None or not all(ROUTE_SEGMENT_RE.fullmatch(s) and s not in (".", "..") for s in segments):
+        raise fail(
+            path, value, "expected a path prefix like /api: '/' then segments of letters, digits and "
+            "-._~!$&()*+,=:@ (no '%', '?', '//', '.' or '..' segments, no trailing '/'; /api matches /api "
+            "and /api/... but not /apiary)",
         )
     return value
 

@@ -40,7 +40,7 @@ proxytier-haproxy-service:
       - cmd: proxytier-systemd-daemon-reload
     - watch:
       - file: proxytier-haproxy-config
-{%- for f in pt.tls_files %}
+{%- for f in pt.tls_files + (pt.crt_lists | default([])) %}
       - file: proxytier-tls-{{ f.path }}
 {%- endfor %}
 

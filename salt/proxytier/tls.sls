@@ -38,6 +38,33 @@ proxytier-tls-{{ f.path }}:
       - test: proxytier-tls-files
 {%- endfor %}
 
+{#- The crt-lists of TLS ports shared by several sites (routed by host name): paths and SNI names
+    only (no key material), rendered from the model. Each staged file is loaded by HAProxy itself
+    (check-haproxy-crt --list) once the certificates it names are in place, before it replaces the
+    live one; haproxy -c then checks the staged haproxy.cfg that binds with it (proxytier.check). #}
+{%- for c in pt.crt_lists | default([]) %}
+
+proxytier-tls-{{ c.path }}:
+  file.managed:
+    - name: {{ c.path }}
+    - source: salt://{{ tplroot }}/templates/crt-list.jinja
+    - template: jinja
+    - context:
+        crt_list: {{ c | json }}
+    - user: root
+    - group: root
+    - mode: "0600"
+    - check_cmd: {{ ((pt.params.libexec_dir ~ "/check-haproxy-crt") | quote ~ " --list") | yaml_dquote }}
+    - require:
+      - file: proxytier-tls-dir
+      - file: proxytier-common-check-haproxy-crt
+{%- for f in pt.tls_files %}
+      - file: proxytier-tls-{{ f.path }}
+{%- endfor %}
+    - require_in:
+      - test: proxytier-tls-files
+{%- endfor %}
+
 {#- Every certificate is in place (the HAProxy check and reload wait for this). #}
 proxytier-tls-files:
   test.nop:

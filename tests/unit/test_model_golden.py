@@ -20,6 +20,8 @@ GOLDEN = ROOT / "tests" / "golden" / "model"
 PILLARS = {
     "lab-static": ROOT / "tests" / "pillar" / "lab-static.sls",
     "pillar-example": ROOT / "pillar.example",
+    # many sites on ports 80 and 443 by host name, named pools, a path route (fixture certificates valid until 9999)
+    "vhosts": ROOT / "tests" / "pillar" / "vhosts.sls",
     **{f"kitchen-{p.stem}": p for p in sorted((ROOT / "tests" / "kitchen" / "pillar").glob("*.sls"))},
 }
 LAB = ROOT / "pillar" / "proxytier.sls"  # members from the mine, a VIP per member from the pool

@@ -30,7 +30,8 @@ def test_every_schema_key_is_documented() -> None:
     schema = set()
     for defaults in (proxytier_model.DEFAULTS, proxytier_sites.SITE_DEFAULTS, proxytier_tls.TLS_DEFAULTS,
                      proxytier_sites.BACKEND_DEFAULTS, proxytier_vrrp.VIP_DEFAULTS, proxytier_members.MEMBER_DEFAULTS,
-                     proxytier_members.MINE_DEFAULTS):
+                     proxytier_members.MINE_DEFAULTS, proxytier_sites.UPSTREAM_DEFAULTS,
+                     proxytier_sites.ROUTE_DEFAULTS):
         schema |= keys(defaults)
     missing = sorted(k for k in schema if not re.search(rf"^\s*(#\s*)?(- )?{re.escape(k)}:", TEXT, re.M))
     assert not missing, f"pillar.example does not document: {missing}"

@@ -1,0 +1,87 @@
+"""Many sites on one port: three sites routed by host name share VIP ports 80 (redirected to
+HTTPS) and 443 (one wildcard site, one with two names), two named upstream pools and an /api route.
+Every node's configs are accepted by the real daemons (nginx -t, haproxy -c with the crt-list,
+keepalived -t), with fresh certificates made here (RSA and ECDSA, SAN and wildcard)."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from formula import FORMULA, ROOT, render
+from tlsgen import make_cert
+
+from .test_render import check, render_node
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(b) for b in ("nginx", "haproxy", "keepalived", "unshare")),
+    reason="needs nginx, haproxy, keepalived and unshare (make test installs them)",
+)
+
+VHOSTS = ROOT / "tests" / "pillar" / "vhosts.sls"
+CERTS = {"www": (["www.example.com", "example.com"], "rsa"), "shop": (["*.shop.example.com"], "ec"),
+         "api": (["api.example.com"], "ec")}
+
+
+@pytest.fixture(scope="module")
+def pillar() -> dict[str, Any]:
+    """The vhosts pillar with certificates made now (the fixture's are the golden model's)."""
+    p = yaml.safe_load(VHOSTS.read_text())["proxytier"]
+    for site in p["sites"]:
+        names, kind = CERTS[site["name"]]
+        site["tls"]["certificate"], site["tls"]["key"] = make_cert(names, kind)
+    return p
+
+
+def write_crt_lists(model: dict[str, Any]) -> list[Path]:
+    """Each crt-list as tls.sls writes it (the template, with the model's entry as context), 0600."""
+    out = []
+    for c in model["crt_lists"]:
+        path = Path(c["path"])
+        path.write_text(render("crt-list.jinja", model, crt_list=c))
+        path.chmod(0o600)
+        out.append(path)
+    return out
+
+
+@pytest.mark.parametrize("default", [None, "www"])
+def test_daemons_accept_shared_ports_on_every_node(pillar: dict[str, Any], default: str | None,
+                                                   tmp_path: Path) -> None:
+    p = copy.deepcopy(pillar)
+    for site in p["sites"]:
+        site["default"] = site["name"] == default
+    for node in ("proxy1", "proxy2", "proxy3"):
+        model, paths = render_node(p, node, tmp_path)
+        lists = write_crt_lists(model)
+        assert [c.name for c in lists] == ["port443.crt-list"]
+        for name, path in paths.items():
+            res = check(name, path, model["node"]["address"])
+            assert res.returncode == 0, f"{name} rejected {node}'s config:\n{res.stdout}{res.stderr}"
+        res = subprocess.run([str(FORMULA / "files" / "check-haproxy-crt"), "--list", str(lists[0])],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        haproxy = paths["haproxy"].read_text()
+        nginx = paths["nginx"].read_text()
+        assert f"ssl crt-list {lists[0]} alpn h2,http/1.1" in haproxy
+        assert "frontend fe_port443" in haproxy and "backend be_port443" in haproxy
+        assert "http-request redirect scheme https code 301 unless { ssl_fc }" in haproxy
+        first = lists[0].read_text().splitlines()[4]  # after the 4 comment lines: the default certificate
+        assert first == f"{tmp_path}/{default or 'www'}.pem [alpn h2,http/1.1] !*"
+        assert "server_name *.shop.example.com;" in nginx and "server_name www.example.com example.com;" in nginx
+        assert "location = /api {" in nginx and "location /api/ {" in nginx
+        assert ("return 421;" in nginx) is (default is None)
+
+
+def test_crt_list_check_refuses_a_missing_certificate(tmp_path: Path) -> None:
+    """The crt-list's check_cmd lets HAProxy load it: a line naming no file is refused."""
+    crt_list = tmp_path / "port443.crt-list"
+    crt_list.write_text(f"{tmp_path}/missing.pem [alpn h2,http/1.1] www.example.com\n")
+    res = subprocess.run([str(FORMULA / "files" / "check-haproxy-crt"), "--list", str(crt_list)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0
+    assert "missing.pem" in res.stderr
