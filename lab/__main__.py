@@ -1,4 +1,4 @@
-"""python -m lab {up,down,status,demo,load,apply,add-node,remove-node}: the lab's command line (run as root)."""
+"""python -m lab {up,down,status,demo,load,apply,add-node,remove-node,vhosts}: the lab's command line (run as root)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from lab import cluster, config, master, nodes, prometheus, tier
+from lab import cluster, config, master, nodes, prometheus, tier, vhosts
 from lab.load import run_load, table
 from lab.sh import LabError, log, step
 
@@ -62,7 +62,19 @@ def demo(count: int | None = None) -> None:
         print(f"{vip:<15} {','.join(holders[vip]):<9} {result.by_target[vip]}")
     print()
     print(table(result))
+    show_vhosts()
     print(HOW_TO)
+
+
+def show_vhosts() -> None:
+    """Many sites on the same VIPs: apply the lab's host-routed sites, print one line per host name."""
+    with step("many sites on the same VIPs: 3 sites routed by host name on 80 and 443 (TLS by SNI)", "1 min"):
+        _, cafile = vhosts.enable()
+    print(f"\nhttps://<host>/lab through the {len(config.VIPS)} VIPs (certificates verified against the lab CA, "
+          f"{cafile}):")
+    print("\n".join(vhosts.routing_table(cafile)))
+    print(f"  curl --cacert {cafile} --resolve www.example.com:443:{config.VIPS[0]} https://www.example.com/lab")
+    print("  back to the one site of pillar/: .venv/bin/python -m lab vhosts --off")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("remove-node", help="run the formula's leave orchestration for NODE, then power it off"
                    ).add_argument("node")
     sub.add_parser("apply", help="salt 'proxy*' state.apply against the lab")
+    sub.add_parser("vhosts", help="apply 3 host-routed sites with TLS by SNI, show who answers each host name"
+                   ).add_argument("--off", action="store_true", help="back to the checkout's pillar")
     p_leader = sub.add_parser("leader", help="host pid of a node's init (for nsenter -t PID -a)")
     p_leader.add_argument("node")
     p_load = sub.add_parser("load", help="bounded load through the VIPs (or --target)")
@@ -111,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.leave_node(args.node)
         elif args.cmd == "apply":
             return state_apply(visible=True)[0]
+        elif args.cmd == "vhosts":
+            if args.off:
+                vhosts.disable()
+            else:
+                show_vhosts()
         elif args.cmd == "leader":
             print(nodes.leader(config.node(args.node)))
         elif args.cmd == "load":

@@ -13,6 +13,8 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -67,8 +69,31 @@ class LoadResult:
         )
 
 
-def _one(conn: http.client.HTTPConnection, path: str) -> dict[str, str]:
-    conn.request("GET", path, headers={"User-Agent": "proxytier-lab-load"})
+class SNIConnection(http.client.HTTPSConnection):
+    """HTTPS to a lab address with a host name for SNI (http.client would send the address, which is
+    no SNI at all); the Host header is the caller's."""
+
+    def __init__(self, address: str, sni: str, context: ssl.SSLContext, timeout: float, port: int = 443) -> None:
+        super().__init__(config.check_lab_address(address), port, timeout=timeout, context=context)
+        self._sni, self._ctx = sni, context
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._ctx.wrap_socket(raw, server_hostname=self._sni)
+
+
+def insecure_context() -> ssl.SSLContext:
+    """TLS without verification, ALPN http/1.1: for load, where certificates are checked elsewhere."""
+    ctx = ssl._create_unverified_context()
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def _one(conn: http.client.HTTPConnection, path: str, host: str | None = None) -> dict[str, str]:
+    headers = {"User-Agent": "proxytier-lab-load"}
+    if host:
+        headers["Host"] = host
+    conn.request("GET", path, headers=headers)
     resp = conn.getresponse()
     body = resp.read()
     if resp.status != 200:
@@ -90,15 +115,20 @@ def run_load(
     port: int = 80,
     path: str = "/lab",
     stop: threading.Event | None = None,
+    hosts: list[str] | None = None,
+    tls: bool = False,
 ) -> LoadResult:
     """Send at most `requests` requests for at most `seconds` (hard caps apply), round robin over targets.
 
     `stop` ends the run early (for load that runs "during" something). Targets must be lab addresses.
+    `hosts`: Host names sent in turn (request i: hosts[i % len]); with `tls` (give port 443) over HTTPS
+    with that name as SNI, the certificate not verified (lab.vhosts checks certificates).
     """
     targets = [config.check_lab_address(t) for t in (targets or config.VIPS)]
     requests = max(1, min(requests, MAX_REQUESTS))
     seconds = max(0.1, min(seconds, MAX_SECONDS))
     stop = stop or threading.Event()
+    context = insecure_context() if tls else None
     result = LoadResult()
     lock = threading.Lock()
     counter = iter(range(requests))
@@ -113,18 +143,23 @@ def run_load(
             if i is None:
                 break
             target = targets[i % len(targets)]
-            conn = conns.get(target)
+            host = hosts[(i // len(targets)) % len(hosts)] if hosts else None
+            key = f"{target} {host}"
+            conn = conns.get(key)
             if conn is None or new_connection:
-                conn = http.client.HTTPConnection(target, port, timeout=timeout)
-                conns[target] = conn
+                if tls:
+                    conn = SNIConnection(target, host or target, context, timeout, port)
+                else:
+                    conn = http.client.HTTPConnection(target, port, timeout=timeout)
+                conns[key] = conn
             start = time.monotonic()
             try:
-                doc = _one(conn, path)
+                doc = _one(conn, path, host)
                 ok, err = True, ""
             except Exception as e:
                 doc, ok, err = {}, False, type(e).__name__ + (f" {e}" if isinstance(e, RuntimeError) else "")
                 conn.close()
-                conns.pop(target, None)
+                conns.pop(key, None)
             if new_connection:
                 conn.close()
             end = time.monotonic()

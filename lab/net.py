@@ -87,6 +87,14 @@ def backend_health(be: config.Backend) -> bool:
         return resp.status == 200 and json.load(resp).get("backend") == be.name
 
 
+def backend_health_ok(be: config.Backend) -> bool:
+    """backend_health() that answers False instead of raising when the backend is not there."""
+    try:
+        return backend_health(be)
+    except OSError:
+        return False
+
+
 def backend_down(be: config.Backend) -> None:
     pid = read_pidfile(backend_pidfile(be.name))
     if pid:

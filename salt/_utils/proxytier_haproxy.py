@@ -17,6 +17,7 @@ from typing import Any
 
 from proxytier_schema import choice, duration, extra, integer, join_hostport, port
 from proxytier_sites import port_groups
+from proxytier_tls import alpn
 
 HAPROXY_DEFAULTS: dict[str, Any] = {
     "monitor_port": 8405,
@@ -107,13 +108,15 @@ def _check(raw: dict[str, Any]) -> dict[str, Any]:
 def _frontend(s: dict[str, Any], vips: list[str]) -> dict[str, Any]:
     binds = [{"address": join_hostport(v, s["port"]), "tls": False} for v in vips]
     if s["tls"]:
-        binds += [{"address": join_hostport(v, s["tls"]["port"]), "tls": True, "crt": s["tls"]["crt"]} for v in vips]
+        binds += [{"address": join_hostport(v, s["tls"]["port"]), "tls": True, "crt": s["tls"]["crt"],
+                   "alpn": alpn(s["tls"])} for v in vips]
     return {
         "name": f"fe_{s['name']}",
         "backend": f"be_{s['name']}",
         "binds": binds,
         "tls": bool(s["tls"]),
         "redirect_http": bool(s["tls"] and s["tls"]["redirect_http"]),
+        "hsts": s["tls"]["hsts"] if s["tls"] else None,
         "client_address": s["client_address"],
         "extra": s["extra"]["frontend"],
     }
@@ -137,14 +140,15 @@ def _shared_frontend(g: dict[str, Any], vips: list[str], crt_lists: dict[str, st
     first = g["sites"][0]
     binds = [{"address": join_hostport(v, first["port"]), "tls": False} for v in vips]
     if first["tls"]:
-        binds += [{"address": join_hostport(v, first["tls"]["port"]), "tls": True, "crt_list": crt_lists[g["name"]]}
-                  for v in vips]
+        binds += [{"address": join_hostport(v, first["tls"]["port"]), "tls": True, "crt_list": crt_lists[g["name"]],
+                   "alpn": alpn(first["tls"])} for v in vips]
     return {
         "name": f"fe_{g['name']}",
         "backend": f"be_{g['name']}",
         "binds": binds,
         "tls": bool(first["tls"]),
         "redirect_http": bool(first["tls"] and first["tls"]["redirect_http"]),
+        "hsts": first["tls"]["hsts"] if first["tls"] else None,
         "client_address": first["client_address"],
         "extra": [line for s in g["sites"] for line in s["extra"]["frontend"]],
     }

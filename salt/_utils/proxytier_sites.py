@@ -256,6 +256,8 @@ SHARED = (
     (("tls",), "TLS on or off"),
     (("tls", "port"), "one TLS port"),
     (("tls", "redirect_http"), "one redirect_http (one HAProxy frontend)"),
+    (("tls", "http2"), "one http2 (one ALPN list on the port's bind)"),
+    (("tls", "hsts"), "one hsts (one HAProxy frontend)"),
 )
 
 

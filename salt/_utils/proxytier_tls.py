@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from proxytier_schema import ProxytierError, abs_path, boolean, fail, key, merge, port
+from proxytier_schema import ProxytierError, abs_path, boolean, fail, integer, key, merge, port
 
 TLS_DEFAULTS: dict[str, Any] = {
     "port": 443,
@@ -26,7 +26,13 @@ TLS_DEFAULTS: dict[str, Any] = {
     "certificate_file": None,
     "key_file": None,
     "redirect_http": False,
+    "http2": True,
+    "hsts": None,
 }
+HSTS_DEFAULTS: dict[str, Any] = {"max_age": 31536000, "include_subdomains": False}
+#: RFC 6797 6.1.1: max-age is delta-seconds; 0 tells browsers to forget the policy. Two years is the
+#: largest value the preload list asks for; more is refused as a likely typo (milliseconds)
+HSTS_MAX_AGE = 63072000
 
 #: one PEM block (RFC 7468): BEGIN and END with the same label, optional RFC 1421 headers
 #: (``Proc-Type: 4,ENCRYPTED`` of a legacy encrypted key), then base64 lines
@@ -87,7 +93,12 @@ def tls(
             "or certificate_file and key_file (paths on the node)"
         )
     tls_port = port(t["port"], (*path, "port"))
-    redirect = boolean(t["redirect_http"], (*path, "redirect_http"))
+    common = {
+        "port": tls_port,
+        "redirect_http": boolean(t["redirect_http"], (*path, "redirect_http")),
+        "http2": boolean(t["http2"], (*path, "http2")),
+        "hsts": hsts(t["hsts"], (*path, "hsts")),
+    }
     if inline:
         cert_what = "PEM certificates (-----BEGIN CERTIFICATE-----), the site's first, then its chain"
         certs = pem_blocks(t["certificate"], (*path, "certificate"), ("CERTIFICATE",), cert_what, False)
@@ -102,7 +113,7 @@ def tls(
         pem = "\n".join(certs + keys) + "\n"
         crt_path = f"{tls_dir}/{site}.pem"
         written = {"path": crt_path, "contents": pem}
-        return {"port": tls_port, "redirect_http": redirect, "crt": crt_path, "file": written}
+        return {**common, "crt": crt_path, "file": written}
     for k in ("certificate_file", "key_file"):
         value = abs_path(t[k], (*path, k))
         if not file_exists(value):
@@ -114,7 +125,27 @@ def tls(
             t["key_file"],
             f"HAProxy looks for the key in the certificate file or at {crt}.key; put it there or use PEM text",
         )
-    return {"port": tls_port, "redirect_http": redirect, "crt": crt, "file": None}
+    return {**common, "crt": crt, "file": None}
+
+
+def hsts(raw: Any, path: tuple[Any, ...]) -> str | None:
+    """tls.hsts -> the Strict-Transport-Security header value HAProxy adds to HTTPS responses, or None
+    (off, the default). `raw`: None/False, True (the defaults: max_age one year), or {"max_age":
+    seconds 0..HSTS_MAX_AGE, "include_subdomains": bool}. RFC 6797 6.1: ``max-age=N`` and, when asked,
+    ``includeSubDomains``; sent on HTTPS only (a UA ignores it over plain HTTP, 8.1)."""
+    if raw is None or raw is False:
+        return None
+    h = merge(HSTS_DEFAULTS, {} if raw is True else raw, path)
+    max_age = integer(h["max_age"], (*path, "max_age"), 0, HSTS_MAX_AGE, "max_age (seconds)")
+    value = f"max-age={max_age}"
+    if boolean(h["include_subdomains"], (*path, "include_subdomains")):
+        value += "; includeSubDomains"
+    return value
+
+
+def alpn(t: dict[str, Any]) -> str:
+    """The ALPN protocols HAProxy offers on a TLS bind (RFC 7301): HTTP/2 first unless tls.http2 is off."""
+    return "h2,http/1.1" if t["http2"] else "http/1.1"
 
 
 def covers(pattern: str, host: str) -> bool:
@@ -188,10 +219,6 @@ def _validity(cert: Any) -> tuple[datetime.datetime, datetime.datetime]:
     return cert.not_valid_before.replace(tzinfo=utc), cert.not_valid_after.replace(tzinfo=utc)
 
 
-#: ALPN on every line of a crt-list (a line's [sslbindconf] overrides the bind line's settings)
-CRT_LIST_OPTIONS = "[alpn h2,http/1.1]"
-
-
 def crt_list(group: dict[str, Any], tls_dir: str) -> dict[str, Any]:
     """The crt-list HAProxy binds a shared TLS port with (``bind ... ssl crt-list <path>``) ->
     {"path": <tls_dir>/<group name>.crt-list, "lines": [...]}: paths and host names only, no key.
@@ -208,6 +235,8 @@ def crt_list(group: dict[str, Any], tls_dir: str) -> dict[str, Any]:
     the site nginx will route the request to."""
     members = [s for s in group["sites"] if s["tls"]]
     default = group["default"] or members[0]
-    lines = [f"{default['tls']['crt']} {CRT_LIST_OPTIONS} !*"]
-    lines += [f"{s['tls']['crt']} {CRT_LIST_OPTIONS} {' '.join(s['hosts'])}" for s in members]
+    # ALPN on every line: a line's [sslbindconf] overrides the bind line's settings
+    options = f"[alpn {alpn(default['tls'])}]"
+    lines = [f"{default['tls']['crt']} {options} !*"]
+    lines += [f"{s['tls']['crt']} {options} {' '.join(s['hosts'])}" for s in members]
     return {"path": f"{tls_dir}/{group['name']}.crt-list", "lines": lines}

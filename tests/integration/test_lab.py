@@ -27,9 +27,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab import chaos, cluster, config, master, net, nodecheck, nodes, prometheus, spoof, tier
+from lab import chaos, cluster, config, master, net, nodecheck, nodes, prometheus, spoof, tier, vhosts
 from lab.load import BackgroundLoad, run_load, table
 from lab.sh import run, wait_for
+from lab.tlsgen import make_cert
 
 MEASURED: dict[str, float] = {}
 
@@ -577,6 +578,75 @@ def test_5g_a_minion_outside_the_allow_list_becomes_no_member(clean_pillar) -> N
         nodes.exec_(victim, ["systemctl", "stop", "proxytier-rogue-minion"], check=False)
         master.salt(["salt-key", "-y", "-d", "proxy-rogue"], timeout=30)
         apply_ok()
+
+
+class TestManySitesOnTheVips:
+    """Three sites routed by host name share every VIP's 80 and 443 (lab.vhosts): certificates by SNI
+    (a chain from the lab CA, verified with the host name), pools by Host and path, the redirect,
+    HSTS, HTTP/2 by ALPN, 421 for a Host no site claims; then a renewal and a new site under load."""
+
+    @pytest.fixture(scope="class")
+    def sites(self, lab: None) -> Iterator[tuple[vhosts.Certs, str]]:
+        tier.clear_pillar_override()
+        try:
+            yield vhosts.enable()
+        finally:
+            vhosts.disable()
+
+    def test_5i_each_host_name_gets_its_certificate_and_its_pool_through_every_vip(self, sites) -> None:
+        certs, cafile = sites
+        answered_by: set[str] = set()
+        for vip in config.VIPS:
+            for host, (site, pool) in vhosts.HOSTS.items():
+                where = f"{host} via {vip}"
+                hs = vhosts.handshake(vip, host, cafile)  # OpenSSL verifies the chain and the host name
+                assert hs.serial == certs.serial(site), f"{where}: not {site}'s certificate ({hs.names})"
+                assert hs.alpn == "h2" and hs.version in ("TLSv1.2", "TLSv1.3"), f"{where}: {hs}"
+                for _ in range(len(config.NODES)):
+                    a = vhosts.https_get(vip, host, "/lab", cafile)
+                    assert a.status == 200 and a.doc.get("host") == host, f"{where}: {a}"
+                    assert a.doc["backend"] in vhosts.POOLS[pool], f"{where}: {a.doc['backend']} is not in {pool}"
+                    assert a.headers.get("strict-transport-security") == vhosts.HSTS, f"{where}: {a.headers}"
+                    answered_by.add(config.NODE_BY_ADDRESS.get(a.doc["peer"], a.doc["peer"]))
+                version, status, doc = vhosts.h2_get(vip, host, cafile)
+                assert (version, status) == ("2", 200) and doc["backend"] in vhosts.POOLS[pool], f"{where}: h2"
+                plain = vhosts.http_get(vip, host, "/lab?x=1")
+                assert (plain.status, plain.headers.get("location")) == (301, f"https://{host}/lab?x=1"), where
+            api = [vhosts.https_get(vip, vhosts.API_HOST, path, cafile) for path in ("/api", "/api/v1/items")]
+            assert {a.doc["backend"] for a in api} <= set(vhosts.POOLS["api"]), [a.doc for a in api]
+            not_api = vhosts.https_get(vip, vhosts.API_HOST, "/apiary", cafile)
+            assert not_api.doc["backend"] in vhosts.POOLS["web"], not_api.doc
+            unclaimed = vhosts.https_get(vip, vhosts.UNCLAIMED_HOST)
+            assert unclaimed.status == 421 and not unclaimed.doc, f"{vip}: {unclaimed}"
+            # no SNI at all: the default certificate (the first site's, as no site is `default`)
+            assert vhosts.handshake(vip, None, None).serial == certs.serial("www")
+        assert answered_by == node_names(), f"nginx nodes that answered: {answered_by}"
+
+    def test_5j_a_certificate_renewal_and_a_new_site_under_load_fail_nothing(self, sites, measure) -> None:
+        certs, cafile = sites
+        renewed = vhosts.Certs(certs.ca, {**certs.sites, "www": make_cert(["www.example.com", "example.com"], "ec",
+                                                                           issuer=certs.ca)})
+        blog, _ = vhosts.new_site(certs, "blog", "blog.example.com")
+        with BackgroundLoad(config.VIPS, seconds=300, concurrency=3, timeout=5, port=443, tls=True,
+                            hosts=list(vhosts.HOSTS)) as bg:
+            time.sleep(1)
+            t0 = time.monotonic()
+            tier.write_pillar(vhosts.pillar(renewed, [blog]))
+            apply_ok()
+            measure("vhosts_renewal_and_new_site_apply", time.monotonic() - t0)
+            for vip in config.VIPS:
+                hs = vhosts.handshake(vip, "www.example.com", cafile)
+                assert hs.serial == renewed.serial("www"), f"{vip} still serves the old www certificate"
+                assert vhosts.handshake(vip, "blog.example.com", cafile).names == ["blog.example.com"]
+                new = vhosts.https_get(vip, "blog.example.com", "/lab", cafile)
+                assert new.status == 200 and new.doc["backend"] in vhosts.POOLS["web"], f"{vip}: {new}"
+            time.sleep(1)
+        result = bg.result
+        assert result is not None
+        print(f"HTTPS load over {len(vhosts.HOSTS)} host names during the apply: {table(result)}")
+        assert result.total > 100, result.summary()
+        assert result.failed == 0, result.summary()
+        assert set(result.by_backend) == {b for p in ("web", "shop") for b in vhosts.POOLS[p]}, table(result)
 
 
 def test_5b_vrrp_blocked_between_nodes_is_split_brain_then_heals(measure) -> None:

@@ -42,6 +42,7 @@ proxytier:
       tls:
         port: 443
         redirect_http: true
+        hsts: {max_age: 31536000}
         certificate: |
           -----BEGIN CERTIFICATE-----
           MIIC7zCCAdegAwIBAgIUXdk5Hl8NMV7yYZOxTvcTuH638h4wDQYJKoZIhvcNAQEL
@@ -99,6 +100,7 @@ proxytier:
       tls:
         port: 443
         redirect_http: true
+        hsts: {max_age: 31536000}
         certificate: |
           -----BEGIN CERTIFICATE-----
           MIIBXzCCAQWgAwIBAgIUC19lCg0r0kyqFBKHot896g8jHsgwCgYIKoZIzj0EAwIw
@@ -128,6 +130,7 @@ proxytier:
       tls:
         port: 443
         redirect_http: true
+        hsts: {max_age: 31536000}
         certificate: |
           -----BEGIN CERTIFICATE-----
           MIIBVjCB/KADAgECAhQbDX8/qNnWRzTw1scPnV5+IlgTbjAKBggqhkjOPQQDAjAa

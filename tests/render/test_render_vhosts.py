@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 from formula import FORMULA, ROOT, render
-from tlsgen import make_cert
+
+from lab.tlsgen import make_cert
 
 from .test_render import check, render_node
 
@@ -70,6 +71,8 @@ def test_daemons_accept_shared_ports_on_every_node(pillar: dict[str, Any], defau
         assert f"ssl crt-list {lists[0]} alpn h2,http/1.1" in haproxy
         assert "frontend fe_port443" in haproxy and "backend be_port443" in haproxy
         assert "http-request redirect scheme https code 301 unless { ssl_fc }" in haproxy
+        assert 'http-response set-header Strict-Transport-Security "max-age=31536000" if { ssl_fc }' in haproxy
+        assert "ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:" in haproxy
         first = lists[0].read_text().splitlines()[4]  # after the 4 comment lines: the default certificate
         assert first == f"{tmp_path}/{default or 'www'}.pem [alpn h2,http/1.1] !*"
         assert "server_name *.shop.example.com;" in nginx and "server_name www.example.com example.com;" in nginx

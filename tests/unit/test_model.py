@@ -90,7 +90,8 @@ def test_tls_inline_and_files() -> None:
     m = build_model(p, "proxy1", params={"tls_dir": "/etc/haproxy/proxytier-tls"}, with_secrets=True)
     assert m["tls_files"] == [{"path": "/etc/haproxy/proxytier-tls/app.pem", "contents": cert + key}]
     binds = m["haproxy"]["frontends"][0]["binds"]
-    assert binds[-1] == {"address": "198.18.0.101:443", "tls": True, "crt": "/etc/haproxy/proxytier-tls/app.pem"}
+    assert binds[-1] == {"address": "198.18.0.101:443", "tls": True, "crt": "/etc/haproxy/proxytier-tls/app.pem",
+                         "alpn": "h2,http/1.1"}
     p["sites"][0]["tls"] = {"certificate_file": "/etc/ssl/app.pem", "key_file": "/etc/ssl/app.pem.key"}
     m = build_model(p, "proxy1", file_exists=lambda path: True)
     assert m["tls_files"] == [] and m["haproxy"]["frontends"][0]["binds"][-1]["crt"] == "/etc/ssl/app.pem"

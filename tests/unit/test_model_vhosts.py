@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from formula import ProxytierError, build_model, example_pillar
 from proxytier_tls import covers
-from tlsgen import make_cert, make_key
+
+from lab.tlsgen import make_cert, make_key
 
 BACKEND = ["198.18.0.21:8080"]
 
@@ -126,6 +127,44 @@ def test_tls_on_and_off_and_tls_ports_must_agree(certs: dict[str, tuple[str, str
             "proxytier:sites:1:tls:port", "proxytier:sites:0:tls:port")
     rejects(tier(with_tls(WWW, certs["www"]), with_tls(SHOP, certs["shop"], redirect_http=True)),
             "proxytier:sites:1:tls:redirect_http", "proxytier:sites:0:tls:redirect_http")
+    rejects(tier(with_tls(WWW, certs["www"]), with_tls(SHOP, certs["shop"], http2=False)),
+            "proxytier:sites:1:tls:http2", "proxytier:sites:0:tls:http2")
+    rejects(tier(with_tls(WWW, certs["www"]), with_tls(SHOP, certs["shop"], hsts=True)),
+            "proxytier:sites:1:tls:hsts", "proxytier:sites:0:tls:hsts")
+
+
+def test_http2_is_offered_by_alpn_unless_turned_off(certs: dict[str, tuple[str, str]]) -> None:
+    on = build_model(tier(with_tls(WWW, certs["www"]), with_tls(SHOP, certs["shop"])), "proxy1")
+    off = build_model(tier(with_tls(WWW, certs["www"], http2=False), with_tls(SHOP, certs["shop"], http2=False)),
+                      "proxy1")
+    for m, protocols in ((on, "h2,http/1.1"), (off, "http/1.1")):
+        assert {b["alpn"] for b in m["haproxy"]["frontends"][0]["binds"] if b["tls"]} == {protocols}
+        assert all(f"[alpn {protocols}]" in line for line in m["crt_lists"][0]["lines"])
+    alone = build_model(tier({"name": "app", "tls": {"certificate": certs["www"][0], "key": certs["www"][1],
+                                                      "http2": False}}), "proxy1")
+    assert [b["alpn"] for b in alone["haproxy"]["frontends"][0]["binds"] if b["tls"]] == ["http/1.1"] * 3
+
+
+@pytest.mark.parametrize(("hsts", "header"), [
+    (None, None), (False, None), (True, "max-age=31536000"), ({"max_age": 0}, "max-age=0"),
+    ({"max_age": 600, "include_subdomains": True}, "max-age=600; includeSubDomains"),
+])
+def test_hsts_is_one_header_value_on_the_ports_frontend(
+        certs: dict[str, tuple[str, str]], hsts: Any, header: str | None) -> None:
+    m = build_model(tier(with_tls(WWW, certs["www"], hsts=hsts), with_tls(SHOP, certs["shop"], hsts=hsts)), "proxy1")
+    assert m["haproxy"]["frontends"][0]["hsts"] == header
+
+
+@pytest.mark.parametrize(("hsts", "key", "words"), [
+    ({"max_age": -1}, "hsts:max_age", "0..63072000"),
+    ({"max_age": 31536000000}, "hsts:max_age", "0..63072000"),
+    ({"max_age": "1y"}, "hsts:max_age", "whole number"),
+    ({"include_subdomains": "yes"}, "hsts:include_subdomains", "true or false"),
+    ({"preload": True}, "hsts:preload", "unknown key"),
+    ("max-age=1", "hsts", "mapping"),
+])
+def test_bad_hsts_is_refused(certs: dict[str, tuple[str, str]], hsts: Any, key: str, words: str) -> None:
+    rejects(tier(with_tls(WWW, certs["www"], hsts=hsts)), f"proxytier:sites:0:tls:{key}", words)
 
 
 def test_a_site_named_like_a_shared_port_is_refused() -> None:
