@@ -22,6 +22,7 @@ How to use the lab
   Grow / shrink the tier:        .venv/bin/python -m lab add-node       (boots proxyN, accepts its key,
                                      salt-run state.orchestrate proxytier.orch.join pillar='{{"node": "proxyN"}}')
                                  .venv/bin/python -m lab remove-node proxyN   (proxytier.orch.leave, power off)
+  Many sites on the VIPs:         .venv/bin/python -m lab vhosts [--off]   (3 host-routed sites, TLS by SNI)
   A shell on a node:             nsenter -t $(.venv/bin/python -m lab leader proxy1) -a /bin/bash
   Pillar served to the nodes:    pillar/ of this checkout (override a file by copying it into
                                  {config.PILLAR_OVERRIDE}/ and editing the copy)

@@ -29,6 +29,7 @@ def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
                     "peer": self.client_address[0],
                     "x_forwarded_for": self.headers.get("X-Forwarded-For"),
                     "x_real_ip": self.headers.get("X-Real-IP"),
+                    "x_forwarded_proto": self.headers.get("X-Forwarded-Proto"),
                     "host": self.headers.get("Host"),
                     "method": self.command,
                     "path": self.path,

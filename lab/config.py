@@ -53,6 +53,14 @@ class Backend:
     def veth(self) -> str:
         return f"ptl-{self.name}"
 
+    @property
+    def mac(self) -> str:
+        """The backend's interface MAC, fixed by its address (locally administered): a backend stopped
+        and started again keeps it, so the nodes' neighbour caches stay right. A new random MAC left
+        them sending to the old one until neighbour unreachability detection ran (seconds of 504s)."""
+        a, b, c, d = (int(x) for x in self.address.split("."))
+        return f"02:70:{a:02x}:{b:02x}:{c:02x}:{d:02x}"
+
 
 EXPORTER_PORT = 8408  # proxytier:exporter:port default of the formula
 

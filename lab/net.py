@@ -59,7 +59,7 @@ def backend_up(be: config.Backend) -> None:
     BACKEND_DIR.mkdir(parents=True, exist_ok=True)
     backend_down(be)
     run(["ip", "netns", "add", be.netns])
-    run(["ip", "link", "add", be.veth, "type", "veth", "peer", "name", "eth0", "netns", be.netns])
+    run(["ip", "link", "add", be.veth, "type", "veth", "peer", "name", "eth0", "address", be.mac, "netns", be.netns])
     no_ipv6(be.veth)
     run(["ip", "link", "set", be.veth, "master", config.BRIDGE, "up"])
     ns = ["ip", "netns", "exec", be.netns]

@@ -140,6 +140,32 @@ def upstream_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
     )
 
 
+def site_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    """Per site (exporter label `site`: the pillar's site names, __unclaimed__ for a Host no site claims)."""
+    requests = f"proxytier_nginx_site_requests_total{{{SEL}}}"
+    buckets = f"proxytier_nginx_site_request_duration_seconds_bucket{{{SEL}}}"
+    return (
+        d.with_row(dashboard.Row("Sites"))
+        .with_panel(graph(
+            "Site requests by status",
+            "Requests nginx answered for each site (routed by Host name, or owning its port), by status class; "
+            "__unclaimed__ is every Host no site claims (421 from nginx), one series whatever the names.",
+            "reqps", [Query(f"sum by (site, status_class) (rate({requests}[{RATE}]))",
+                            "{{site}} {{status_class}}")], width=8, stack=True))
+        .with_panel(graph(
+            "Site 5xx ratio",
+            "Share of each site's requests answered with 5xx.",
+            "percentunit",
+            [Query(f'sum by (site) (rate(proxytier_nginx_site_requests_total{{{SEL}, status_class="5xx"}}'
+                   f"[{RATE}])) / sum by (site) (rate({requests}[{RATE}]))", "{{site}}")], width=8, minimum=0))
+        .with_panel(graph(
+            "Site latency",
+            "Request time seen by nginx per site ($request_time), quantiles over all selected nodes.",
+            "s", [Query(f"histogram_quantile({q}, sum by (site, le) (rate({buckets}[{RATE}])))",
+                        f"{{{{site}}}} p{round(q * 100)}") for q in (0.5, 0.95, 0.99)], width=8))
+    )
+
+
 def backend_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
     distinct_states = f"count by (proxy, server, state) (haproxy_server_status{{{SEL}}} == 1)"
     return (
@@ -198,7 +224,8 @@ def build() -> dashboard.Dashboard:
     d = new_dashboard(UID, "proxytier / Tier overview",
                       "Failover health, traffic and capacity of a proxytier tier (keepalived, HAProxy, nginx).",
                       multi_instance=True)
-    for row in (failover_row, vrrp_row, capacity_row, upstream_row, backend_row, nginx_row, exporter_row):
+    for row in (failover_row, vrrp_row, capacity_row, site_row, upstream_row, backend_row, nginx_row,
+                exporter_row):
         d = row(d)
     return d
 

@@ -7,7 +7,10 @@ readers (the other is the keepalived notify FIFO), both for event streams that c
 
 Label cardinality is bounded: the `upstream` label is nginx's `$proxy_host` (the upstream block name for
 `proxy_pass http://NAME`), at most `max_upstreams` distinct values, later ones counted as `__other__`;
-the status is reduced to its class (1xx..5xx, other).
+the status is reduced to its class (1xx..5xx, other). The `site` label is the log field `site`, which
+the formula's nginx configuration maps from the server block that answered (`$server_port
+$server_name`) to the site's name, so its values are the pillar's site names, never a client's Host:
+a Host no site claims is counted under `__unclaimed__`; the same bound applies.
 
 Upstreams removed from nginx's configuration: the exporter does not read nginx's configuration, so it
 cannot know when an upstream is gone; an upstream that has sent no line for `idle_expiry` seconds (one
@@ -38,7 +41,8 @@ from proxytier_exporter.core import describe_names
 from proxytier_exporter.streams import StreamReader
 
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-OVERFLOW_UPSTREAM = "__other__"
+OVERFLOW_LABEL = "__other__"  # label value of what is over the bound (upstream, site)
+UNCLAIMED_SITE = "__unclaimed__"  # label value of requests for a Host no site claims (nginx's 421 server)
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 SYSTEMD_FD_NAME = "nginx-access"
 REQUIRED_FIELDS = ("status", "request_time", "upstream", "upstream_status")  # of log_format proxytier_json
@@ -58,6 +62,7 @@ class AccessLogEntry:
     status_class: str
     request_time: float | None  # $request_time, seconds
     tries: int  # upstream attempts: entries in $upstream_status (0 when not proxied)
+    site: str | None = None  # log field site: the proxytier site; "" no site claims the Host; None no field
 
 
 def _text(fields: dict[str, object], key: str) -> str:
@@ -76,7 +81,9 @@ def parse_datagram(data: bytes) -> AccessLogEntry:
 
     Raises MalformedLine, saying what is wrong, unless it is a syslog line (`<PRI>`) carrying one
     complete JSON object with every field the exporter reads (`REQUIRED_FIELDS`, strings, as
-    `log_format proxytier_json` writes them). A datagram cut anywhere is not complete JSON.
+    `log_format proxytier_json` writes them). A datagram cut anywhere is not complete JSON. The
+    field `site` is optional (a configuration from before it existed): without it the line counts
+    in no per-site series.
     """
     if not data.startswith(b"<"):
         raise MalformedLine("not a syslog datagram (no <PRI>)")
@@ -100,11 +107,81 @@ def parse_datagram(data: bytes) -> AccessLogEntry:
         request_time = None
     upstream_status = _text(fields, "upstream_status")
     tries = len([part for part in upstream_status.replace(":", ",").split(",") if part.strip()])
-    return AccessLogEntry(_text(fields, "upstream"), status_class(_text(fields, "status")), request_time, tries)
+    site = fields.get("site")
+    return AccessLogEntry(_text(fields, "upstream"), status_class(_text(fields, "status")), request_time, tries,
+                          site if isinstance(site, str) else None)
+
+
+class _Series:
+    """Requests by (label value, status class), a latency histogram and a last-seen time per value of
+    one label, at most `cap` values (later ones under OVERFLOW_LABEL). Not thread-safe: AccessLogStats
+    holds its lock around every call."""
+
+    def __init__(self, cap: int, buckets: tuple[float, ...]):
+        self.cap = cap
+        self.buckets = buckets
+        self.last_seen: dict[str, float] = {}
+        self.requests: dict[tuple[str, str], int] = {}
+        self.bucket_counts: dict[str, list[int]] = {}  # per value, one per bound plus +Inf
+        self.sums: dict[str, float] = {}
+
+    def observe(self, value: str, klass: str, request_time: float | None, now: float) -> str:
+        """Count one request under `value` (or the overflow value) -> the value it was counted under."""
+        if value not in self.last_seen and len(self.last_seen) >= self.cap:
+            value = OVERFLOW_LABEL
+        self.last_seen[value] = now
+        self.requests[(value, klass)] = self.requests.get((value, klass), 0) + 1
+        if request_time is not None:
+            counts = self.bucket_counts.setdefault(value, [0] * (len(self.buckets) + 1))
+            index = next((i for i, bound in enumerate(self.buckets) if request_time <= bound), len(self.buckets))
+            counts[index] += 1
+            self.sums[value] = self.sums.get(value, 0.0) + request_time
+        return value
+
+    def expire(self, cutoff: float) -> list[str]:
+        """Forget the values last seen before `cutoff` -> them."""
+        gone = [value for value, seen in self.last_seen.items() if seen < cutoff]
+        for value in gone:
+            del self.last_seen[value]
+            self.bucket_counts.pop(value, None)
+            self.sums.pop(value, None)
+            for key in [key for key in self.requests if key[0] == value]:
+                del self.requests[key]
+        return gone
+
+    def snapshot(self) -> tuple[dict[tuple[str, str], int], dict[str, list[int]], dict[str, float]]:
+        return dict(self.requests), {v: list(c) for v, c in self.bucket_counts.items()}, dict(self.sums)
+
+
+def _requests_family(name: str, documentation: str, label: str,
+                     requests: dict[tuple[str, str], int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label, "status_class"])
+    for (value, klass), count in sorted(requests.items()):
+        family.add_metric([value, klass], count)
+    return family
+
+
+def _histogram_family(name: str, documentation: str, label: str, buckets: tuple[float, ...],
+                      bucket_counts: dict[str, list[int]], sums: dict[str, float]) -> HistogramMetricFamily:
+    histogram = HistogramMetricFamily(name, documentation, labels=[label])
+    bounds = [floatToGoString(bound) for bound in buckets] + ["+Inf"]
+    for value, counts in sorted(bucket_counts.items()):
+        cumulative, running = [], 0
+        for bound, count in zip(bounds, counts, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        histogram.add_metric([value], cumulative, sums[value])
+    return histogram
 
 
 class AccessLogStats:
-    """Cumulative counters and histograms over every line received; thread-safe."""
+    """Cumulative counters and histograms over every line received; thread-safe.
+
+    Two views of the same lines: per upstream (proxied requests only, label `upstream`) and per site
+    (every request a site's server block or the 421 server answered, label `site`; lines without the
+    `site` field count in neither the site series nor UNCLAIMED_SITE). Each label has at most
+    `max_upstreams` values plus OVERFLOW_LABEL, and values idle for `idle_expiry` seconds are dropped.
+    """
 
     METRIC_NAMES = (
         "proxytier_nginx_access_log_lines_total",
@@ -112,6 +189,8 @@ class AccessLogStats:
         "proxytier_nginx_upstream_requests_total",
         "proxytier_nginx_upstream_retries_total",
         "proxytier_nginx_upstream_request_duration_seconds",
+        "proxytier_nginx_site_requests_total",
+        "proxytier_nginx_site_request_duration_seconds",
     )
 
     def __init__(
@@ -121,21 +200,20 @@ class AccessLogStats:
         idle_expiry: float = DEFAULT_IDLE_EXPIRY,
         clock: Callable[[], float] = time.monotonic,
     ):
-        """`idle_expiry`: seconds without a line after which an upstream's series are dropped."""
+        """`max_upstreams`: values per label (upstream, site); `idle_expiry`: seconds without a line after
+        which a value's series are dropped."""
         self.max_upstreams = max_upstreams
         self.buckets = tuple(sorted(buckets))
         self.idle_expiry = idle_expiry
         self._clock = clock
         self._lock = threading.Lock()
-        self._last_seen: dict[str, float] = {}
         self._malformed_logged = float("-inf")
         self._malformed_unlogged = 0
         self._lines = 0
         self._malformed = 0
-        self._requests: dict[tuple[str, str], int] = {}
+        self._upstreams = _Series(max_upstreams, self.buckets)
+        self._sites = _Series(max_upstreams, self.buckets)
         self._retries: dict[str, int] = {}
-        self._bucket_counts: dict[str, list[int]] = {}  # per upstream, one per bound plus +Inf
-        self._sums: dict[str, float] = {}
 
     def observe_datagram(self, data: bytes, truncated: bool = False) -> None:
         """Count one datagram; `truncated` when the socket cut it (MSG_TRUNC). A malformed one counts in
@@ -160,42 +238,29 @@ class AccessLogStats:
     def observe(self, entry: AccessLogEntry) -> None:
         with self._lock:
             self._lines += 1
+            now = self._clock()
+            if entry.site is not None:
+                self._sites.observe(entry.site or UNCLAIMED_SITE, entry.status_class, entry.request_time, now)
             if not entry.upstream:
                 return
-            upstream = entry.upstream
-            if upstream not in self._retries and len(self._retries) >= self.max_upstreams:
-                upstream = OVERFLOW_UPSTREAM
-            self._last_seen[upstream] = self._clock()
-            key = (upstream, entry.status_class)
-            self._requests[key] = self._requests.get(key, 0) + 1
+            upstream = self._upstreams.observe(entry.upstream, entry.status_class, entry.request_time, now)
             self._retries[upstream] = self._retries.get(upstream, 0) + max(entry.tries - 1, 0)
-            if entry.request_time is not None:
-                counts = self._bucket_counts.setdefault(upstream, [0] * (len(self.buckets) + 1))
-                index = next((i for i, bound in enumerate(self.buckets) if entry.request_time <= bound),
-                             len(self.buckets))
-                counts[index] += 1
-                self._sums[upstream] = self._sums.get(upstream, 0.0) + entry.request_time
 
     def _expire(self) -> None:
-        """Forget upstreams idle for longer than idle_expiry (caller holds the lock)."""
+        """Forget upstreams and sites idle for longer than idle_expiry (caller holds the lock)."""
         cutoff = self._clock() - self.idle_expiry
-        for upstream in [name for name, seen in self._last_seen.items() if seen < cutoff]:
-            del self._last_seen[upstream]
+        for upstream in self._upstreams.expire(cutoff):
             self._retries.pop(upstream, None)
-            self._bucket_counts.pop(upstream, None)
-            self._sums.pop(upstream, None)
-            for key in [key for key in self._requests if key[0] == upstream]:
-                del self._requests[key]
+        self._sites.expire(cutoff)
 
     def families(self) -> Iterator[Metric]:
-        """The counters and histograms as metric families, after dropping idle upstreams."""
+        """The counters and histograms as metric families, after dropping idle upstreams and sites."""
         with self._lock:
             self._expire()
             lines, malformed = self._lines, self._malformed
-            requests = dict(self._requests)
+            requests, bucket_counts, sums = self._upstreams.snapshot()
+            site_requests, site_buckets, site_sums = self._sites.snapshot()
             retries = dict(self._retries)
-            bucket_counts = {name: list(counts) for name, counts in self._bucket_counts.items()}
-            sums = dict(self._sums)
         yield CounterMetricFamily(
             "proxytier_nginx_access_log_lines_total",
             "Access-log datagrams received from nginx on the syslog socket.", value=lines,
@@ -204,15 +269,12 @@ class AccessLogStats:
             "proxytier_nginx_access_log_malformed_total",
             "Received datagrams that were not proxytier_json access-log lines.", value=malformed,
         )
-        family = CounterMetricFamily(
+        yield _requests_family(
             "proxytier_nginx_upstream_requests_total",
             "Proxied requests by upstream (log field upstream = $proxy_host) and status class of the "
             "response to the client (log field status).",
-            labels=["upstream", "status_class"],
+            "upstream", requests,
         )
-        for (upstream, klass), count in sorted(requests.items()):
-            family.add_metric([upstream, klass], count)
-        yield family
         family = CounterMetricFamily(
             "proxytier_nginx_upstream_retries_total",
             "Extra upstream attempts (proxy_next_upstream): entries in log field upstream_status beyond "
@@ -222,19 +284,22 @@ class AccessLogStats:
         for upstream, count in sorted(retries.items()):
             family.add_metric([upstream], count)
         yield family
-        histogram = HistogramMetricFamily(
+        yield _histogram_family(
             "proxytier_nginx_upstream_request_duration_seconds",
             "Request time seen by nginx for proxied requests (log field request_time = $request_time).",
-            labels=["upstream"],
+            "upstream", self.buckets, bucket_counts, sums,
         )
-        bounds = [floatToGoString(bound) for bound in self.buckets] + ["+Inf"]
-        for upstream, counts in sorted(bucket_counts.items()):
-            cumulative, running = [], 0
-            for bound, count in zip(bounds, counts, strict=True):
-                running += count
-                cumulative.append((bound, running))
-            histogram.add_metric([upstream], cumulative, sums[upstream])
-        yield histogram
+        yield _requests_family(
+            "proxytier_nginx_site_requests_total",
+            f"Requests by proxytier site (log field site; {UNCLAIMED_SITE}: a Host no site claims) and status "
+            "class of the response to the client (log field status).",
+            "site", site_requests,
+        )
+        yield _histogram_family(
+            "proxytier_nginx_site_request_duration_seconds",
+            "Request time seen by nginx per proxytier site (log field request_time = $request_time).",
+            "site", self.buckets, site_buckets, site_sums,
+        )
 
 
 def open_datagram_socket(path: str, mode: int) -> socket.socket:

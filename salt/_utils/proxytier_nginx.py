@@ -83,6 +83,7 @@ def nginx(
         "sites": [_site(s, my_address, kept[s["name"]], {p["name"]: p for p in pools}) for s in sites],
         # what the node records once the apply succeeded: the next apply's `previous`
         "ports_record": {s["name"]: [s["nginx_port"]] for s in sites},
+        "site_map": site_map(sites, kept),
     }
     if pools:  # named pools (proxytier:upstreams) routes send to
         out["upstreams"] = [
@@ -90,6 +91,24 @@ def nginx(
         ]
     if misdirected:  # per host-routed nginx port without a default site: 421 for unclaimed Host names
         out["misdirected"] = misdirected
+    return out
+
+
+def site_map(sites: list[dict[str, Any]], kept: dict[str, list[int]]) -> list[dict[str, str]]:
+    """Which site a request went to, as nginx can tell for every request it logs (the per-site metrics
+    of proxytier-exporter, log field ``site``): ``map "$server_port $server_name" $proxytier_site``
+    -> [{"key": "<nginx port> <first server_name>", "site": name}], for the site's nginx port and the
+    ports it still listens on (`kept`). Unique: a site without hosts owns its port (server_name
+    ``_``), host names are unique per port. Everything else (the 421 server ``_`` of a host-routed
+    port) maps to "": the exporter's ``__unclaimed__``. $server_name is the first name of the server
+    block that took the request, also for a request nginx refused before any location (400, 408),
+    which is why this is a map and not a ``set`` in each server (nginx warns for every request
+    logged with a variable its rewrite phase never set)."""
+    out = []
+    for s in sites:
+        name = s["hosts"][0] if s["hosts"] else "_"
+        for p in [s["nginx_port"], *kept[s["name"]]]:
+            out.append({"key": f"{p} {name}", "site": s["name"]})
     return out
 
 

@@ -149,3 +149,54 @@ def test_a_stale_socket_file_from_a_previous_run_is_replaced(tmp_path) -> None:
         assert path.stat().st_mode & 0o777 == 0o620
     finally:
         receiver.stop()
+
+
+# ---- per site (log field site, from the formula's map of "$server_port $server_name") ----------------
+
+
+def site_datagrams(fixtures: Path) -> list[bytes]:
+    return [line for line in (fixtures / "nginx_access_sites_syslog.txt").read_bytes().split(b"\n") if line]
+
+
+def site_requests(stats: AccessLogStats) -> dict[tuple[str, str], float]:
+    family = next(f for f in stats.families() if f.name == "proxytier_nginx_site_requests")
+    return {(s.labels["site"], s.labels["status_class"]): s.value for s in family.samples if s.name.endswith("_total")}
+
+
+def test_captured_lines_count_per_site_with_unclaimed_hosts_under_one_label(fixtures) -> None:
+    """Real nginx lines (capture_nginx_sites.py): two host-routed sites, the 421 server, a request nginx
+    refused as 400 before any location, and a site owning its port."""
+    stats = AccessLogStats()
+    for line in site_datagrams(fixtures):
+        stats.observe_datagram(line)
+    assert site_requests(stats) == {("www", "2xx"): 3, ("shop", "2xx"): 2, ("shop", "4xx"): 1,
+                                    ("__unclaimed__", "4xx"): 2, ("app", "2xx"): 2}
+    duration = next(f for f in stats.families() if f.name == "proxytier_nginx_site_request_duration_seconds")
+    counts = {s.labels["site"]: s.value for s in duration.samples if s.name.endswith("_count")}
+    assert counts == {"www": 3, "shop": 3, "__unclaimed__": 2, "app": 2}
+    upstream = next(f for f in stats.families() if f.name == "proxytier_nginx_upstream_requests")
+    assert {s.labels["upstream"] for s in upstream.samples} == {"up_www", "up_shop", "up_app"}
+
+
+def test_lines_without_the_site_field_count_in_no_site_series(fixtures) -> None:
+    """A configuration from before the field (the upstream fixture) keeps its upstream series only."""
+    stats = AccessLogStats()
+    for line in datagrams(fixtures):
+        stats.observe_datagram(line)
+    assert site_requests(stats) == {}
+    assert parse_datagram(datagrams(fixtures)[0]).site is None
+    assert parse_datagram(site_datagrams(fixtures)[6]).site == ""
+
+
+def test_site_label_values_are_bounded_and_idle_ones_expire() -> None:
+    now = [0.0]
+    stats = AccessLogStats(max_upstreams=2, idle_expiry=3600, clock=lambda: now[0])
+    for site in ("a", "b", "c", "", "a"):
+        stats.observe(AccessLogEntry("", "2xx", 0.01, 0, site))
+    assert site_requests(stats) == {("a", "2xx"): 2, ("b", "2xx"): 1, ("__other__", "2xx"): 2}
+    now[0] = 3000.0
+    stats.observe(AccessLogEntry("", "5xx", 0.01, 0, "a"))
+    now[0] = 3700.0
+    assert site_requests(stats) == {("a", "2xx"): 2, ("a", "5xx"): 1}  # b and __other__ idle: dropped
+    stats.observe(AccessLogEntry("", "4xx", 0.01, 0, ""))  # the freed slot, not __other__
+    assert site_requests(stats) == {("a", "2xx"): 2, ("a", "5xx"): 1, ("__unclaimed__", "4xx"): 1}

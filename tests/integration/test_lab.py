@@ -230,7 +230,8 @@ def wait_scraped(timeout: float = 90) -> None:
 
 
 # Panels that are empty in a healthy tier by design (nothing to show until something goes wrong).
-EMPTY_WHEN_HEALTHY = {("proxytier-overview", "Upstream 5xx ratio")}  # no 5xx: no series
+EMPTY_WHEN_HEALTHY = {("proxytier-overview", "Upstream 5xx ratio"),  # no 5xx: no series
+                      ("proxytier-overview", "Site 5xx ratio")}
 
 
 def test_3c_dashboards_and_rules_on_the_lab_prometheus() -> None:
@@ -605,6 +606,8 @@ class TestManySitesOnTheVips:
                 for _ in range(len(config.NODES)):
                     a = vhosts.https_get(vip, host, "/lab", cafile)
                     assert a.status == 200 and a.doc.get("host") == host, f"{where}: {a}"
+                    assert a.doc.get("x_forwarded_proto") == "https", f"{where}: {a.doc}"
+                    assert a.doc.get("x_real_ip") == config.HOST_ADDR, f"{where}: client address {a.doc}"
                     assert a.doc["backend"] in vhosts.POOLS[pool], f"{where}: {a.doc['backend']} is not in {pool}"
                     assert a.headers.get("strict-transport-security") == vhosts.HSTS, f"{where}: {a.headers}"
                     answered_by.add(config.NODE_BY_ADDRESS.get(a.doc["peer"], a.doc["peer"]))
@@ -621,6 +624,18 @@ class TestManySitesOnTheVips:
             # no SNI at all: the default certificate (the first site's, as no site is `default`)
             assert vhosts.handshake(vip, None, None).serial == certs.serial("www")
         assert answered_by == node_names(), f"nginx nodes that answered: {answered_by}"
+        # per-site metrics on every node: the pillar's site names (never a client's Host name), and the
+        # Host no site claims (one 421 per VIP above) under one label
+        unclaimed = 0.0
+        for node in config.NODES:
+            by_site: dict[tuple[str, str], float] = {}
+            for sample in scrape(node):
+                if sample.name == "proxytier_nginx_site_requests_total":
+                    by_site[(sample.labels["site"], sample.labels["status_class"])] = sample.value
+            assert not [site for site, _ in by_site if "." in site], f"{node.name}: a Host as a label: {by_site}"
+            assert all(by_site.get((site, "2xx"), 0) > 0 for site in ("www", "shop", "api")), by_site
+            unclaimed += by_site.get(("__unclaimed__", "4xx"), 0)
+        assert unclaimed >= len(config.VIPS), f"{unclaimed} requests counted as __unclaimed__"
 
     def test_5j_a_certificate_renewal_and_a_new_site_under_load_fail_nothing(self, sites, measure) -> None:
         certs, cafile = sites

@@ -6,6 +6,7 @@ keepalived -t), with fresh certificates made here (RSA and ECDSA, SAN and wildca
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from formula import FORMULA, ROOT, render
+from proxytier_exporter.accesslog import REQUIRED_FIELDS
 
 from lab.tlsgen import make_cert
 
@@ -78,6 +80,20 @@ def test_daemons_accept_shared_ports_on_every_node(pillar: dict[str, Any], defau
         assert "server_name *.shop.example.com;" in nginx and "server_name www.example.com example.com;" in nginx
         assert "location = /api {" in nginx and "location /api/ {" in nginx
         assert ("return 421;" in nginx) is (default is None)
+        # per-site metrics: the map the exporter's site label comes from, and the log field it reads
+        assert 'map "$server_port $server_name" $proxytier_site {' in nginx
+        assert all(f'"8080 {host}" {site};' in nginx for host, site in (
+            ("www.example.com", "www"), ("*.shop.example.com", "shop"), ("api.example.com", "api")))
+        fields = re.findall(r"'\"(\w+)\":\"\$", nginx)
+        assert set(REQUIRED_FIELDS) | {"site"} <= set(fields), fields
+
+
+def test_the_site_capture_uses_the_formulas_map_and_log_format() -> None:
+    """The exporter's site fixture comes from nginx running the same map and log field as the template."""
+    capture = (ROOT / "tests" / "exporter" / "fixtures" / "capture_nginx_sites.py").read_text()
+    template = (FORMULA / "templates" / "nginx.conf.jinja").read_text()
+    for line in ('map "$server_port $server_name" $proxytier_site', "'\"site\":\"$proxytier_site\"'"):
+        assert line in capture and line in template, line
 
 
 def test_crt_list_check_refuses_a_missing_certificate(tmp_path: Path) -> None:
