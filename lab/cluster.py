@@ -49,9 +49,14 @@ def up(count: int | None = None) -> dict[str, float]:
     if not 1 <= count <= config.MAX_NODES:
         raise LabError(f"the lab runs 1..{config.MAX_NODES} nodes (its VIP pool has {config.MAX_NODES} addresses), "
                        f"not {count}")
+    try:
+        config.check_platform()
+    except ValueError as e:
+        raise LabError(str(e)) from e
     timings: dict[str, float] = {}
     t_all = time.monotonic()
     down()
+    log(f"lab platform: {config.RELEASES[config.RELEASE]} ({config.RELEASE}) nodes, Salt {config.SALT_VERSION}")
     timings.update(image.build())
     config.STATE.mkdir(parents=True, exist_ok=True)
     config.set_nodes(range(1, count + 1), save=True)
@@ -96,6 +101,10 @@ def add_node() -> config.Node:
     publish its address to the mine. It is a member from then on, serving nothing yet: the formula makes it
     serve (`salt-run state.orchestrate proxytier.orch.join pillar='{"node": "proxyN"}'`)."""
     require_root()
+    try:
+        config.check_running_platform()
+    except ValueError as e:
+        raise LabError(str(e)) from e
     free = [i for i in range(1, config.MAX_NODES + 1) if config.lab_node(i) not in config.NODES]
     if not free:
         raise LabError(f"the lab already runs its {config.MAX_NODES} nodes")
@@ -151,8 +160,9 @@ def record(values: dict[str, Any]) -> None:
         data = json.loads(config.RESULTS.read_text())
     except (OSError, ValueError):
         data = {}
-    data.update(values)
-    data["recorded_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    prefix = "" if config.PLATFORM == config.DEFAULT_PLATFORM else f"{config.PLATFORM}: "
+    data.update({prefix + k: v for k, v in values.items()})
+    data[prefix + "recorded_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     config.RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 

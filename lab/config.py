@@ -14,7 +14,33 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("PROXYTIER_LAB_STATE", "/var/lib/proxytier-lab"))
 CACHE = Path(os.environ.get("PROXYTIER_LAB_CACHE", "/var/cache/proxytier-lab"))
-IMAGE = CACHE / "image"
+
+# The platform of the lab's nodes: the Debian release of the node image and the Salt of its minions
+# and of the lab master (make demo RELEASE=trixie SALT=3006.29; env PROXYTIER_LAB_RELEASE/_SALT).
+RELEASES = {"bookworm": "Debian 12", "trixie": "Debian 13"}
+SALT_VERSIONS = ("3006.29", "3007.16", "3008.3")  # the newest of each line that installs here (FIELD-NOTES)
+RELEASE = os.environ.get("PROXYTIER_LAB_RELEASE") or "bookworm"
+SALT_VERSION = os.environ.get("PROXYTIER_LAB_SALT") or "3008.3"
+#: how the lab master serves the formula: "roots" (file_roots on this checkout's salt/, the default) or
+#: "gitfs" (pygit2, from a bare clone of this checkout's HEAD: what is committed, not the work tree)
+FORMULA_SOURCES = ("roots", "gitfs")
+FORMULA_SOURCE = os.environ.get("PROXYTIER_LAB_FORMULA") or "roots"
+PLATFORM = f"{RELEASE} salt {SALT_VERSION} {FORMULA_SOURCE}"
+DEFAULT_PLATFORM = "bookworm salt 3008.3 roots"
+IMAGE_PREFIX = CACHE / "image-"
+IMAGE = Path(f"{IMAGE_PREFIX}{RELEASE}-salt{SALT_VERSION}")
+
+
+def check_platform() -> None:
+    """Refuse a release or Salt version the lab has no recipe for (ValueError naming the choices)."""
+    if RELEASE not in RELEASES:
+        raise ValueError(f"PROXYTIER_LAB_RELEASE={RELEASE!r}: the lab builds {', '.join(RELEASES)}")
+    if FORMULA_SOURCE not in FORMULA_SOURCES:
+        raise ValueError(f"PROXYTIER_LAB_FORMULA={FORMULA_SOURCE!r}: the lab master serves the formula by "
+                         f"{' or '.join(FORMULA_SOURCES)}")
+    if SALT_VERSION not in SALT_VERSIONS:
+        raise ValueError(f"PROXYTIER_LAB_SALT={SALT_VERSION!r}: the lab runs Salt {', '.join(SALT_VERSIONS)}")
+
 
 LAB_NET = ipaddress.ip_network("198.18.0.0/24")
 ALLOWED = ipaddress.ip_network("198.18.0.0/15")
@@ -22,7 +48,6 @@ BRIDGE = "ptlab0"
 HOST_ADDR = "198.18.0.1"
 PREFIX = 24
 
-SALT_VERSION = "3008.3"
 SALT_DIR = STATE / "salt"  # salt-master root_dir
 SALT_CONFIG = SALT_DIR / "etc" / "salt" / "master"
 PILLAR_OVERRIDE = STATE / "pillar-override"
@@ -110,7 +135,21 @@ def set_nodes(indices: list[int] | range, save: bool = False) -> None:
     NODE_BY_ADDRESS.update({n.address: n.name for n in NODES})
     if save:
         TOPOLOGY.parent.mkdir(parents=True, exist_ok=True)
-        TOPOLOGY.write_text(json.dumps({"nodes": [n.name for n in NODES]}) + "\n")
+        TOPOLOGY.write_text(json.dumps({"nodes": [n.name for n in NODES], "release": RELEASE,
+                                        "salt": SALT_VERSION}) + "\n")
+
+
+def check_running_platform() -> None:
+    """Refuse to boot a node of another platform into the running lab (ValueError saying how to ask for
+    the lab's): RELEASE and SALT_VERSION come from the environment, the running lab's from TOPOLOGY."""
+    try:
+        saved = json.loads(TOPOLOGY.read_text())
+    except (OSError, ValueError):
+        return
+    release, salt = saved.get("release", "bookworm"), saved.get("salt", SALT_VERSION)
+    if (release, salt) != (RELEASE, SALT_VERSION):
+        raise ValueError(f"the running lab is {release} with Salt {salt}; run this with "
+                         f"PROXYTIER_LAB_RELEASE={release} PROXYTIER_LAB_SALT={salt}")
 
 
 def _saved_indices() -> list[int]:

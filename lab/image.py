@@ -1,11 +1,18 @@
-"""The node image: Debian bookworm (debootstrap), a salt-minion venv, and an offline apt repository.
+"""The node image: Debian bookworm or trixie (debootstrap; config.RELEASE), a salt-minion venv
+(config.SALT_VERSION), and an offline apt repository.
 
 nginx, haproxy and keepalived are NOT installed in the image; their .debs (and dependencies) are
 downloaded at build time into a local apt repository inside the image so that the formula's
 `pkg.installed` installs them for real, offline, on every node.
 
-The image is cached in CACHE/image and rebuilt when missing or when its recipe (package lists,
-scripts, units, configure()) changes.
+The image is cached in CACHE/image-<release>-salt<version> and rebuilt when missing or when its
+recipe (package lists, scripts, units, configure()) changes.
+
+The mirror is the host's own: the URIs of its bookworm apt sources, read at run time; a trixie image
+uses the same URIs with the suite renamed (bookworm-security -> trixie-security, ...). Salt: on
+bookworm (Python 3.11, the host's) from wheels the host's pip builds; on trixie (Python 3.13) pip
+inside the image builds it, with gcc and python3-dev (timelib has no cp313 wheel) and the host's CA
+bundle bound in for the package index (FIELD-NOTES).
 """
 
 from __future__ import annotations
@@ -21,7 +28,11 @@ from pathlib import Path
 from lab import config
 from lab.sh import LabError, log, run, step
 
-SUITE = "bookworm"
+HOST_SUITE = "bookworm"  # the host's release: its apt sources name the mirror
+SUITE = config.RELEASE
+#: pip inside the image reaches the index through the host's CA bundle (bound read-only at build time)
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+CA_IN_IMAGE = "/var/tmp/proxytier-host-ca.crt"
 # procps: sysctl, as on any Debian server (the formula sets net.ipv4.ip_nonlocal_bind)
 INCLUDE = "systemd,systemd-sysv,dbus,iproute2,procps,python3,python3-venv,ca-certificates"
 LOCAL_REPO = "/var/local/proxytier-debs"
@@ -38,8 +49,9 @@ OFFLINE_PACKAGES = [
     "nftables",
 ]
 
-STAMP = config.CACHE / "image.recipe"
+STAMP = config.CACHE / f"{config.IMAGE.name}.recipe"
 WHEELS = config.CACHE / f"wheels-salt-{config.SALT_VERSION}"
+WHEELS_FROM_HOST = SUITE == HOST_SUITE  # same Python (3.11) as the host: the host's pip builds them
 WHEELS_IN_IMAGE = "/var/tmp/salt-wheels"
 
 MINION_CONF = f"""\
@@ -93,7 +105,20 @@ ExecStart=/bin/sh -c 'echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; \\
 WantedBy=multi-user.target
 """
 
-BUILD_SCRIPT = f"""\
+SALT_FROM_WHEELS = f"""\
+{SALT_VENV}/bin/pip install --no-cache-dir --disable-pip-version-check -q --no-index \\
+    --find-links {WHEELS_IN_IMAGE} salt=={config.SALT_VERSION}
+rm -rf {WHEELS_IN_IMAGE}
+"""
+SALT_FROM_INDEX = f"""\
+apt-get -q -y install --no-install-recommends gcc python3-dev
+PIP_CERT={CA_IN_IMAGE} {SALT_VENV}/bin/pip install --no-cache-dir --disable-pip-version-check -q \\
+    salt=={config.SALT_VERSION}
+apt-get -q -y purge gcc python3-dev && apt-get -q -y autoremove --purge
+"""
+
+#: the base of every image of a release (any Salt): the .debs of the offline repository
+PACKAGES_SCRIPT = f"""\
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get -q update
@@ -103,12 +128,16 @@ for group in {" ".join(repr(g) for g in OFFLINE_PACKAGES)}; do
 done
 mkdir -p {LOCAL_REPO}
 mv /var/cache/apt/archives/*.deb {LOCAL_REPO}/
+"""
+SALT_SCRIPT = f"""\
+set -eu
+export DEBIAN_FRONTEND=noninteractive
 python3 -m venv {SALT_VENV}
-{SALT_VENV}/bin/pip install --no-cache-dir --disable-pip-version-check -q --no-index \\
-    --find-links {WHEELS_IN_IMAGE} salt=={config.SALT_VERSION}
-rm -rf {WHEELS_IN_IMAGE}
+{SALT_FROM_WHEELS if WHEELS_FROM_HOST else SALT_FROM_INDEX}\
 {SALT_VENV}/bin/salt-minion --version
 """
+BASE = config.CACHE / f"base-{SUITE}"  # debootstrap + PACKAGES_SCRIPT, shared by the Salt versions
+BASE_STAMP = config.CACHE / f"base-{SUITE}.recipe"
 
 FINISH_SCRIPT = """\
 set -eu
@@ -120,9 +149,14 @@ rm -rf /var/lib/apt/lists/partial/* /root/.cache
 
 def recipe_hash() -> str:
     """Hash of what goes into the image (not of this module's other code): a change rebuilds it."""
-    parts = [SUITE, INCLUDE, *OFFLINE_PACKAGES, MINION_CONF, MINION_UNIT, NET_UNIT, BUILD_SCRIPT, FINISH_SCRIPT]
+    parts = [base_recipe_hash(), MINION_CONF, MINION_UNIT, NET_UNIT, SALT_SCRIPT, FINISH_SCRIPT]
     parts.append(inspect.getsource(configure))
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def base_recipe_hash() -> str:
+    """Hash of the release's base (debootstrap and the offline .debs)."""
+    return hashlib.sha256("\0".join([SUITE, INCLUDE, *OFFLINE_PACKAGES, PACKAGES_SCRIPT]).encode()).hexdigest()[:16]
 
 
 def is_current() -> bool:
@@ -133,7 +167,8 @@ def is_current() -> bool:
 
 
 def host_debian_sources(apt: Path = Path("/etc/apt")) -> list[tuple[str, str, str]]:
-    """(uri, suite, components) of the host's Debian bookworm apt sources, read at run time."""
+    """(uri, suite, components) of the image's Debian apt sources: the host's bookworm sources, read at
+    run time, with the suite renamed to the image's release (the same mirror serves both)."""
     entries: list[tuple[str, str, str]] = []
     files = [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*.list"))]
     for f in files:
@@ -157,16 +192,16 @@ def host_debian_sources(apt: Path = Path("/etc/apt")) -> list[tuple[str, str, st
                 for suite in fields.get("suites", "").split():
                     entries.append((uri, suite, fields.get("components", "main")))
     return [
-        (u.rstrip("/"), s, c)
+        (u.rstrip("/"), SUITE + s[len(HOST_SUITE):], c)
         for u, s, c in entries
-        if u.startswith(("http://", "https://")) and (s == SUITE or s.startswith(SUITE + "-"))
+        if u.startswith(("http://", "https://")) and (s == HOST_SUITE or s.startswith(HOST_SUITE + "-"))
     ]
 
 
 def salt_wheels() -> Path:
     """Wheels for salt and its dependencies, fetched by the host's own pip (its index and CA settings)
     and built for CPython 3.11 = the image's python3; the image installs them offline."""
-    if sys.version_info[:2] != (3, 11):
+    if sys.version_info[:2] != (3, 11):  # bookworm's python3
         raise LabError("run the lab with a Python 3.11 venv (Debian 12's python3): the node image's Python is 3.11")
     done = WHEELS / ".complete"
     if not done.exists():
@@ -181,16 +216,18 @@ def mirror(apt: Path = Path("/etc/apt")) -> str:
     for uri, suite, _ in host_debian_sources(apt):
         if suite == SUITE:
             return uri
-    raise LabError(f"no Debian '{SUITE}' source in the host's /etc/apt sources; the lab reads its mirror from there")
+    raise LabError(f"no Debian '{HOST_SUITE}' source in the host's /etc/apt sources; the lab reads its mirror "
+                   "from there")
 
 
-def nspawn_run(root: Path, script: str, timeout: float) -> None:
-    """Run a shell script inside the image tree (host network: it may reach the package registries)."""
+def nspawn_run(root: Path, script: str, timeout: float, binds: tuple[str, ...] = ()) -> None:
+    """Run a shell script inside the image tree (host network: it may reach the package registries);
+    `binds`: extra ``--bind-ro=`` arguments (host path[:image path])."""
     run(
         [
             "systemd-nspawn", "-q", "-D", root, "--register=no", "--keep-unit", "--pipe",
             "--resolv-conf=copy-host", "--timezone=off", "--link-journal=no", "-E", "LC_ALL=C",
-            "/bin/sh", "-c", script,
+            *(f"--bind-ro={b}" for b in binds), "/bin/sh", "-c", script,
         ],
         timeout=timeout,
     )  # fmt: skip
@@ -254,26 +291,59 @@ def configure(root: Path) -> None:
     (root / "etc/apt/sources.list").write_text(f"deb [trusted=yes] file:{LOCAL_REPO} ./\n")
 
 
+def build_base() -> dict[str, float]:
+    """The release's base tree (debootstrap, the host's mirror, the offline .debs), built when missing
+    or stale; returns timings (empty when the cached one is used)."""
+    try:
+        if BASE.is_dir() and BASE_STAMP.read_text().strip() == base_recipe_hash():
+            return {}
+    except OSError:
+        pass
+    timings: dict[str, float] = {}
+    tmp = config.CACHE / f"{BASE.name}.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    BASE_STAMP.unlink(missing_ok=True)
+    url = mirror()
+    with step(f"building node image: debootstrap {SUITE} ({config.RELEASES[SUITE]}, minbase)", "1-2 min") as t:
+        run(["debootstrap", "--variant=minbase", f"--include={INCLUDE}", SUITE, tmp, url], timeout=1200)
+    timings["debootstrap"] = t["seconds"]
+    lines = [f"deb {u} {s} {c}" for u, s, c in host_debian_sources()]
+    (tmp / "etc/apt/sources.list").write_text("\n".join(lines) + "\n")
+    for f in (tmp / "etc/apt/sources.list.d").glob("*"):  # debootstrap's own (trixie writes debian.sources)
+        f.unlink()
+    with step("node image: downloading nginx/haproxy/keepalived .debs", "1 min") as t:
+        nspawn_run(tmp, PACKAGES_SCRIPT, timeout=1500)
+    timings["packages"] = t["seconds"]
+    shutil.rmtree(BASE, ignore_errors=True)
+    tmp.rename(BASE)
+    BASE_STAMP.write_text(base_recipe_hash() + "\n")
+    return timings
+
+
 def build(force: bool = False) -> dict[str, float]:
-    """Build the image if missing or stale; return timings (empty when the cached image is used)."""
+    """Build the image if missing or stale; return timings (empty when the cached image is used): a copy
+    of the release's base (build_base) with Salt, the lab's units and the offline repository's index."""
     if not force and is_current():
         log(f"node image is current ({config.IMAGE}, recipe {recipe_hash()})")
         return {}
-    timings: dict[str, float] = {}
     t_start = time.monotonic()
     config.CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = config.CACHE / "image.new"
+    config.check_platform()
+    if force:
+        BASE_STAMP.unlink(missing_ok=True)
+    timings = build_base()
+    tmp = config.CACHE / f"{config.IMAGE.name}.new"
     shutil.rmtree(tmp, ignore_errors=True)
-    url = mirror()
-    with step(f"building node image: debootstrap {SUITE} (minbase)", "1-2 min") as t:
-        run(["debootstrap", "--variant=minbase", f"--include={INCLUDE}", SUITE, tmp, url], timeout=1200)
-    timings["debootstrap"] = t["seconds"]
-    shutil.copytree(salt_wheels(), tmp / WHEELS_IN_IMAGE.lstrip("/"))
-    lines = [f"deb {u} {s} {c}" for u, s, c in host_debian_sources()]
-    (tmp / "etc/apt/sources.list").write_text("\n".join(lines) + "\n")
-    with step("node image: downloading nginx/haproxy/keepalived .debs + pip install salt", "1-2 min") as t:
-        nspawn_run(tmp, BUILD_SCRIPT, timeout=1500)
-    timings["packages_and_salt"] = t["seconds"]
+    run(["cp", "-a", "--reflink=auto", BASE, tmp], timeout=600)
+    binds: tuple[str, ...] = ()
+    if WHEELS_FROM_HOST:
+        shutil.copytree(salt_wheels(), tmp / WHEELS_IN_IMAGE.lstrip("/"))
+    else:
+        binds = (f"{HOST_CA_BUNDLE}:{CA_IN_IMAGE}",)
+    what = "installing salt" if WHEELS_FROM_HOST else "pip builds salt (gcc)"
+    with step(f"node image: {what} {config.SALT_VERSION}", "1-3 min") as t:
+        nspawn_run(tmp, SALT_SCRIPT, timeout=1500, binds=binds)
+    timings["salt"] = t["seconds"]
     configure(tmp)
     count = write_packages_index(tmp / LOCAL_REPO.lstrip("/"))
     with step(f"node image: offline apt repository ({count} .debs)", "10 s") as t:

@@ -18,9 +18,9 @@ from typing import Any
 import yaml
 
 from lab import config
-from lab.sh import LabError, find_pids, log, read_pidfile, spawn, stop_pids, wait_for
+from lab.sh import LabError, find_pids, log, read_pidfile, run, spawn, step, stop_pids, wait_for
 
-BIN = Path(sys.executable).parent
+BIN = Path(sys.executable).parent  # this venv's Salt (requirements-dev.txt: the default SALT_VERSION)
 CONF_DIR = config.SALT_CONFIG.parent
 WRAPPER_DIR = config.STATE / "bin"  # `salt`, `salt-key`, ... bound to the lab master (PATH from lab/env)
 WRAPPED = ("salt", "salt-key", "salt-run", "salt-cp")
@@ -28,12 +28,31 @@ PIDFILE = config.SALT_DIR / "salt-master.lab.pid"
 MARKER = str(CONF_DIR)
 
 
+FORMULA_GIT = config.STATE / "formula.git"  # gitfs: a bare clone of this checkout
+GITFS_BRANCH = "proxytier-lab"  # in the bare clone: this checkout's HEAD (also when HEAD is detached)
+
+
+def fileserver_conf() -> dict[str, Any]:
+    """Where the master serves salt/ from: file_roots on this checkout, or gitfs (pygit2) from a bare
+    clone of it with gitfs_root salt (the formula, its _modules and _utils, top.sls), as an operator
+    serves a formula from its repository."""
+    if config.FORMULA_SOURCE == "gitfs":
+        return {
+            "fileserver_backend": ["gitfs"],
+            "gitfs_provider": "pygit2",
+            "gitfs_remotes": [f"file://{FORMULA_GIT}"],
+            "gitfs_root": "salt",
+            "gitfs_base": GITFS_BRANCH,
+        }
+    return {"file_roots": {"base": [str(config.REPO / "salt")]}}
+
+
 def master_conf() -> str:
     doc: dict[str, Any] = {
         "root_dir": str(config.SALT_DIR),
         "interface": config.HOST_ADDR,
         "user": "root",
-        "file_roots": {"base": [str(config.REPO / "salt")]},
+        **fileserver_conf(),
         "pillar_roots": {"base": [str(config.PILLAR_OVERRIDE), str(config.REPO / "pillar")]},
         "worker_threads": 3,
         "timeout": 20,
@@ -43,6 +62,25 @@ def master_conf() -> str:
         "auto_accept": False,
     }
     return "# written by the proxytier lab (python -m lab up); do not edit\n" + yaml.safe_dump(doc, sort_keys=False)
+
+
+def salt_bin() -> Path:
+    """The bin directory of the lab master's Salt, config.SALT_VERSION (the minions' version): this
+    venv's when it is that version, else a venv of that version made once under CACHE by the host's
+    pip (with pygit2, for gitfs). LabError if pip cannot install it."""
+    from salt.version import __version__ as ours
+
+    if ours == config.SALT_VERSION:
+        return BIN
+    venv = config.CACHE / f"master-salt-{config.SALT_VERSION}"
+    done = venv / ".complete"
+    if not done.exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        with step(f"a venv with salt {config.SALT_VERSION} for the lab master (host pip)", "1 min"):
+            run([sys.executable, "-m", "venv", venv])
+            run([venv / "bin" / "pip", "install", "-q", f"salt=={config.SALT_VERSION}", "pygit2"], timeout=1200)
+        done.touch()
+    return venv / "bin"
 
 
 def env() -> dict[str, str]:
@@ -56,15 +94,26 @@ def start() -> None:
     CONF_DIR.mkdir(parents=True)
     config.PILLAR_OVERRIDE.mkdir(parents=True, exist_ok=True)
     config.SALT_CONFIG.write_text(master_conf())
+    bin_dir = salt_bin()
     WRAPPER_DIR.mkdir(parents=True, exist_ok=True)
     for name in WRAPPED:
         wrapper = WRAPPER_DIR / name
         wrapper.write_text(
-            f'#!/bin/sh\n# proxytier lab: {name} against the lab master\nexec {BIN / name} -c {CONF_DIR} "$@"\n'
+            f'#!/bin/sh\n# proxytier lab: {name} against the lab master\nexec {bin_dir / name} -c {CONF_DIR} "$@"\n'
         )
         wrapper.chmod(0o755)
-    spawn([BIN / "salt-master", "-c", CONF_DIR, "-l", "warning"], config.SALT_DIR / "master.out", PIDFILE)
+    if config.FORMULA_SOURCE == "gitfs":
+        shutil.rmtree(FORMULA_GIT, ignore_errors=True)
+        run(["git", "clone", "--quiet", "--bare", str(config.REPO), str(FORMULA_GIT)])
+        head = run(["git", "-C", str(config.REPO), "rev-parse", "HEAD"]).stdout.strip()
+        run(["git", "--git-dir", str(FORMULA_GIT), "branch", "--force", GITFS_BRANCH, head])
+    spawn([bin_dir / "salt-master", "-c", CONF_DIR, "-l", "warning"], config.SALT_DIR / "master.out", PIDFILE)
     wait_for("salt-master to listen on 4506", _listening, timeout=60, interval=0.3)
+    if config.FORMULA_SOURCE == "gitfs":
+        salt(["salt-run", "fileserver.update", "backend=gitfs"], timeout=300, check=True)
+        listed = salt(["salt-run", "fileserver.file_list", "--out=json"], timeout=120, check=True).stdout
+        if "proxytier/init.sls" not in listed:
+            raise LabError(f"gitfs serves no proxytier/init.sls from {FORMULA_GIT}: {listed[:500]}")
 
 
 def _listening() -> bool:
@@ -85,7 +134,7 @@ def stop() -> None:
 
 def salt(args: list[str], timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the salt CLI against the lab master; returns the completed process."""
-    cmd = [str(BIN / args[0]), "-c", str(CONF_DIR), *args[1:]]
+    cmd = [str(salt_bin() / args[0]), "-c", str(CONF_DIR), *args[1:]]
     try:
         proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as e:

@@ -136,7 +136,7 @@ def stop(node: config.Node, grace: float = 60, wait: bool = True) -> None:
 
 def clean_nodes() -> None:
     # by pid file, and by command line for what a killed run left (the lab's image + bridge)
-    leftover = find_pids("systemd-nspawn", str(config.IMAGE), NSPAWN_MARKER)
+    leftover = find_pids("systemd-nspawn", str(config.IMAGE_PREFIX), NSPAWN_MARKER)  # any release's image
     pids = {p for p in (nspawn_pid(n) for n in config.ALL_NODES) if p} | set(leftover)
     stop_pids(sorted(pids), marker=NSPAWN_MARKER, grace=30)
     # nspawn mounts live in its own mount namespace; unmount anything of ours that leaked to the host

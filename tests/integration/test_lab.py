@@ -107,10 +107,14 @@ def assert_serving(requests: int = 150) -> None:
     assert BACKEND_NAMES <= set(result.by_backend), table(result)
 
 
+@pytest.mark.core
 def test_1_apply_converges_all_nodes_with_real_packages(measure) -> None:
     """0 failed states on every node; nginx/haproxy/keepalived installed by apt and active."""
     res = apply_ok()
     measure("first_apply", res.seconds)
+    versions = nodes.exec_(config.NODES[0], ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *tier.DAEMONS])
+    minion = nodes.exec_(config.NODES[0], ["/opt/salt/bin/salt-minion", "--version"]).stdout.strip()
+    print(f"platform {config.PLATFORM}: {minion}; {', '.join(versions.stdout.split(chr(10))).strip(', ')}")
     for node in config.NODES:
         assert res.minions[node.name].total > 0
         assert tier.apt_installed_by_apt(node) == dict.fromkeys(tier.DAEMONS, True), node.name
@@ -121,6 +125,7 @@ def test_1_apply_converges_all_nodes_with_real_packages(measure) -> None:
     assert {h[0] for h in holders.values()} == node_names(), f"each node should hold one VIP: {holders}"
 
 
+@pytest.mark.core
 def test_2_second_apply_changes_nothing(measure) -> None:
     """a second apply reports 0 changes."""
     res = apply_ok()
@@ -129,6 +134,7 @@ def test_2_second_apply_changes_nothing(measure) -> None:
     assert not changed, f"second apply changed states: {changed}"
 
 
+@pytest.mark.core
 def test_3_every_vip_reaches_every_nginx_and_backend() -> None:
     """multi-master; through each VIP, requests reach nginx on all 3 nodes and every backend."""
     assert_every_vip_reaches_every_nginx_and_backend(240)
@@ -373,6 +379,7 @@ def test_4c_rolling_stops_at_a_failing_node_and_the_tier_keeps_serving(clean_pil
     assert_serving()
 
 
+@pytest.mark.core
 def test_5_bad_pillar_fails_clearly_and_touches_nothing(clean_pillar) -> None:
     """VRIDs from 300 -> apply fails on every node with the clear error; configs and daemons untouched."""
     before = {n.name: (tier.config_hashes(n), tier.daemon_processes(n)) for n in config.NODES}
@@ -713,6 +720,7 @@ def test_5c_backend_stopped_raises_the_backend_alert() -> None:
                                                              concurrency=3).by_backend, timeout=60)
 
 
+@pytest.mark.core
 def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
     """HAProxy killed (and kept down) on the master of a VIP -> VIP moves, traffic continues;
     HAProxy back -> the tier heals (the VIP returns to its preferred node)."""

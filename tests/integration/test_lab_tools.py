@@ -124,3 +124,31 @@ def test_spoofed_vrrp_advert_is_a_valid_vrrpv3_packet() -> None:
     pseudo = ipaddress.IPv4Address("198.18.0.1").packed + ipaddress.IPv4Address("224.0.0.18").packed
     pseudo += struct.pack("!BBH", 0, 112, len(pkt))
     assert spoof._checksum(pseudo + pkt) == 0
+
+
+def test_a_trixie_image_reads_the_hosts_bookworm_mirror_with_the_suite_renamed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    (apt / "sources.list").write_text("")
+    (apt / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n"
+    )
+    monkeypatch.setattr(image, "SUITE", "trixie")
+    assert image.host_debian_sources(apt) == [
+        ("http://mirror.example/debian", "trixie", "main"),
+        ("http://mirror.example/debian", "trixie-updates", "main"),
+        ("http://mirror.example/debian-security", "trixie-security", "main"),
+    ]
+    assert image.mirror(apt) == "http://mirror.example/debian"
+
+
+def test_the_lab_platform_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    config.check_platform()  # the default
+    for key, bad, words in (("RELEASE", "sid", "bookworm, trixie"), ("SALT_VERSION", "3005.1", "3006.29"),
+                            ("FORMULA_SOURCE", "svn", "roots or gitfs")):
+        with monkeypatch.context() as m:
+            m.setattr(config, key, bad)
+            with pytest.raises(ValueError, match=words):
+                config.check_platform()

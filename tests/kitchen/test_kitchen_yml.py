@@ -20,6 +20,8 @@ import pytest
 import yaml
 from formula import FORMULA, HOST_CHECK_USER, ROOT, build_model, os_params, render
 
+from lab import config as lab_config
+
 KITCHEN_YML = ROOT / "kitchen.yml"
 SUITES = {"seed": 1, "active-active": 3, "multi-node": None}  # suite -> VIPs it must have (None: any)
 ALLOWED = ipaddress.ip_network("198.18.0.0/15")  # the only addresses the project uses
@@ -90,17 +92,20 @@ def test_provisioner_copies_formula_model_and_top(kitchen: dict[str, Any]) -> No
     assert "__pycache__" in prov["salt_copy_filter"]
 
 
-def test_platforms_pin_salt_3007_and_3008_on_debian_12(kitchen: dict[str, Any]) -> None:
-    majors = []
+def test_platforms_are_the_support_matrix_with_pinned_salt(kitchen: dict[str, Any]) -> None:
+    """Debian 12 and 13 x Salt 3006, 3007, 3008, each Salt pinned to the lab's version of that line."""
+    cells = []
     for platform in kitchen["platforms"]:
-        assert platform["driver"]["image"] == "debian:12"
         assert platform["driver"]["platform"] == "debian"
         version = str(platform["provisioner"]["salt_version"])
         assert re.fullmatch(r"\d{4}\.\d+", version), f"{platform['name']}: unpinned Salt {version}"
         options = platform["provisioner"]["salt_bootstrap_options"].split()
         assert options[-1] == version, f"{platform['name']}: bootstrap installs {options[-1]}, not {version}"
-        majors.append(version.split(".")[0])
-    assert sorted(majors) == ["3007", "3008"]
+        assert version in lab_config.SALT_VERSIONS, f"{platform['name']}: Salt {version} is not the lab's"
+        image = platform["driver"]["image"]
+        assert platform["name"] == f"{image.replace(':', '-')}-salt-{version.split('.')[0]}", platform["name"]
+        cells.append((image, version.split(".")[0]))
+    assert sorted(cells) == [(f"debian:{d}", m) for d in ("12", "13") for m in ("3006", "3007", "3008")]
 
 
 def test_suites_are_the_three_layouts(kitchen: dict[str, Any]) -> None:
