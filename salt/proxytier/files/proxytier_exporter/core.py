@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from proxytier_exporter import __version__
 
@@ -49,10 +50,12 @@ def state_set(
     Returns the family and a function adding one object's series; `current` None means "none of these".
     """
     family = GaugeMetricFamily(name, documentation, labels=[*labels, "state"])
+    append = family.samples.append
 
     def add(values: Sequence[str], current: str | None) -> None:
+        base = dict(zip(labels, values, strict=True))
         for state in states:
-            family.add_metric([*values, state], 1.0 if state == current else 0.0)
+            append(Sample(name, {**base, "state": state}, 1.0 if state == current else 0.0))
 
     return family, add
 

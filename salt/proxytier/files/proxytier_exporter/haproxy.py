@@ -16,7 +16,6 @@ states hide: transitional "UP 1/3" / "DOWN 1/2" health and servers without check
 from __future__ import annotations
 
 import csv
-import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -137,8 +136,9 @@ def parse_show_stat(text: str) -> list[dict[str, str]]:
                 raise SourceError(f"show stat: line {number_} repeats type/pxname/svname {key}")
             seen.add(key)
             for column in STAT_NUMERIC_COLUMNS:
-                if row[column] and number(row, column) is None:
-                    raise SourceError(f"show stat: line {number_} column {column} is not a number: {row[column]!r}")
+                raw = row[column]
+                if raw and _finite(raw) is None:
+                    raise SourceError(f"show stat: line {number_} column {column} is not a number: {raw!r}")
             rows.append(row)
     except csv.Error as error:
         raise SourceError(f"show stat: malformed CSV: {error}") from error
@@ -201,36 +201,33 @@ def server_states(status: str) -> tuple[str | None, str]:
 def number(row: Mapping[str, str], column: str) -> float | None:
     """The column as a float, None when empty, absent or not a finite number."""
     raw = row.get(column, "")
-    if not raw:
-        return None
+    return _finite(raw) if raw else None
+
+
+def _finite(raw: str) -> float | None:
     try:
         value = float(raw)
     except ValueError:
         return None
-    return value if math.isfinite(value) else None
+    return value if value - value == 0.0 else None  # inf - inf and nan - nan are nan
 
 
-class _Families:
-    """Families created on first use, kept in first-use order. Samples are appended directly with the
-    row's one labels dict, shared by all its metrics (cheaper to build and to render)."""
+def _family(field: Field, labels: list[str]) -> Metric:
+    if field.kind == "counter":
+        return CounterMetricFamily(field.metric, field.help, labels=labels)
+    if field.kind == "gauge":
+        return GaugeMetricFamily(field.metric, field.help, labels=labels)
+    return Metric(field.metric, field.help, "unknown")
 
-    def __init__(self) -> None:
-        self._by_name: dict[str, Metric] = {}
 
-    def add(self, field: Field, labels: dict[str, str], value: float) -> None:
-        family = self._by_name.get(field.metric)
-        if family is None:
-            if field.kind == "counter":
-                family = CounterMetricFamily(field.metric, field.help, labels=list(labels))
-            elif field.kind == "gauge":
-                family = GaugeMetricFamily(field.metric, field.help, labels=list(labels))
-            else:
-                family = Metric(field.metric, field.help, "unknown")
-            self._by_name[field.metric] = family
-        family.samples.append(Sample(field.metric, labels, value))  # counters' names end with _total
-
-    def __iter__(self) -> Iterator[Metric]:
-        return iter(self._by_name.values())
+def _plan(kind: str) -> tuple[list[Metric], list[tuple[str, str, float, bool, list[Sample]]]]:
+    """A scrape's empty families for one object kind's table, and per field what the row loop needs:
+    (column, sample name, divisor, http_only, the family's sample list)."""
+    labels = ["proxy", "server"] if kind == SERVER else ["proxy"]
+    families = [_family(field, labels) for field in _TABLES[kind]]
+    steps = [(field.column, field.metric, field.divisor, field.http_only, family.samples)
+             for field, family in zip(_TABLES[kind], families, strict=True)]
+    return families, steps
 
 
 def frontend_state(status: str) -> str:
@@ -257,7 +254,7 @@ def stat_families(rows: Iterable[Mapping[str, str]]) -> Iterator[Metric]:
     `agg_server_status` (and its deprecated twin `agg_server_check_status`) / `agg_check_status`: how many
     of its servers are in each state.
     """
-    families = _Families()
+    plans = {kind: _plan(kind) for kind in (FRONTEND, BACKEND, SERVER)}
     server_status, add_server_status = state_set(
         "haproxy_server_status",
         "Server status (show stat field status), one series per state; transitional states count as "
@@ -335,18 +332,20 @@ def stat_families(rows: Iterable[Mapping[str, str]]) -> Iterator[Metric]:
             else:
                 add_frontend_status(values, frontend_state(status))
         http = row.get("mode") == "http"
-        for field in _TABLES[kind]:
-            if field.http_only and not http:
-                continue
-            value = number(row, field.column)
-            if value is not None:
-                families.add(field, labels, value / field.divisor if field.divisor != 1.0 else value)
+        get = row.get
+        for column, metric, divisor, http_only, samples in plans[kind][1]:
+            raw = get(column)
+            if raw and (http or not http_only):
+                value = _finite(raw)
+                if value is not None:
+                    samples.append(Sample(metric, labels, value / divisor if divisor != 1.0 else value))
         if http:
             for code in RESPONSE_CODES:
                 value = number(row, f"hrsp_{code}")
                 if value is not None:
                     responses[kind].add_metric([*values, code], value)
-    yield from families
+    for families, _ in plans.values():
+        yield from (family for family in families if family.samples)
     yield from responses.values()
     yield frontend_status
     yield backend_status
@@ -386,12 +385,12 @@ def aggregate_families(
 def info_families(info: Mapping[str, str]) -> Iterator[Metric]:
     """Metric families for `show info`: every INFO_FIELDS key the answer has, as a float, and
     `haproxy_process_build_info{version}` (value 1, version from the Version key)."""
-    families = _Families()
     for field in INFO_FIELDS:
         value = number(info, field.column)
         if value is not None:
-            families.add(field, {}, value)
-    yield from families
+            family = _family(field, [])
+            family.samples.append(Sample(field.metric, {}, value))
+            yield family
     build = GaugeMetricFamily(
         "haproxy_process_build_info", "HAProxy version (show info field Version).", labels=["version"]
     )
