@@ -48,7 +48,7 @@ def render(before: list[dict], after: list[dict]) -> str:
     first = after[0]
     lines = [
         "## Exporter scrape cost (`bench/exporter`)", "",
-        f"Runs {', '.join(run['date'] for run in before + after)}, {report.machine_line(first['machine'])}. "
+        f"Runs {', '.join(sorted(run['date'] for run in before + after))}, {report.machine_line(first['machine'])}. "
         f"One node in an anonymous network namespace: {first['haproxy_servers']} HAProxy servers, "
         f"{first['vips']} VIPs, nginx with its access log; each run {first['rounds']} interleaved rounds x "
         f"{first['scrapes_per_round']} sequential scrapes per exporter, medians over rounds, then the median "
@@ -68,6 +68,9 @@ def render(before: list[dict], after: list[dict]) -> str:
     ratios = [f"{title} x{new[key] / old[key]:.2f}" for key, title, _ in FIGURES
               if old[key] and new[key] is not None]
     lines += ["", "After / before: " + ", ".join(ratios) + "."]
+    if not all("go_pair" in run["summary"] for run in before + after):
+        lines += ["", "Debian's Go exporters (prometheus-haproxy-exporter, prometheus-nginx-exporter) were not "
+                  "installed for these runs: no Go pair; bench/exporter/README.md has an earlier comparison."]
     return "\n".join(lines) + "\n"
 
 
