@@ -34,7 +34,7 @@ from pathlib import Path
 
 from bench.failover import stats
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]  # bench/report.py -> the checkout
 BENCH = "failover"
 SCHEMA = 1
 TITLE = "# Benchmarks"

@@ -2,7 +2,8 @@
 """Exporter benchmark: proxytier-exporter vs Debian's two Go exporters vs HAProxy's built-in exporter.
 
 Run as root on Debian 12 with haproxy, nginx, keepalived, prometheus-nginx-exporter and
-prometheus-haproxy-exporter installed (none needs to be running), from the repository root:
+prometheus-haproxy-exporter installed (none needs to be running; without the two Go exporters the Go pair
+is left out and the ratio columns say n/a), from the repository root:
 
     sudo python3 bench/exporter/run.py [--rounds 5] [--scrapes 100]
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -35,6 +37,10 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # run as a script: bench.report for the run's date, commit and machine
+
+from bench import report  # noqa: E402
+
 TICK = os.sysconf("SC_CLK_TCK")
 SERVERS_PER_BACKEND = 50
 BACKENDS = 3
@@ -162,7 +168,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bench(rounds: int, scrapes: int) -> dict:
+def bench(rounds: int, scrapes: int, checkout: Path) -> dict:
     sh("ip", "link", "set", "lo", "up")
     sh("ip", "link", "add", "ka0", "type", "veth", "peer", "name", "ka0p")
     sh("ip", "addr", "add", "198.18.0.2/24", "dev", "ka0")
@@ -191,28 +197,33 @@ def bench(rounds: int, scrapes: int) -> dict:
              f"--nginx.access-log-socket={tmp}/nginx-access.sock", f"--keepalived.pid-file={tmp}/keepalived.pid",
              f"--keepalived.config={tmp}/keepalived.conf", f"--keepalived.notify-fifo={tmp}/keepalived.fifo",
              f"--keepalived.state-file={tmp}/keepalived-state.json"],
-            env=dict(os.environ, PYTHONPATH=str(REPO / "exporter")),
+            env=dict(os.environ, PYTHONPATH=str(checkout / "exporter")),
         )
         nginx = start(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
         haproxy = start(["haproxy", "-f", str(tmp / "haproxy.cfg"), "-db"])
         start(["keepalived", "--dont-fork", "--vrrp", "-f", str(tmp / "keepalived.conf"),
                "-p", str(tmp / "keepalived.pid"), "-r", str(tmp / "vrrp.pid")], env=dict(os.environ, TMPDIR=str(tmp)))
-        haproxy_go = start(["prometheus-haproxy-exporter", f"--web.listen-address=127.0.0.1:{HAPROXY_GO_PORT}",
-                            f"--haproxy.scrape-uri=unix:{tmp}/stats.sock"])
-        nginx_go = start(["prometheus-nginx-exporter", f"-web.listen-address=127.0.0.1:{NGINX_GO_PORT}",
-                          f"-nginx.scrape-uri={STUB_STATUS}"])
+        go_exporters = ("prometheus-haproxy-exporter", "prometheus-nginx-exporter")
+        with_go = all(shutil.which(name) for name in go_exporters)
+        if with_go:
+            haproxy_go = start(["prometheus-haproxy-exporter", f"--web.listen-address=127.0.0.1:{HAPROXY_GO_PORT}",
+                                f"--haproxy.scrape-uri=unix:{tmp}/stats.sock"])
+            nginx_go = start(["prometheus-nginx-exporter", f"-web.listen-address=127.0.0.1:{NGINX_GO_PORT}",
+                              f"-nginx.scrape-uri={STUB_STATUS}"])
+        else:
+            print(f"{' and '.join(go_exporters)} not both installed: measuring without the Go pair", file=sys.stderr)
         ours_url = f"http://127.0.0.1:{PROXYTIER_PORT}/metrics"
         wait_until(lambda: ready(scrape(ours_url)), "every collector up and the 3 VIPs held")
         for b in range(1, BACKENDS + 1):
             for _ in range(100):
                 scrape(f"http://127.0.0.1:{8000 + b}/")
         daemons = [haproxy.pid, nginx.pid, *children(nginx.pid)]
-        variants = {
-            "proxytier": ([ours_url], [ours.pid]),
-            "go_pair": ([f"http://127.0.0.1:{HAPROXY_GO_PORT}/metrics", f"http://127.0.0.1:{NGINX_GO_PORT}/metrics"],
-                        [haproxy_go.pid, nginx_go.pid]),
-            "haproxy_builtin": ([f"http://127.0.0.1:{BUILTIN_PORT}/metrics"], []),
-        }
+        variants = {"proxytier": ([ours_url], [ours.pid])}
+        if with_go:
+            variants["go_pair"] = (
+                [f"http://127.0.0.1:{HAPROXY_GO_PORT}/metrics", f"http://127.0.0.1:{NGINX_GO_PORT}/metrics"],
+                [haproxy_go.pid, nginx_go.pid])
+        variants["haproxy_builtin"] = ([f"http://127.0.0.1:{BUILTIN_PORT}/metrics"], [])
         for urls, _ in variants.values():
             for url in urls:
                 wait_until(lambda url=url: scrape(url), url)
@@ -250,7 +261,9 @@ def bench(rounds: int, scrapes: int) -> dict:
             for line in scrape(ours_url).decode().splitlines()
             if line.startswith("proxytier_collector_duration_seconds{")
         }
-        return {"rounds": rounds, "scrapes_per_round": scrapes, "haproxy_servers": BACKENDS * SERVERS_PER_BACKEND,
+        return {"bench": "exporter", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "git_commit": report.git_commit(checkout), "machine": report.machine_facts(),
+                "rounds": rounds, "scrapes_per_round": scrapes, "haproxy_servers": BACKENDS * SERVERS_PER_BACKEND,
                 "vips": 3, "idle_cpu_daemons_percent": idle_rate * 100, "summary": summary,
                 "proxytier_collector_ms": durations}
     finally:
@@ -264,16 +277,20 @@ def bench(rounds: int, scrapes: int) -> dict:
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
 
 
-def table(report: dict) -> str:
-    s = report["summary"]
-    go = s["go_pair"]
+def table(result: dict) -> str:
+    """The summary as a Markdown table; the ratio columns are "n/a" when the Go pair was not measured."""
+    s = result["summary"]
+    go = s.get("go_pair")
     rows = ["| exporter | p50 ms | p99 ms | CPU ms/scrape | RSS MiB | bytes | CPU vs Go pair | p50 vs Go pair |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in s.items():
         rss = f"{r['rss_mib']:.1f}" if r["rss_mib"] is not None else "in haproxy"
-        cpu_ratio = r["cpu_ms_per_scrape"] / go["cpu_ms_per_scrape"] if go["cpu_ms_per_scrape"] else float("nan")
+        cpu_ratio = p50_ratio = "n/a"
+        if go is not None:
+            cpu_ratio = f"{r['cpu_ms_per_scrape'] / go['cpu_ms_per_scrape']:.2f}" if go["cpu_ms_per_scrape"] else "nan"
+            p50_ratio = f"{r['p50_ms'] / go['p50_ms']:.2f}"
         rows.append(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_ms_per_scrape']:.2f} | {rss} | "
-                    f"{r['exposition_bytes']} | {cpu_ratio:.2f} | {r['p50_ms'] / go['p50_ms']:.2f} |")
+                    f"{r['exposition_bytes']} | {cpu_ratio} | {p50_ratio} |")
     return "\n".join(rows)
 
 
@@ -281,21 +298,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scrapes", type=int, default=100)
+    parser.add_argument("--checkout", type=Path, default=REPO,
+                        help="the checkout whose exporter/ is measured (default: this one); its commit is recorded, "
+                             "so two runs compare two commits (python -m bench.exporter.report)")
     args = parser.parse_args()
     if os.environ.get("PROXYTIER_BENCH_IN_NETNS") != "1":
         os.environ["PROXYTIER_BENCH_IN_NETNS"] = "1"
         os.execvp("unshare", ["unshare", "--net", "--", sys.executable, __file__, *sys.argv[1:]])
-    report = bench(args.rounds, args.scrapes)
+    result = bench(args.rounds, args.scrapes, args.checkout.resolve())
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"exporter-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(table(report))
+    path.write_text(json.dumps(result, indent=2))
+    print(table(result))
     print("proxytier collectors, ms in one scrape: "
-          + ", ".join(f"{name} {ms:.2f}" for name, ms in report["proxytier_collector_ms"].items()))
-    print(f"\n{report['haproxy_servers']} HAProxy servers, {report['vips']} VIPs; daemons' idle CPU "
-          f"{report['idle_cpu_daemons_percent']:.1f}%; medians of {report['rounds']} rounds x "
-          f"{report['scrapes_per_round']} scrapes; written to {path}")
+          + ", ".join(f"{name} {ms:.2f}" for name, ms in result["proxytier_collector_ms"].items()))
+    print(f"\n{result['haproxy_servers']} HAProxy servers, {result['vips']} VIPs; daemons' idle CPU "
+          f"{result['idle_cpu_daemons_percent']:.1f}%; medians of {result['rounds']} rounds x "
+          f"{result['scrapes_per_round']} scrapes; commit {result['git_commit']}; written to {path}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """nginx: stub_status with nginx-prometheus-exporter's metric names (the access log is `accesslog.py`).
 
-`nginx_up` is not exported: a failed scrape sets `proxytier_collector_success{collector="nginx"}` to 0
-instead of publishing a series that exists only while nginx answers.
+`nginx_up` has nginx-prometheus-exporter's meaning: 1 when this scrape read a whole stub_status page, else 0
+(published on failure too, by ScrapeCollector, beside `proxytier_collector_success{collector="nginx"}`,
+which has the same value); NGINX's Grafana dashboard finds its instances with `label_values(nginx_up,
+instance)`.
 
 nginx-prometheus-exporter names its accepted/handled counters without `_total`; prometheus_client's text
 format always appends `_total` to counters, so those two keep their names and are exposed untyped.
@@ -66,6 +68,8 @@ def fetch(url: str, timeout: float) -> str:
 
 
 def stub_status_families(status: dict[str, int]) -> Iterator[Metric]:
+    """nginx-prometheus-exporter's seven stub_status metrics for a parsed page (`parse_stub_status`):
+    four connection gauges, accepted/handled untyped (its names lack `_total`), requests as a counter."""
     gauges = {
         "active": "Active client connections, including waiting ones (stub_status Active connections).",
         "reading": "Connections where nginx is reading the request header (stub_status Reading).",
@@ -90,6 +94,8 @@ class NginxCollector:
     """Reads the stub_status page at scrape time."""
 
     name = "nginx"
+    up_metric = ("nginx_up", "1 if the last stub_status scrape succeeded, else 0 (nginx-prometheus-exporter's "
+                 "nginx_up; the same value as proxytier_collector_success{collector=\"nginx\"}).")
 
     def __init__(self, stub_status_url: str, timeout: float = 2.0):
         self.stub_status_url = stub_status_url

@@ -151,3 +151,54 @@ def test_a_socket_that_never_answers_fails_within_the_timeout(tmp_path: Path) ->
         silent.listen(1)
         with pytest.raises(SourceError, match=r"within 0\.2s"):
             list(HAProxyCollector(path, timeout=0.2).collect())
+
+
+def _edited(fixtures: Path, edit) -> str:
+    """The captured show stat with `edit(row)` applied to every row (a dict by column name)."""
+    header, *lines = (fixtures / "haproxy_show_stat.csv").read_text().rstrip("\n").split("\n")
+    columns = header[2:].split(",")
+    out = [header]
+    for line in lines:
+        row = dict(zip(columns, line.split(","), strict=True))
+        edit(row)
+        out.append(",".join(row[column] for column in columns))
+    return "\n".join(out) + "\n\n"
+
+
+def test_tcp_proxies_have_no_http_metrics_as_in_haproxys_exporter(fixtures: Path, render) -> None:
+    def tcp(row: dict[str, str]) -> None:
+        if row["pxname"] in ("be_tcp", "fe_http"):
+            row["mode"] = "tcp"
+
+    ours = samples(render(lambda: stat_families(parse_show_stat(_edited(fixtures, tcp)))))
+    for name, labels in ours:
+        proxy = dict(labels).get("proxy")
+        if proxy in ("be_tcp", "fe_http"):
+            assert "_http_" not in name, name
+    assert ours[("haproxy_backend_http_requests_total", frozenset({("proxy", "be_nginx")}))] >= 0
+    assert ("haproxy_backend_bytes_in_total", frozenset({("proxy", "be_tcp")})) in ours
+
+
+def test_frontend_stop_is_down_and_a_running_check_keeps_its_status(fixtures: Path, render) -> None:
+    def edit(row: dict[str, str]) -> None:
+        if row["pxname"] == "fe_http":
+            row["status"] = "STOP"
+        if row["svname"] == "up1":
+            row["check_status"] = "* L7OK"
+
+    ours = samples(render(lambda: stat_families(parse_show_stat(_edited(fixtures, edit)))))
+    assert ours[("haproxy_frontend_status", frozenset({("proxy", "fe_http"), ("state", "DOWN")}))] == 1
+    assert ours[("haproxy_frontend_status", frozenset({("proxy", "fe_prometheus"), ("state", "UP")}))] == 1
+    up1 = {("proxy", "be_nginx"), ("server", "up1")}
+    assert ours[("haproxy_server_check_status", frozenset({*up1, ("state", "L7OK")}))] == 1
+    assert ours[("haproxy_backend_agg_check_status", frozenset({("proxy", "be_nginx"), ("state", "L7OK")}))] == 3
+
+
+def test_servers_are_counted_per_state_in_their_backend(runtime_api, render) -> None:
+    ours = samples(render(HAProxyCollector(runtime_api).collect))
+    counts = {state: ours[("haproxy_backend_agg_server_status", frozenset({("proxy", "be_nginx"), ("state", state)}))]
+              for state in ("DOWN", "UP", "MAINT", "DRAIN", "NOLB")}
+    # up1, nocheck1, backup1 UP; down1 DOWN; drain1 DRAIN; maint1 and via1 MAINT
+    assert counts == {"DOWN": 1, "UP": 3, "MAINT": 2, "DRAIN": 1, "NOLB": 0}
+    assert not any(name == "haproxy_backend_agg_server_status" and ("proxy", "fe_http") in labels
+                   for name, labels in ours)

@@ -17,7 +17,7 @@ from proxytier_exporter.accesslog import (
     AccessLogStats,
     parse_datagram,
 )
-from proxytier_exporter.core import SourceError
+from proxytier_exporter.core import ScrapeCollector, SourceError
 from proxytier_exporter.nginx import NginxCollector
 
 
@@ -52,6 +52,17 @@ def datagrams(fixtures: Path) -> list[bytes]:
 
 def test_stub_status_exposition_matches_golden_file(stub_status_server, render, golden) -> None:
     golden("nginx_stub_status.prom", render(NginxCollector(f"{stub_status_server}/stub_status").collect))
+
+
+@pytest.mark.parametrize(("path", "up"), [("/stub_status", "1.0"), ("/elsewhere", "0.0")])
+def test_nginx_up_says_whether_the_stub_status_scrape_succeeded(stub_status_server, render, path, up) -> None:
+    # nginx-prometheus-exporter's meaning: a series that is there on failure too, with value 0.
+    text = render(ScrapeCollector([NginxCollector(f"{stub_status_server}{path}")]).collect)
+    lines = text.splitlines()
+    assert "# TYPE nginx_up gauge" in lines
+    assert f"nginx_up {up}" in lines
+    assert f'proxytier_collector_success{{collector="nginx"}} {up}' in lines
+    assert ("nginx_connections_active" in text) == (up == "1.0")
 
 
 def test_a_location_without_stub_status_is_a_source_error(stub_status_server) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from proxytier_exporter import __version__
 
@@ -25,7 +26,12 @@ class SourceError(Exception):
 
 
 class DaemonCollector(Protocol):
-    """One collector per daemon. `name` is the value of the `collector` label."""
+    """One collector per daemon. `name` is the value of the `collector` label.
+
+    A collector may also have `up_metric = (name, help)`: a gauge that ScrapeCollector publishes, without
+    labels, beside `proxytier_collector_success` with the same 0/1 value, for exporters whose well-known
+    success metric users' dashboards query (nginx-prometheus-exporter's `nginx_up`).
+    """
 
     name: str
 
@@ -44,10 +50,12 @@ def state_set(
     Returns the family and a function adding one object's series; `current` None means "none of these".
     """
     family = GaugeMetricFamily(name, documentation, labels=[*labels, "state"])
+    append = family.samples.append
 
     def add(values: Sequence[str], current: str | None) -> None:
+        base = dict(zip(labels, values, strict=True))
         for state in states:
-            family.add_metric([*values, state], 1.0 if state == current else 0.0)
+            append(Sample(name, {**base, "state": state}, 1.0 if state == current else 0.0))
 
     return family, add
 
@@ -60,7 +68,8 @@ def describe_names(*names: str) -> list[Metric]:
 
 class ScrapeCollector:
     """The one collector registered with the registry: runs every daemon collector, isolates failures,
-    and adds `proxytier_collector_success`, `proxytier_collector_duration_seconds` and build info."""
+    and adds `proxytier_collector_success`, `proxytier_collector_duration_seconds`, each collector's
+    `up_metric` if it has one, and build info."""
 
     def __init__(self, collectors: Sequence[DaemonCollector], clock: Callable[[], float] = time.perf_counter):
         self._collectors = list(collectors)
@@ -69,6 +78,9 @@ class ScrapeCollector:
     def describe(self) -> Iterator[Metric]:
         for collector in self._collectors:
             yield from collector.describe()
+            up = getattr(collector, "up_metric", None)
+            if up is not None:
+                yield from describe_names(up[0])
         yield from describe_names(
             "proxytier_collector_success", "proxytier_collector_duration_seconds", "proxytier_build_info"
         )
@@ -90,6 +102,9 @@ class ScrapeCollector:
             duration.add_metric([collector.name], self._clock() - start)
             success.add_metric([collector.name], 1.0 if ok else 0.0)
             yield from families
+            up = getattr(collector, "up_metric", None)
+            if up is not None:
+                yield GaugeMetricFamily(up[0], up[1], value=1.0 if ok else 0.0)
         yield success
         yield duration
         yield build_info()

@@ -9,6 +9,7 @@ escaped and sorted once per scrape instead of once per sample.
 from __future__ import annotations
 
 import gzip
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,6 +20,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram", "summary": "summary",
           "unknown": "untyped", "info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram"}
 _SUFFIXES = {"counter": "_total", "info": "_info"}
+_ZERO, _NEGATIVE_ZERO = floatToGoString(0.0), floatToGoString(-0.0)
 
 
 def _escape_help(text: str) -> str:
@@ -57,11 +59,14 @@ def render_text(families: Iterable[Metric]) -> bytes:
             else:
                 text = ""
             value = sample.value
-            number = numbers.get(value)
-            if number is None:
-                number = floatToGoString(value)
-                if value == value and value != 0:  # NaN is never found again; 0.0 and -0.0 are equal keys
-                    numbers[value] = number
+            if value == 0:  # most values; 0.0 and -0.0 are equal keys but render differently
+                number = _NEGATIVE_ZERO if math.copysign(1.0, value) < 0 else _ZERO
+            else:
+                number = numbers.get(value)
+                if number is None:
+                    number = floatToGoString(value)
+                    if value == value:  # NaN is never found again
+                        numbers[value] = number
             line = f"{sample.name}{text} {number}"
             if sample.timestamp is not None:
                 line += f" {int(float(sample.timestamp) * 1000):d}"

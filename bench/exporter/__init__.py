@@ -1,0 +1,1 @@
+"""Exporter scrape benchmark (run.py) and its BENCHMARKS.md section (report.py)."""
