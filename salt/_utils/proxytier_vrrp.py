@@ -326,7 +326,9 @@ def instances(
     vip_list: list[dict[str, Any]], members: list[dict[str, str]], vrrp: dict[str, Any], minion_id: str
 ) -> list[dict[str, Any]]:
     """One VRRP instance per VIP (vips, then pool VIPs), each
-    {"name": "VI_<vrid>" (IPv6: "VI6_<vrid>"), "vrid", "address", "prefixlen", "cidr", "interface",
+    {"name": "VI_<vrid>" (IPv6: "VI6_<vrid>"; "VI_<vrid>_<interface>" for each of the instances that
+    share a VRID of one family on several interfaces: keepalived refuses two instances of one
+    name), "vrid", "address", "prefixlen", "cidr", "interface",
     "owner", "is_owner", "priority" (this node's), "priorities" ({member id: priority}, highest
     first)}. When the tier has IPv6 (`uses_ipv6`), each also has "family" (4 or 6),
     "unicast_src_ip" (this node's address of that family) and "unicast_peers" (the other members'
@@ -339,6 +341,9 @@ def instances(
     or mine does not matter; every node computes the same."""
     ids = [m["id"] for m in members]
     ipv6 = uses_ipv6(vip_list, members)
+    interfaces: dict[tuple[int, int], set[str]] = {}
+    for v in vip_list:
+        interfaces.setdefault((v["iface"].version, v["vrid"]), set()).add(v["interface"])
     out = []
     for v in vip_list:
         address = str(v["iface"].ip)
@@ -349,8 +354,11 @@ def instances(
         # home: the member numbered like the VIP's 1-based position in vips (or in the pool), per family
         order = ownership.order(address, ids, v["owner"], home=v["index"] + 1)
         priorities = {mid: vrrp["priority_base"] - j * vrrp["priority_step"] for j, mid in enumerate(order)}
+        name = f"VI6_{v['vrid']}" if family == 6 else f"VI_{v['vrid']}"
+        if len(interfaces[(family, v["vrid"])]) > 1:
+            name += f"_{v['interface']}"
         inst = {
-            "name": f"VI6_{v['vrid']}" if family == 6 else f"VI_{v['vrid']}",
+            "name": name,
             "vrid": v["vrid"],
             "address": address,
             "prefixlen": v["iface"].network.prefixlen,

@@ -206,3 +206,12 @@ def test_keepalived_removes_ipv6_vips_with_ip_6_when_it_stops() -> None:
     assert "-ip -6 addr del 2001:2::101/64 dev host0" in dropin["exec_stop_post"]
     assert "-ip -4 addr del 198.18.0.101/24 dev host0" in dropin["exec_stop_post"]
     assert "ExecStopPost=-ip -6 addr del 2001:2::103/64 dev host0" in render("restart.conf.jinja", m, dropin=dropin)
+
+
+def test_one_vrid_on_two_interfaces_gives_two_instance_names() -> None:
+    """VRIDs are per interface: the same VRID (of one family) on two interfaces is two instances,
+    which keepalived accepts only under two names ("vrrp instance VI_51 already defined")."""
+    vips = [{"address": "198.18.0.101/24", "vrid": 51}, {"address": "198.18.1.101/24", "vrid": 51, "interface": "eth1"},
+            {"address": "2001:2::101/64", "vrid": 51}, {"address": "198.18.0.102/24", "vrid": 52}]
+    names = [i["name"] for i in build_model(dual(vips=vips), "proxy1")["vrrp"]["instances"]]
+    assert names == ["VI_51_host0", "VI_51_eth1", "VI6_51", "VI_52"]
