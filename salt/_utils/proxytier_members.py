@@ -52,7 +52,7 @@ def from_list(given: Any) -> list[dict[str, str]]:
         if not isinstance(m["id"], str) or not m["id"]:
             raise fail((*path, i, "id"), m["id"], "each member needs the minion id it runs on")
         member_id(m["id"], (*path, i, "id"))
-        primary = ip(m["address"], (*path, i, "address"))
+        primary = _global(ip(m["address"], (*path, i, "address")), m["address"], (*path, i, "address"))
         entry = {"id": m["id"], "address": str(primary)}
         if m["address6"] is not None:
             entry["address6"] = _address6(m["address6"], primary, (*path, i, "address6"))
@@ -69,9 +69,18 @@ def from_list(given: Any) -> list[dict[str, str]]:
     return members
 
 
+def _global(addr: Any, value: Any, path: tuple[Any, ...]) -> Any:
+    """`addr` unless it is an IPv6 link-local address (fe80::/10), which is no member address: it
+    needs a zone, and keepalived's unicast_src_ip and peers must be global addresses."""
+    if addr.version == 6 and addr.is_link_local:
+        raise fail(path, value, "a link-local address (fe80::/10) is only valid on one link and with a zone; "
+                   "use the member's global IPv6 address on the interface, like 2001:2::11")
+    return addr
+
+
 def _address6(value: Any, primary: Any, path: tuple[Any, ...]) -> str:
-    """A member's `address6`: an IPv6 address beside an IPv4 `address`."""
-    a6 = ip(value, path)
+    """A member's `address6`: a global IPv6 address beside an IPv4 `address`."""
+    a6 = _global(ip(value, path), value, path)
     if a6.version != 6:
         raise fail(path, value, "address6 is the member's IPv6 address beside its IPv4 address; expected an "
                    "IPv6 address like 2001:2::11")

@@ -58,6 +58,11 @@ MIXED = [
     (lambda: dual(members=[{**DUAL["members"][0], "address6": "198.18.0.31"}, *DUAL["members"][1:]]),
      "proxytier:members:0:address6 = '198.18.0.31': address6 is the member's IPv6 address",
      "like 2001:2::11"),
+    # a link-local address: no unicast source keepalived can use
+    (lambda: dual(members=[{**DUAL["members"][0], "address6": "fe80::11"}, *DUAL["members"][1:]]),
+     "proxytier:members:0:address6 = 'fe80::11': a link-local address (fe80::/10)", "global IPv6 address"),
+    (lambda: dual(members=[{"id": "proxy1", "address": "fe80::11"}]),
+     "proxytier:members:0:address = 'fe80::11': a link-local address", ""),
     # address6 beside an IPv6 address
     (lambda: dual(members=[{"id": "proxy1", "address": "2001:2::11", "address6": "2001:2::31"}]),
      "proxytier:members:0:address6 = '2001:2::31': address is already IPv6 (2001:2::11)",
