@@ -194,11 +194,13 @@ def pillar_with_site_change(**site: Any) -> dict[str, Any]:
     return data
 
 
-def pillar_with_vip(address: str, vrid: int) -> dict[str, Any]:
+def pillar_with_vip(address: str, vrid: int, instance_extra: list[str] | None = None) -> dict[str, Any]:
     """The lab pillar plus one VIP (a change of nginx's trusted sources, HAProxy's binds and
-    keepalived's instances at once)."""
+    keepalived's instances at once), and raw keepalived lines in every instance if given."""
     data = copy.deepcopy(default_pillar())
     data["proxytier"].setdefault("vips", []).append({"address": address, "vrid": vrid})
+    if instance_extra:
+        data["proxytier"].setdefault("vrrp", {}).setdefault("extra", {})["instance"] = instance_extra
     return data
 
 

@@ -129,16 +129,31 @@ def monitoring(tplroot: str = "proxytier") -> dict[str, Any]:
     return _lib("proxytier_monitoring").build(pillar, defaults, __salt__["mine.get"])  # noqa: F821
 
 
-def address(interface: str | None = None) -> list[str]:
+def address(interface: str | None = None, family: int | str | None = None) -> list[str]:
     """This node's own addresses on the tier interface, VIPs left out (the mine function:
-    ``mine_functions: {proxytier_address: {mine_function: proxytier.address}}``)."""
+    ``mine_functions: {proxytier_address: {mine_function: proxytier.address}}``): its IPv4
+    addresses first (``network.ip_addrs``), then its global IPv6 ones (``network.ip_addrs6``,
+    without link-local fe80::/10), each as the kernel lists them. A mine member's address is the
+    first IPv4 one inside the allowed networks and its address6 the first IPv6 one
+    (proxytier_members). family: 4 or 6 publishes that family only (``{mine_function:
+    proxytier.address, family: 4}``); default both."""
+    import ipaddress
+
+    if family not in (None, 4, 6, "4", "6"):
+        raise _lib("proxytier_schema").ProxytierError(f"proxytier.address: family {family!r}: use 4, 6 or none")
     pillar = _pillar()
     iface = interface or pillar.get("interface") or _lib("proxytier_model").DEFAULTS["interface"]
     vip_address = _lib("proxytier_schema").vip_address
     vips = {vip_address(v.get("address")) for v in pillar.get("vips") or [] if isinstance(v, dict)}
     pool = pillar.get("vip_pool") if isinstance(pillar.get("vip_pool"), dict) else {}
-    vips |= {vip_address(a) for a in pool.get("addresses") or []}
-    return [ip for ip in __salt__["network.ip_addrs"](interface=iface) if ip not in vips]  # noqa: F821
+    vips |= {vip_address(a) for a in [*(pool.get("addresses") or []), *(pool.get("addresses6") or [])]}
+    found = []
+    if family in (None, 4, "4"):
+        found += __salt__["network.ip_addrs"](interface=iface)  # noqa: F821
+    if family in (None, 6, "6"):
+        found += [a for a in __salt__["network.ip_addrs6"](interface=iface)  # noqa: F821
+                  if not ipaddress.ip_address(a.split("%")[0]).is_link_local]
+    return [ip for ip in found if vip_address(ip) not in vips]
 
 
 def reinstall() -> dict[str, Any]:
@@ -237,7 +252,7 @@ def verify(timeout: float = 30.0, vips: bool = True, vrrp: bool = True) -> dict[
         m,
         lambda cmd: runtime.unix_command(sock, cmd),
         (lambda: bool(__salt__["service.status"](keepalived))) if vrrp else None,  # noqa: F821
-        lambda: set(__salt__["network.ip_addrs"](include_loopback=False)),  # noqa: F821
+        _held_addresses,
         vips=vips and vrrp,
         guarded=_guarded,
     )
@@ -283,11 +298,27 @@ def retire() -> dict[str, str]:
     return _stop_services(units, disable=True)
 
 
+def _held_addresses() -> set[str]:
+    """The addresses this node holds, both families (IPv6 VIPs keepalived adds have DAD off, so
+    they are never tentative; a /128 one is "deprecated" and still held)."""
+    found = __salt__["network.ip_addrs"](include_loopback=False) + __salt__["network.ip_addrs6"]()  # noqa: F821
+    return {str(_ip_address(a)) for a in found if _ip_address(a) is not None}
+
+
+def _ip_address(text: str) -> Any:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return None
+
+
 def _guarded() -> list[str]:
     """VIPs a handover SYN guard on this node still holds (a handover running, or one killed
     midway whose guard has not expired yet)."""
     handover_lib = _lib("proxytier_handover")
-    listing = _run(["nft", "-j", "list", "set", "ip", handover_lib.GUARD_TABLE, "vips"], check=False)
+    listing = _run(["nft", "-j", "list", "table", handover_lib.GUARD_FAMILY, handover_lib.GUARD_TABLE], check=False)
     return handover_lib.guarded(listing)
 
 
@@ -315,10 +346,14 @@ def handover(node: str, action: str, timeout: float = 5.0, drain: float = 2.0) -
     m = model()
 
     def local_vips() -> set[str]:
-        return set(__salt__["network.ip_addrs"](include_loopback=False)) & set(m["vips"])  # noqa: F821
+        return _held_addresses() & set(m["vips"])
 
     def busy(vips: list[str]) -> int:
-        with open("/proc/net/tcp") as f:
-            return lib.busy_connections(f.read(), vips)
+        text = ""
+        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+            if os.path.exists(name):  # no tcp6 on a kernel booted with ipv6.disable=1
+                with open(name) as f:
+                    text += f.read()
+        return lib.busy_connections(text, vips)
 
     return lib.handover(m, node, action, _run, local_vips, busy, timeout=timeout, drain=drain)

@@ -15,18 +15,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxytier_members import address_of
+
 TABLE = "proxytier_filter"
 VRRP_PROTOCOL = 112  # IANA protocol number of VRRP
 
 
 def firewall(members: list[dict[str, str]], sites: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
     """-> {"table", "file", "members4", "members6", "nginx_ports"} for the filter template: the
-    member addresses by family and the nginx ports to guard (sorted, unique)."""
+    member addresses by family (a dual-stack member's address6 among members6) and the nginx
+    ports to guard (sorted, unique)."""
     return {
         "table": TABLE,
         "file": params.get("filter_file", "/etc/proxytier/filter.nft"),
         "vrrp_protocol": VRRP_PROTOCOL,
-        "members4": [m["address"] for m in members if ":" not in m["address"]],
-        "members6": [m["address"] for m in members if ":" in m["address"]],
+        "members4": [a for a in (address_of(m, 4) for m in members) if a],
+        "members6": [a for a in (address_of(m, 6) for m in members) if a],
         "nginx_ports": sorted({s["nginx_port"] for s in sites}),
     }

@@ -26,24 +26,40 @@ from proxytier_schema import ProxytierError
 
 HOLD_VALUE = 253  # keepalived: priority - 253 clamps to 1; below -253 would mean FAULT
 GUARD_TABLE = "proxytier_handover"
+# one table for both address families: set `vips` holds the IPv4 VIPs, `vips6` the IPv6 ones
+GUARD_FAMILY = "inet"
 # a guard outlives no handover by much: drain (2 s) + VIP move (5 s) by default, plus margin
 GUARD_LIFETIME = 30
-# /proc/net/tcp states in which a connection still has a request or response on the wire
+# /proc/net/tcp (and tcp6) states in which a connection still has a request or response on the wire
 # (ESTABLISHED, SYN_RECV, FIN_WAIT1, CLOSE_WAIT, LAST_ACK, CLOSING)
 BUSY_TCP_STATES = {"01", "03", "04", "08", "09", "0B"}
 
 
+def _proc_net_hex(address: str) -> set[str]:
+    """How /proc/net/tcp and /proc/net/tcp6 print `address` as a local address (upper-case hex):
+    IPv4 as one 32-bit word in host byte order (tcp), IPv6 as four 32-bit words each in host byte
+    order (tcp6). An IPv4 address also as the IPv4-mapped ::ffff:a.b.c.d of a dual-stack socket
+    (tcp6). Host byte order is little endian (x86-64, arm64)."""
+    addr = ipaddress.ip_address(address)
+    v6 = addr if addr.version == 6 else ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + addr.packed)
+    words = [v6.packed[i:i + 4][::-1].hex().upper() for i in range(0, 16, 4)]
+    out = {"".join(words)}
+    if addr.version == 4:
+        out.add(addr.packed[::-1].hex().upper())
+    return out
+
+
 def busy_connections(proc_net_tcp: str, addresses: list[str]) -> int:
-    """How many TCP connections in /proc/net/tcp text have a local address in `addresses`
-    and may still carry data (a moved VIP would reset them)."""
-    wanted = set()
-    for a in addresses:
-        packed = ipaddress.IPv4Address(a).packed
-        wanted.add(packed[::-1].hex().upper())  # /proc/net/tcp: host byte order (little endian)
+    """How many TCP connections in /proc/net/tcp or /proc/net/tcp6 text (or both, one after the
+    other) have a local address in `addresses` (IPv4 or IPv6; an IPv4 address also counts as
+    ::ffff:a.b.c.d in tcp6) and may still carry data (a moved VIP would reset them): states
+    ESTABLISHED, SYN_RECV, FIN_WAIT1, CLOSE_WAIT, LAST_ACK, CLOSING. Listeners and TIME_WAIT do
+    not count. Header lines and lines of another shape are skipped."""
+    wanted = set().union(*(_proc_net_hex(a) for a in addresses)) if addresses else set()
     busy = 0
-    for line in proc_net_tcp.splitlines()[1:]:
+    for line in proc_net_tcp.splitlines():
         fields = line.split()
-        if len(fields) < 4:
+        if len(fields) < 4 or ":" not in fields[1]:
             continue
         local_ip = fields[1].split(":")[0].upper()
         if local_ip in wanted and fields[3].upper() in BUSY_TCP_STATES:
@@ -52,23 +68,32 @@ def busy_connections(proc_net_tcp: str, addresses: list[str]) -> int:
 
 
 def guard_script(vips: list[str], lifetime: int = GUARD_LIFETIME) -> str:
-    """nft script: drop new inbound connections (bare SYNs) to `vips` for `lifetime` seconds;
-    established traffic passes. The VIPs are set elements with a timeout, so a handover killed
-    midway (its guard never deleted) heals by itself: after `lifetime` s the rule matches nothing."""
-    for v in vips:
-        ipaddress.IPv4Address(v)  # never put anything but an address into the ruleset
+    """nft script: drop new inbound connections (bare SYNs) to `vips` (IPv4 and IPv6) for
+    `lifetime` seconds; established traffic passes. One ``inet`` table: the IPv4 VIPs are elements
+    of set `vips`, the IPv6 ones of set `vips6`, each with a timeout, so a handover killed midway
+    (its guard never deleted) heals by itself: after `lifetime` s the rules match nothing."""
+    parsed = [ipaddress.ip_address(v) for v in vips]  # never put anything but an address into the ruleset
     if isinstance(lifetime, bool) or not isinstance(lifetime, int) or lifetime < 1:
         raise ValueError(f"guard lifetime {lifetime!r}: whole seconds >= 1")
-    elements = ", ".join(f"{v} timeout {lifetime}s" for v in vips)
+
+    def elements(version: int) -> str:
+        chosen = [f"{a} timeout {lifetime}s" for a in parsed if a.version == version]
+        return f"    elements = {{ {', '.join(chosen)} }}\n" if chosen else ""
+
     return (
-        f"table ip {GUARD_TABLE} {{\n"
+        f"table {GUARD_FAMILY} {GUARD_TABLE} {{\n"
         "  set vips {\n"
         "    type ipv4_addr; flags timeout;\n"
-        f"    elements = {{ {elements} }}\n"
+        f"{elements(4)}"
+        "  }\n"
+        "  set vips6 {\n"
+        "    type ipv6_addr; flags timeout;\n"
+        f"{elements(6)}"
         "  }\n"
         "  chain input {\n"
         "    type filter hook input priority -150; policy accept;\n"
         "    ip daddr @vips tcp flags & (syn | ack) == syn drop\n"
+        "    ip6 daddr @vips6 tcp flags & (syn | ack) == syn drop\n"
         "  }\n"
         "}\n"
     )
@@ -80,8 +105,8 @@ def guard_lifetime(timeout: float, drain: float) -> int:
 
 
 def guarded(nft_list_json: str) -> list[str]:
-    """The VIPs a SYN guard still holds, from ``nft -j list set ip proxytier_handover vips``
-    (empty when the table is gone or every element has expired)."""
+    """The VIPs a SYN guard still holds, from ``nft -j list table inet proxytier_handover`` (every
+    set's elements: IPv4 and IPv6; empty when the table is gone or every element has expired)."""
     import json
 
     try:
@@ -105,13 +130,15 @@ class Guard:
 
     def __enter__(self) -> Guard:
         if self.vips:
-            self.run(["nft", "delete", "table", "ip", GUARD_TABLE], check=False)  # a killed run's leftover
+            # a killed run's leftover (and the IPv4-only `ip` table of formula versions before dual stack)
+            for family in (GUARD_FAMILY, "ip"):
+                self.run(["nft", "delete", "table", family, GUARD_TABLE], check=False)
             self.run(["nft", "-f", "-"], input=guard_script(self.vips, self.lifetime))
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.vips:
-            self.run(["nft", "delete", "table", "ip", GUARD_TABLE], check=False)
+            self.run(["nft", "delete", "table", GUARD_FAMILY, GUARD_TABLE], check=False)
 
 
 def set_hold(path: str, value: int) -> None:

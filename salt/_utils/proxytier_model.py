@@ -167,6 +167,7 @@ def build_model(
     dns_name = vrrp_.dns_name(cfg["dns_name"])
     vip_addrs = [str(v["iface"].ip) for v in vip_list]
     vrrp = vrrp_.settings(cfg["vrrp"], len(found))
+    vrrp_.check_families(vip_list, vrrp)
     nginx_cfg, haproxy_cfg, exporter_cfg = cfg["nginx"], cfg["haproxy"], cfg["exporter"]
     check_path = health_path(nginx_cfg["health_path"])
     instances = vrrp_.instances(vip_list, found, vrrp, minion_id)
@@ -202,8 +203,9 @@ def build_model(
         },
         "haproxy": haproxy(haproxy_cfg, site_list, found, vip_addrs, check_path, crt_lists),
         "nginx": nginx(
-            nginx_cfg, site_list, me["address"], [m["address"] for m in found] + vip_addrs,
-            previous=nginx_previous, taken=taken, pools=pools,
+            nginx_cfg, site_list, me["address"],
+            [m["address"] for m in found] + [m["address6"] for m in found if "address6" in m] + vip_addrs,
+            previous=nginx_previous, taken=taken, pools=pools, my_address6=me.get("address6"),
         ),
         "tls_files": [
             s["tls"]["file"] if with_secrets else _digest(s["tls"]["file"])
@@ -214,6 +216,18 @@ def build_model(
         "firewall": firewall(found, site_list, params),
         # the crt-lists of shared TLS ports (paths and host names, no key), only when there are some
         **({"crt_lists": crt_lists} if crt_lists else {}),
+        # only in a tier with IPv6 (VIPs or member addresses): HAProxy binds IPv6 VIPs the node does
+        # not hold (net.ipv6.ip_nonlocal_bind, proxytier.common)
+        **({"ipv6": ipv6_summary(vip_list, found)} if vrrp_.uses_ipv6(vip_list, found) else {}),
+    }
+
+
+def ipv6_summary(vip_list: list[dict[str, Any]], found: list[dict[str, str]]) -> dict[str, Any]:
+    """The IPv6 side of a dual-stack or IPv6-only tier: {"vips": [IPv6 VIP addresses], "members":
+    {member id: its IPv6 address}} (members without one are left out)."""
+    return {
+        "vips": [str(v["iface"].ip) for v in vip_list if v["iface"].version == 6],
+        "members": {m["id"]: members_.address_of(m, 6) for m in found if members_.address_of(m, 6)},
     }
 
 
@@ -236,13 +250,15 @@ def _vips_and_members(
     cfg: dict[str, Any], mine: dict[str, Any] | None, interface: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], tuple[Any, str, Any]]:
     """VIPs (pillar vips, then the pool's, assigned to the members) and the members: VIPs first,
-    since no member may take a VIP (pool addresses included, held or not) as its own address.
+    since no member may take a VIP (pool addresses included, held or not) as its own address, and
+    every member needs an address of each VIP family (members_.check_families).
     -> (all VIPs, the pool's VIPs, contested pool members, (members, source, ignored))."""
     pool = vrrp_.vip_pool(cfg["vip_pool"], interface)
     vip_list = vrrp_.vips(cfg["vips"], interface, pool=bool(pool["slots"]))
-    vrrp_.check_unique(vip_list + pool["slots"])
-    reserved = {str(v["iface"].ip) for v in vip_list + pool["slots"]}
+    vrrp_.check_unique(vip_list + pool["slots"] + pool["slots6"])
+    reserved = {str(v["iface"].ip) for v in vip_list + pool["slots"] + pool["slots6"]}
     membership = members_.members_checked(cfg, mine, reserved)
+    members_.check_families(membership[0], vip_list + pool["slots"] + pool["slots6"], membership[1])
     pool_list, contested = vrrp_.pool_vips(pool, membership[0])
     return vip_list + pool_list, pool_list, contested, membership
 

@@ -44,8 +44,15 @@ def nginx(
     previous: dict[str, list[int]] | None = None,
     taken: set[int] | None = None,
     pools: list[dict[str, Any]] | None = None,
+    my_address6: str | None = None,
 ) -> dict[str, Any]:
     """proxytier:nginx (merged with its defaults) and the sites -> nginx's model for this node.
+
+    my_address6: the node's IPv6 address beside its IPv4 `my_address` (members' address6), or
+    None. With it, every listener is also on that address: a site's (and a 421 server's)
+    `listen6` and `listen6_also` (its `listen` and `listen_also` on the IPv6 address); the keys
+    are there only then. `trusted` (set_real_ip_from) holds every address HAProxy connects from:
+    members' addresses of both families and the VIPs.
 
     previous: {site name: [nginx ports]} as the last apply configured them (the node's record).
     A site whose nginx port changed keeps listening on its previous port too (`listen_also`) until
@@ -69,6 +76,7 @@ def nginx(
             misdirected.append({
                 "listen": join_hostport(my_address, first["nginx_port"]),
                 "listen_also": [join_hostport(my_address, p) for p in ports],
+                **_listen6(my_address6, first["nginx_port"], ports),
                 "proxy_protocol": first["client_address"] == "proxy_v2",
             })
     out = {
@@ -80,7 +88,7 @@ def nginx(
         "health_path": health_path(raw["health_path"]),
         "real_ip_from": trusted,
         "extra": extra(raw["extra"], (*path, "extra")),
-        "sites": [_site(s, my_address, kept[s["name"]], {p["name"]: p for p in pools}) for s in sites],
+        "sites": [_site(s, my_address, kept[s["name"]], {p["name"]: p for p in pools}, my_address6) for s in sites],
         # what the node records once the apply succeeded: the next apply's `previous`
         "ports_record": {s["name"]: [s["nginx_port"]] for s in sites},
         "site_map": site_map(sites, kept),
@@ -131,13 +139,26 @@ def _worker_processes(value: Any) -> str:
     return str(integer(value, ("nginx", "worker_processes"), 1, 1024, "worker_processes ('auto' or)"))
 
 
-def _site(s: dict[str, Any], my_address: str, kept: list[int], pools: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _listen6(my_address6: str | None, nginx_port: int, kept: list[int]) -> dict[str, Any]:
+    """{"listen6", "listen6_also"} on the node's IPv6 address beside its IPv4 one; {} without."""
+    if my_address6 is None:
+        return {}
+    return {
+        "listen6": join_hostport(my_address6, nginx_port),
+        "listen6_also": [join_hostport(my_address6, p) for p in kept],
+    }
+
+
+def _site(
+    s: dict[str, Any], my_address: str, kept: list[int], pools: dict[str, dict[str, Any]], my_address6: str | None
+) -> dict[str, Any]:
     out = {
         "name": s["name"],
         # the site's own pool (its backends: the route '/'); None when a route '/' goes to a named pool
         "upstream": f"up_{s['name']}" if s["servers"] else None,
         "listen": join_hostport(my_address, s["nginx_port"]),
         "listen_also": [join_hostport(my_address, p) for p in kept],
+        **_listen6(my_address6, s["nginx_port"], kept),
         "proxy_protocol": s["client_address"] == "proxy_v2",
         "servers": s["servers"],
         "keepalive": s["keepalive"],

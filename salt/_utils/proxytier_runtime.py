@@ -151,14 +151,25 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def proxy_v1_header(listen: str) -> bytes:
+    """The PROXY protocol v1 line a check sends to the listener ``host:port`` (``[v6]:port``):
+    ``TCP4 127.0.0.1`` to an IPv4 listener, ``TCP6 ::1`` to an IPv6 one (the header's two
+    addresses are of one family, the listener's)."""
+    host, number = listen.rsplit(":", 1)
+    host = host.strip("[]")
+    proto, source = ("TCP6", "::1") if ":" in host else ("TCP4", "127.0.0.1")
+    return f"PROXY {proto} {source} {host} 1 {number}\r\n".encode()
+
+
 def proxied_ok(listen: str, path: str) -> bool:
-    """GET `path` through a PROXY protocol listener (``host:port``) answers 200: a v1 header
-    first, which nginx accepts on a `proxy_protocol` listener as it does HAProxy's v2."""
+    """GET `path` through a PROXY protocol listener (``host:port``, ``[v6]:port``) answers 200: a
+    v1 header first (proxy_v1_header), which nginx accepts on a `proxy_protocol` listener as it
+    does HAProxy's v2."""
     host, number = listen.rsplit(":", 1)
     try:
-        with socket.create_connection((host, int(number)), timeout=2) as sock:
+        with socket.create_connection((host.strip("[]"), int(number)), timeout=2) as sock:
             sock.sendall(
-                f"PROXY TCP4 127.0.0.1 {host} 1 {number}\r\n".encode()
+                proxy_v1_header(listen)
                 + f"GET {path} HTTP/1.0\r\nHost: proxytier-verify\r\n\r\n".encode()
             )
             return sock.recv(64).startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
@@ -183,11 +194,13 @@ def serving_checks(
     checks: dict[str, Callable[[], bool]] = {}
     health = model["nginx"]["health_path"]
     for site in model["nginx"]["sites"]:
-        checks[f"nginx {site['name']} on {site['listen']}"] = (
-            (lambda s=site: proxied_ok(s["listen"], health))
-            if site.get("proxy_protocol")
-            else (lambda s=site: http_ok(f"http://{s['listen']}{health}"))
-        )
+        # a dual-stack node's nginx also listens on its IPv6 address (listen6)
+        for listen in [site["listen"], *([site["listen6"]] if "listen6" in site else [])]:
+            checks[f"nginx {site['name']} on {listen}"] = (
+                (lambda a=listen: proxied_ok(a, health))
+                if site.get("proxy_protocol")
+                else (lambda a=listen: http_ok(f"http://{a}{health}"))
+            )
     monitor = join_hostport("127.0.0.1", model["haproxy"]["monitor_port"])
     checks["haproxy monitor"] = lambda: http_ok(f"http://{monitor}/proxytier-monitor")
     me = model["node"]["id"]
@@ -211,7 +224,7 @@ def serving_checks(
     if keepalived_running is not None:
         checks["keepalived running"] = keepalived_running
     if guarded is not None:
-        checks["no handover SYN guard left (nft list table ip proxytier_handover)"] = lambda: not guarded()
+        checks["no handover SYN guard left (nft list table inet proxytier_handover)"] = lambda: not guarded()
     owned = [i["address"] for i in model["vrrp"]["instances"] if i["is_owner"]] if vips else []
     if owned:
         checks[f"holds its VIPs {', '.join(owned)}"] = lambda: set(owned) <= held_addresses()

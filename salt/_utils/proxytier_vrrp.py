@@ -9,6 +9,15 @@ member of highest rendezvous weight for its address; the other members follow in
 A join or a leave moves only the VIPs that change concerns. Facts used (FIELD-NOTES):
 VRRPv2 adverts are whole seconds, VRRPv3 0.01..40.95 s with no authentication; VRIDs are 1..255
 per interface.
+
+Dual stack: IPv4 and IPv6 VIPs are each one instance of one address family (keepalived allows no
+mix in an instance). IPv6 instances are VRRPv3 (RFC 5798; VRRPv2 is IPv4 only), named
+``VI6_<vrid>``, with their unicast source and peers the members' IPv6 addresses: keepalived binds
+a link-local source without ``unicast_src_ip`` and every node then goes MASTER. VRIDs are unique
+per interface and family (RFC 5798: IPv4 and IPv6 virtual routers are independent, and their
+virtual MACs differ: 00-00-5E-00-01-vrid and 00-00-5E-00-02-vrid), so an IPv6 VIP may reuse the
+VRID of its IPv4 twin. Homes count per family: the n-th IPv6 VIP is home of the member numbered n,
+as the n-th IPv4 VIP is, so a dual-stack node owns one VIP of each family.
 """
 
 from __future__ import annotations
@@ -17,11 +26,14 @@ import re
 from typing import Any
 
 import proxytier_ownership as ownership
+from proxytier_members import address_of, vip_key
 from proxytier_schema import DNS_LABEL_RE, boolean, extra, fail, integer, member_id, merge, vip
 
 VIP_DEFAULTS: dict[str, Any] = {"address": None, "vrid": None, "owner": None, "interface": None}
 #: proxytier:vip_pool: addresses handed out one per member (empty: no pool)
-VIP_POOL_DEFAULTS: dict[str, Any] = {"addresses": [], "vrid_base": None, "interface": None, "pins": {}}
+VIP_POOL_DEFAULTS: dict[str, Any] = {
+    "addresses": [], "addresses6": [], "vrid_base": None, "interface": None, "pins": {},
+}
 
 VRRP_DEFAULTS: dict[str, Any] = {
     "version": 3,
@@ -65,12 +77,15 @@ def interface(value: Any, path: tuple[Any, ...]) -> str:
 
 def vips(raw_vips: Any, default_interface: str, pool: bool = False) -> list[dict[str, Any]]:
     """proxytier:vips -> [{"iface": IPv4Interface|IPv6Interface, "vrid", "owner", "interface", "index",
-    "path"}] (`path`: the pillar key path of the entry, for errors). At least one VIP unless a VIP
-    pool is set (`pool`). Addresses are unique, and so is each (interface, VRID) pair."""
+    "path"}] (`path`: the pillar key path of the entry, for errors; `index`: the VIP's position
+    among the VIPs of its family, which makes the member numbered index + 1 its home). At least one
+    VIP unless a VIP pool is set (`pool`). Addresses are unique, and so is each (interface, family,
+    VRID)."""
     if not isinstance(raw_vips, list) or (not raw_vips and not pool):
         raise fail(("vips",), raw_vips, "list at least one VIP: [{address: 198.18.0.101/24, vrid: 51}] "
                    "(or set vip_pool)")
     out = []
+    per_family = {4: 0, 6: 0}
     for i, raw in enumerate(raw_vips):
         v = merge(VIP_DEFAULTS, raw, ("vips", i))
         iface = vip(v["address"], ("vips", i, "address"))
@@ -78,17 +93,19 @@ def vips(raw_vips: Any, default_interface: str, pool: bool = False) -> list[dict
         if isinstance(vrid, bool) or not isinstance(vrid, int) or not 1 <= vrid <= 255:
             raise fail(("vips", i, "vrid"), vrid, "VRRP router ids are 1..255; pick an unused one in that range")
         vif = default_interface if v["interface"] is None else interface(v["interface"], ("vips", i, "interface"))
-        out.append({"iface": iface, "vrid": vrid, "owner": v["owner"], "interface": vif, "index": i,
-                    "path": ("vips", i)})
+        out.append({"iface": iface, "vrid": vrid, "owner": v["owner"], "interface": vif,
+                    "index": per_family[iface.version], "path": ("vips", i)})
+        per_family[iface.version] += 1
     check_unique(out)
     return out
 
 
 def check_unique(entries: list[dict[str, Any]]) -> None:
     """No two VIP entries (of vips and of the whole VIP pool) share an address, or a VRID on one
-    interface; the error names the later entry's key path and the earlier one."""
+    interface within one address family (IPv4 and IPv6 VRIDs are separate spaces, RFC 5798); the
+    error names the later entry's key path and the earlier one."""
     seen_addr: dict[str, tuple[Any, ...]] = {}
-    seen_vrid: dict[tuple[str, int], tuple[Any, ...]] = {}
+    seen_vrid: dict[tuple[str, int, int], tuple[Any, ...]] = {}
     for v in entries:
         a = str(v["iface"].ip)
         where = ":".join(map(str, v["path"]))
@@ -96,24 +113,28 @@ def check_unique(entries: list[dict[str, Any]]) -> None:
             raise fail((*v["path"], "address"), a, f"duplicate of proxytier:{':'.join(map(str, seen_addr[a]))}; "
                        "remove one")
         seen_addr[a] = v["path"]
-        k = (v["interface"], v["vrid"])
+        k = (v["interface"], v["iface"].version, v["vrid"])
         if k in seen_vrid:
             other = ":".join(map(str, seen_vrid[k]))
+            on = f"{v['interface']}" + (" (IPv6)" if v["iface"].version == 6 else "")
             if v["path"][0] == "vips":
                 raise fail((*v["path"], "vrid"), v["vrid"],
-                           f"already used by proxytier:{other} on {v['interface']}; each VIP needs its own VRID")
+                           f"already used by proxytier:{other} on {on}; each VIP needs its own VRID")
             raise fail(("vip_pool", "vrid_base"), v["vrid"] - v["index"],
                        f"proxytier:{where} would get VRID {v['vrid']}, already used by proxytier:{other} on "
-                       f"{v['interface']}; move vrid_base so that the pool's VRIDs miss the VIPs' ones")
+                       f"{on}; move vrid_base so that the pool's VRIDs miss the VIPs' ones")
         seen_vrid[k] = v["path"]
 
 
 def vip_pool(raw: Any, default_interface: str) -> dict[str, Any]:
     """proxytier:vip_pool -> {"slots": [VIP entries as `vips` returns them, "owner" None, one per
-    pool address, VRID vrid_base + position], "pins": {member id: address}}. An empty pool
-    (the default) has no slots. Pool addresses are all reserved (validated against the VIPs, kept
-    out of mine members' addresses) whether a member holds them or not, so a join never meets a
-    conflict that was not there before."""
+    pool address, VRID vrid_base + position], "slots6": [the same for addresses6, each the twin of
+    the slot at its position: the same VRID (in the IPv6 space) and, once assigned, the same
+    owner], "pins": {member id: address}}. An empty pool (the default) has no slots. The
+    addresses are of one family; addresses6 (IPv6, as many as addresses) only beside IPv4 ones.
+    Pool addresses are all reserved (validated against the VIPs, kept out of mine members'
+    addresses) whether a member holds them or not, so a join never meets a conflict that was not
+    there before."""
     path: tuple[Any, ...] = ("vip_pool",)
     cfg = merge(VIP_POOL_DEFAULTS, raw, path)
     addrs = cfg["addresses"]
@@ -122,7 +143,10 @@ def vip_pool(raw: Any, default_interface: str) -> dict[str, Any]:
     if not addrs:
         if cfg["pins"]:
             raise fail((*path, "pins"), cfg["pins"], "pins need pool addresses; list them in vip_pool:addresses")
-        return {"slots": [], "pins": {}}
+        if cfg["addresses6"]:
+            raise fail((*path, "addresses6"), cfg["addresses6"], "addresses6 are the IPv6 twins of "
+                       "vip_pool:addresses (IPv4); list those too, or put IPv6-only pool addresses in addresses")
+        return {"slots": [], "slots6": [], "pins": {}}
     base = cfg["vrid_base"]
     if isinstance(base, bool) or not isinstance(base, int) or not 1 <= base <= 256 - len(addrs):
         raise fail((*path, "vrid_base"), base, f"the pool's {len(addrs)} addresses take VRIDs vrid_base.."
@@ -134,6 +158,11 @@ def vip_pool(raw: Any, default_interface: str) -> dict[str, Any]:
          "index": k, "path": (*path, "addresses", k)}
         for k, a in enumerate(addrs)
     ]
+    for s in slots[1:]:
+        if s["iface"].version != slots[0]["iface"].version:
+            raise fail((*s["path"],), addrs[s["index"]], "the pool's addresses are of one family (the first is "
+                       f"IPv{slots[0]['iface'].version}); put IPv6 twins of IPv4 pool addresses in vip_pool:addresses6")
+    slots6 = _pool_twins(cfg["addresses6"], slots, vif)
     by_address = {str(s["iface"].ip): s for s in slots}
     pins = cfg["pins"]
     if not isinstance(pins, dict):
@@ -149,12 +178,36 @@ def vip_pool(raw: Any, default_interface: str) -> dict[str, Any]:
             other = next(k for k, v in out.items() if v == a)
             raise fail((*path, "pins", mid), addr, f"already pinned to {other}; each member gets its own address")
         out[mid] = a
-    return {"slots": slots, "pins": out}
+    return {"slots": slots, "slots6": slots6, "pins": out}
+
+
+def _pool_twins(addrs6: Any, slots: list[dict[str, Any]], vif: str) -> list[dict[str, Any]]:
+    """vip_pool:addresses6: the IPv6 twin of each IPv4 pool address (same position, same VRID)."""
+    path: tuple[Any, ...] = ("vip_pool", "addresses6")
+    if not isinstance(addrs6, list):
+        raise fail(path, addrs6, "list the IPv6 twins of the pool's addresses: [2001:2::111/64, 2001:2::112/64]")
+    if not addrs6:
+        return []
+    if slots[0]["iface"].version == 6:
+        raise fail(path, addrs6, "vip_pool:addresses are IPv6 already: addresses6 are IPv6 twins of IPv4 pool "
+                   "addresses; remove addresses6")
+    if len(addrs6) != len(slots):
+        raise fail(path, addrs6, f"one IPv6 twin per pool address: {len(slots)} addresses, {len(addrs6)} "
+                   "addresses6 (the k-th goes to the member that gets the k-th address)")
+    twins = []
+    for k, a in enumerate(addrs6):
+        iface = vip(a, (*path, k))
+        if iface.version != 6:
+            raise fail((*path, k), a, "addresses6 are IPv6 addresses like 2001:2::111/64 (the IPv4 ones go in "
+                       "vip_pool:addresses)")
+        twins.append({**slots[k], "iface": iface, "path": (*path, k)})
+    return twins
 
 
 def pool_vips(pool: dict[str, Any], members: list[dict[str, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(VIP entries, contested) for the members present: one pool VIP per member, its "owner" that
-    member (proxytier_ownership.pool_assignment), in pool order. Contested members (whose address
+    member (proxytier_ownership.pool_assignment), in pool order, then their IPv6 twins (if any) in
+    the same order, each owned by the member of its IPv4 address. Contested members (whose address
     depends on another member staying) come back as {"id", "address", "first_choice", "held_by"}."""
     if not pool["slots"]:
         return [], []
@@ -167,7 +220,9 @@ def pool_vips(pool: dict[str, Any], members: list[dict[str, str]]) -> tuple[list
                    f"{e}: add addresses to the pool (and widen the VRID range) or remove pins of "
                    "members that are gone") from None
     owner_of = {a: m for m, a in assigned.items()}
-    return [{**s, "owner": owner_of[a]} for a, s in by_address.items() if a in owner_of], contested
+    out = [{**s, "owner": owner_of[a]} for a, s in by_address.items() if a in owner_of]
+    twins = [{**t, "owner": owner_of[a]} for a, t in zip(by_address, pool["slots6"], strict=False) if a in owner_of]
+    return out + twins, contested
 
 
 def settings(raw: dict[str, Any], n_members: int) -> dict[str, Any]:
@@ -245,41 +300,81 @@ def _auth_pass(auth: Any, version: int) -> str | None:
     return auth
 
 
+def uses_ipv6(vip_list: list[dict[str, Any]], members: list[dict[str, str]]) -> bool:
+    """Whether the tier has IPv6 anywhere: an IPv6 VIP or a member's IPv6 address."""
+    return any(v["iface"].version == 6 for v in vip_list) or any(address_of(m, 6) for m in members)
+
+
+def check_families(vip_list: list[dict[str, Any]], vrrp: dict[str, Any]) -> None:
+    """IPv6 VIPs need VRRPv3 (RFC 5798: VRRPv2 is IPv4 only) and unicast adverts: IPv6 multicast
+    adverts come from link-local addresses, which the tier's packet filter (VRRP only from the
+    members' addresses, proxytier_firewall) cannot tell from a neighbour's."""
+    v6 = next((v for v in vip_list if v["iface"].version == 6), None)
+    if v6 is None:
+        return
+    which = f"{vip_key(v6)} ({v6['iface']}) is IPv6"
+    if vrrp["version"] != 3:
+        raise fail(("vrrp", "version"), vrrp["version"], f"{which}, and VRRP for IPv6 is version 3 only (RFC 5798); "
+                   "set version 3 (which has no auth_pass)")
+    if not vrrp["unicast"]:
+        raise fail(("vrrp", "unicast"), vrrp["unicast"], f"{which}: IPv6 VRRP multicast adverts come from link-local "
+                   "addresses, which the packet filter (VRRP only from members) cannot tell from a neighbour's; "
+                   "keep unicast: true with IPv6 VIPs")
+
+
 def instances(
     vip_list: list[dict[str, Any]], members: list[dict[str, str]], vrrp: dict[str, Any], minion_id: str
 ) -> list[dict[str, Any]]:
     """One VRRP instance per VIP (vips, then pool VIPs), each
-    {"name": "VI_<vrid>", "vrid", "address", "prefixlen", "cidr", "interface", "owner", "is_owner",
-    "priority" (this node's), "priorities" ({member id: priority}, highest first)}.
+    {"name": "VI_<vrid>" (IPv6: "VI6_<vrid>"; "VI_<vrid>_<interface>" for each of the instances that
+    share a VRID of one family on several interfaces: keepalived refuses two instances of one
+    name), "vrid", "address", "prefixlen", "cidr", "interface",
+    "owner", "is_owner", "priority" (this node's), "priorities" ({member id: priority}, highest
+    first)}. When the tier has IPv6 (`uses_ipv6`), each also has "family" (4 or 6),
+    "unicast_src_ip" (this node's address of that family) and "unicast_peers" (the other members'
+    addresses of that family, in member order); without, the instance's source and peers are the
+    node's `address` and the model's `peers`, as they always were.
 
     The order of a VIP's members is proxytier_ownership.order(address, members, owner, home): its
     pinned owner (which must be a member) or pool owner first, then the home member (numbered like
-    the VIP's position), then rendezvous order. Member order in pillar or mine does not matter;
-    every node computes the same."""
+    the VIP's position among the VIPs of its family), then rendezvous order. Member order in pillar
+    or mine does not matter; every node computes the same."""
     ids = [m["id"] for m in members]
+    ipv6 = uses_ipv6(vip_list, members)
+    interfaces: dict[tuple[int, int], set[str]] = {}
+    for v in vip_list:
+        interfaces.setdefault((v["iface"].version, v["vrid"]), set()).add(v["interface"])
     out = []
     for v in vip_list:
         address = str(v["iface"].ip)
+        family = v["iface"].version
         if v["owner"] is not None and v["owner"] not in ids:
             raise fail((*v["path"], "owner"), v["owner"], f"the owner must be one of the members: {', '.join(ids)} "
                        "(when it leaves, remove the owner: only that VIP moves; vip_pool:pins stay while absent)")
-        # home: the member numbered like the VIP's 1-based position in vips (or in the pool)
+        # home: the member numbered like the VIP's 1-based position in vips (or in the pool), per family
         order = ownership.order(address, ids, v["owner"], home=v["index"] + 1)
         priorities = {mid: vrrp["priority_base"] - j * vrrp["priority_step"] for j, mid in enumerate(order)}
-        out.append(
-            {
-                "name": f"VI_{v['vrid']}",
-                "vrid": v["vrid"],
-                "address": address,
-                "prefixlen": v["iface"].network.prefixlen,
-                "cidr": v["iface"].with_prefixlen,
-                "interface": v["interface"],
-                "owner": order[0],
-                "is_owner": order[0] == minion_id,
-                "priority": priorities[minion_id],
-                "priorities": priorities,
-            }
-        )
+        name = f"VI6_{v['vrid']}" if family == 6 else f"VI_{v['vrid']}"
+        if len(interfaces[(family, v["vrid"])]) > 1:
+            name += f"_{v['interface']}"
+        inst = {
+            "name": name,
+            "vrid": v["vrid"],
+            "address": address,
+            "prefixlen": v["iface"].network.prefixlen,
+            "cidr": v["iface"].with_prefixlen,
+            "interface": v["interface"],
+            "owner": order[0],
+            "is_owner": order[0] == minion_id,
+            "priority": priorities[minion_id],
+            "priorities": priorities,
+        }
+        if ipv6:
+            me = next(m for m in members if m["id"] == minion_id)
+            inst["family"] = family
+            inst["unicast_src_ip"] = address_of(me, family)
+            inst["unicast_peers"] = [address_of(m, family) for m in members if m["id"] != minion_id]
+        out.append(inst)
     return out
 
 

@@ -43,6 +43,9 @@ proxytier-check-{{ daemon }}:
       - file: proxytier-common-check-keepalived
       - user: proxytier-common-check-user
       - sysctl: proxytier-common-nonlocal-bind
+{%- if pt.ipv6 is defined %}
+      - sysctl: proxytier-common-nonlocal-bind-ipv6
+{%- endif %}
       - test: proxytier-tls-files
 {%- endfor %}
 

@@ -13,6 +13,17 @@ proxytier-common-nonlocal-bind:
     - config: {{ pt.params.sysctl_file }}
     - require:
       - pkg: proxytier-packages
+{%- if pt.ipv6 is defined %}
+
+# the same for IPv6 VIPs (only in a tier with IPv6: a node booted with ipv6.disable=1 has no such key)
+proxytier-common-nonlocal-bind-ipv6:
+  sysctl.present:
+    - name: net.ipv6.ip_nonlocal_bind
+    - value: 1
+    - config: {{ pt.params.sysctl_file }}
+    - require:
+      - pkg: proxytier-packages
+{%- endif %}
 
 # keepalived's vrrp_script runs as this user (script_user), not as root
 proxytier-common-check-user:

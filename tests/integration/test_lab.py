@@ -401,16 +401,16 @@ def test_5_bad_pillar_fails_clearly_and_touches_nothing(clean_pillar) -> None:
 
 
 def test_5a_change_refused_by_one_daemon_changes_no_daemon(clean_pillar) -> None:
-    """All or nothing: an IPv6 VIP among IPv4 members changes nginx.conf (trusted sources) and
-    haproxy.cfg (binds), which their daemons accept, and keepalived.conf, which keepalived refuses
-    (its unicast peers are IPv4): the apply fails on every node, and no config file changes and
-    no daemon reloads, nginx and HAProxy included."""
+    """All or nothing: a new VIP changes nginx.conf (trusted sources) and haproxy.cfg (binds), which
+    their daemons accept, and keepalived.conf, which keepalived refuses (a raw `extra` line it does
+    not know; the model itself now refuses an IPv6 VIP among IPv4 members): the apply fails on
+    every node, and no config file changes and no daemon reloads, nginx and HAProxy included."""
     before = {n.name: (tier.config_hashes(n), tier.daemon_processes(n)) for n in config.NODES}
-    tier.write_pillar(tier.pillar_with_vip("2001:2::101/64", 60))
+    tier.write_pillar(tier.pillar_with_vip("198.18.0.160/24", 60, instance_extra=["no_such_keyword 1"]))
     res = tier.apply()
     print(res.describe())
     for node in config.NODES:
-        assert not res.minions[node.name].ok, f"{node.name} accepted an IPv6 VIP among IPv4 unicast peers"
+        assert not res.minions[node.name].ok, f"{node.name} accepted a keepalived.conf keepalived refuses"
         text = res.text(node.name)
         assert "proxytier-check-keepalived" in text and "keepalived -t" in text, f"{node.name}: {text[-3000:]}"
     tier.clear_pillar_override()

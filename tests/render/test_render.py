@@ -25,14 +25,24 @@ pytestmark = pytest.mark.skipif(
 FILES = FORMULA / "files"
 
 
-def in_node_netns(address: str, cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run cmd in a new network namespace whose host0 carries the node's address."""
+def in_node_netns(
+    address: str, cmd: list[str], address6: str | None = None, hosts: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run cmd in a new network namespace whose host0 carries the node's address (and its IPv6
+    `address6` beside it); IPv6 addresses are added without duplicate address detection, as a
+    node's settle long before nginx binds them. `hosts`: a hosts file seen as /etc/hosts (a mount
+    namespace of its own), for backends named by host name, which nginx resolves when it loads."""
+    addrs = "".join(
+        f" && ip addr add {a}/{64 if ':' in a else 24} dev host0{' nodad' if ':' in a else ''}"
+        for a in (address, address6) if a
+    )
     setup = (
-        "ip link add host0 type veth peer name host0p && ip link set host0 up && ip link set host0p up && "
-        f"ip addr add {address}/24 dev host0 && ip link set lo up && exec \"$@\""
+        f"ip link add host0 type veth peer name host0p && ip link set host0 up && ip link set host0p up{addrs}"
+        + (f" && mount --bind {hosts} /etc/hosts" if hosts else "") + " && ip link set lo up && exec \"$@\""
     )
     return subprocess.run(
-        ["unshare", "--net", "sh", "-c", setup, "sh", *cmd], capture_output=True, text=True, timeout=60
+        ["unshare", "--net", *(["--mount"] if hosts else []), "sh", "-c", setup, "sh", *cmd],
+        capture_output=True, text=True, timeout=60,
     )
 
 
@@ -81,13 +91,15 @@ def render_node(pillar: dict[str, Any], node: str, tmp: Path) -> tuple[dict[str,
     return model, paths
 
 
-def check(name: str, path: Path, address: str) -> subprocess.CompletedProcess[str]:
+def check(
+    name: str, path: Path, address: str, address6: str | None = None, hosts: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = {
         "nginx": ["nginx", "-t", "-q", "-c", str(path)],
         "haproxy": ["haproxy", "-c", "-f", str(path)],
         "keepalived": [str(FILES / "check-keepalived"), str(path)],
     }[name]
-    return in_node_netns(address, cmd)
+    return in_node_netns(address, cmd, address6, hosts)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,8 @@ PILLARS = {
     "pillar-example": ROOT / "pillar.example",
     # many sites on ports 80 and 443 by host name, named pools, a path route (fixture certificates valid until 9999)
     "vhosts": ROOT / "tests" / "pillar" / "vhosts.sls",
+    # dual stack: members with address6, three IPv4 and three IPv6 VIPs, backends of both families and a name
+    "dual-stack": ROOT / "tests" / "pillar" / "dual-stack.sls",
     **{f"kitchen-{p.stem}": p for p in sorted((ROOT / "tests" / "kitchen" / "pillar").glob("*.sls"))},
 }
 LAB = ROOT / "pillar" / "proxytier.sls"  # members from the mine, a VIP per member from the pool

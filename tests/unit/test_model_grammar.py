@@ -137,6 +137,8 @@ def test_health_check_path_accepted(path: str) -> None:
     (("haproxy", "timeouts", "connect"), "\u0665s"),  # an Arabic-Indic five: \d matches it, HAProxy does not
     (("members", 1, "address"), "2001:2::12%eth0\n    server evil 203.0.113.9:80"),
     (("members", 1, "address"), "fe80::12%eth0"),
+    (("members", 1, "address6"), "2001:2::12%eth0\n    server evil 198.18.0.99:80"),
+    (("members", 1, "address6"), "fe80::12%eth0"),
     (("vips", 0, "address"), "2001:2::101%x}/64"),
 ])
 def test_no_value_smuggles_a_newline_or_scope(path: tuple[Any, ...], value: Any) -> None:

@@ -263,6 +263,8 @@ def test_pool_pins_win_and_stay_reserved() -> None:
 def test_pool_and_vips_together_and_ipv6_records() -> None:
     p = pool_pillar(["proxy1", "proxy2"])
     p["vips"] = [{"address": "2001:2::101/64", "vrid": 51}]
+    for k, member in enumerate(p["members"]):  # an IPv6 VIP needs every member to have an IPv6 address
+        member["address6"] = f"2001:2::1{k + 1}"
     m = build_model(p, "proxy1")
     assert m["vips"] == ["2001:2::101", "198.18.0.111", "198.18.0.112"]
     assert [(r["type"], r["address"]) for r in m["dns"]] == [
