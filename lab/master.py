@@ -78,7 +78,10 @@ def salt_bin() -> Path:
         shutil.rmtree(venv, ignore_errors=True)
         with step(f"a venv with salt {config.SALT_VERSION} for the lab master (host pip)", "1 min"):
             run([sys.executable, "-m", "venv", venv])
-            run([venv / "bin" / "pip", "install", "-q", f"salt=={config.SALT_VERSION}", "pygit2"], timeout=1200)
+            # Salt's gitfs (3006.29, 3008.3) calls Config.add_file on the repository's config, which
+            # pygit2 1.21 refuses ("does not support adding files"; the master exits); 1.15.1 allows it
+            run([venv / "bin" / "pip", "install", "-q", f"salt=={config.SALT_VERSION}", "pygit2==1.15.1"],
+                timeout=1200)
         done.touch()
     return venv / "bin"
 
@@ -110,10 +113,15 @@ def start() -> None:
     spawn([bin_dir / "salt-master", "-c", CONF_DIR, "-l", "warning"], config.SALT_DIR / "master.out", PIDFILE)
     wait_for("salt-master to listen on 4506", _listening, timeout=60, interval=0.3)
     if config.FORMULA_SOURCE == "gitfs":
-        salt(["salt-run", "fileserver.update", "backend=gitfs"], timeout=300, check=True)
-        listed = salt(["salt-run", "fileserver.file_list", "--out=json"], timeout=120, check=True).stdout
-        if "proxytier/init.sls" not in listed:
-            raise LabError(f"gitfs serves no proxytier/init.sls from {FORMULA_GIT}: {listed[:500]}")
+        # the master's own first fetch holds gitfs' update lock for a moment (an update then skips)
+        wait_for(f"gitfs to serve proxytier/init.sls from {FORMULA_GIT}", _gitfs_serves, timeout=120, interval=2)
+
+
+def _gitfs_serves() -> bool:
+    salt(["salt-run", "fileserver.update", "backend=gitfs"], timeout=300, check=True)
+    listed = salt(["salt-run", "fileserver.file_list", "saltenv=base", "backend=gitfs", "--out=json"],
+                  timeout=120, check=True).stdout
+    return "proxytier/init.sls" in listed
 
 
 def _listening() -> bool:
