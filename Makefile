@@ -29,21 +29,29 @@ host-deps:
 # Every session runs, whatever the others say; the exit status is the worst. The lab runs the full suite on
 # the default platform (Debian 12, Salt 3008, file_roots), then the reduced one (-m core) on the other
 # platforms of the support matrix in README.md: Debian 13; the oldest Salt with the formula through gitfs.
+# Each session leaves a JUnit report in $(REPORTS); the run ends with a summary of them (tests/summary.py),
+# so the tail of a long log names the session and the tests that failed.
 MATRIX := "PROXYTIER_LAB_RELEASE=trixie" "PROXYTIER_LAB_SALT=3006.29 PROXYTIER_LAB_FORMULA=gitfs"
-test: host-deps venv lint
-	@status=0; $(PYTEST) $(PYTEST_ARGS) $(FAST_TESTS) || status=$$?; \
-	$(PYTEST) $(PYTEST_ARGS) tests/integration || status=$$?; \
-	for platform in $(MATRIX); do \
+REPORTS := .test-reports
+# $(call SESSION,name,environment,pytest arguments): one pytest session, its status kept in $$status
+SESSION = rc=0; env $(2) $(PYTEST) $(PYTEST_ARGS) --junitxml=$(REPORTS)/$(1).xml $(3) || rc=$$?; \
+	echo "$(1) $$rc" >> $(REPORTS)/status; [ $$rc = 0 ] || status=$$rc
+MATRIX_SESSIONS = for platform in $(MATRIX); do \
 		echo "== lab, reduced suite: $$platform"; \
-		env $$platform $(PYTEST) $(PYTEST_ARGS) -m core tests/integration || status=$$?; \
-	done; exit $$status
+		$(call SESSION,3-lab-core-$$(echo $$platform | tr ' =' '+-'),$$platform,-m core tests/integration); \
+	done
+test: host-deps venv lint
+	@rm -rf $(REPORTS); mkdir -p $(REPORTS); status=0; \
+	$(call SESSION,1-not-lab,,$(FAST_TESTS)); \
+	$(call SESSION,2-lab-full,,tests/integration); \
+	$(MATRIX_SESSIONS); \
+	$(PY) tests/summary.py $(REPORTS); exit $$status
 
 # the reduced lab suite on the matrix's other platforms only
 test-matrix: host-deps venv
-	@status=0; for platform in $(MATRIX); do \
-		echo "== lab, reduced suite: $$platform"; \
-		env $$platform $(PYTEST) $(PYTEST_ARGS) -m core tests/integration || status=$$?; \
-	done; exit $$status
+	@rm -rf $(REPORTS); mkdir -p $(REPORTS); status=0; \
+	$(MATRIX_SESSIONS); \
+	$(PY) tests/summary.py $(REPORTS); exit $$status
 
 test-fast: venv
 	$(PYTEST) $(PYTEST_ARGS) $(FAST_TESTS)
