@@ -1,4 +1,5 @@
-"""python -m lab {up,down,status,demo,load,apply,add-node,remove-node,vhosts}: the lab's command line (run as root)."""
+"""python -m lab {up,down,status,demo,load,apply,add-node,remove-node,vhosts,dualstack}: the lab's command line
+(run as root)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from lab import cluster, config, master, nodes, prometheus, tier, vhosts
+from lab import cluster, config, dualstack, master, nodes, prometheus, tier, vhosts
 from lab.load import run_load, table
 from lab.sh import LabError, log, step
 
@@ -23,6 +24,7 @@ How to use the lab
                                      salt-run state.orchestrate proxytier.orch.join pillar='{{"node": "proxyN"}}')
                                  .venv/bin/python -m lab remove-node proxyN   (proxytier.orch.leave, power off)
   Many sites on the VIPs:         .venv/bin/python -m lab vhosts [--off]   (3 host-routed sites, TLS by SNI)
+  Dual stack (IPv6 VIPs too):     .venv/bin/python -m lab dualstack [--off]  (2001:2::10K beside 198.18.0.10K)
   A shell on a node:             nsenter -t $(.venv/bin/python -m lab leader proxy1) -a /bin/bash
   Pillar served to the nodes:    pillar/ of this checkout (override a file by copying it into
                                  {config.PILLAR_OVERRIDE}/ and editing the copy)
@@ -78,6 +80,22 @@ def show_vhosts() -> None:
     print("  back to the one site of pillar/: .venv/bin/python -m lab vhosts --off")
 
 
+def show_dualstack() -> None:
+    """Apply the dual-stack pillar; print, per VIP of both families, its holder and who answered."""
+    with step("dual stack: an IPv6 VIP beside each IPv4 VIP (VRRPv3), backends of both families", "1 min"):
+        dualstack.enable()
+    vips = config.VIPS + config.VIPS6
+    tier.wait_vips_settled(vips=vips)
+    holders = nodes.vip_holders(vips)
+    print(f"\n{'VIP':<16} {'held by':<8} {'nginx nodes':<21} {'backends':<12} client address seen")
+    for vip in vips:
+        result = run_load([vip], requests=60, seconds=30, concurrency=3)
+        print(f"{vip:<16} {','.join(holders[vip]):<8} {','.join(sorted(result.by_node)):<21} "
+              f"{','.join(sorted(result.by_backend)):<12} {','.join(sorted(result.clients))}"
+              + (f"  ({result.failed} failed)" if result.failed else ""))
+    print("  back to IPv4 only: .venv/bin/python -m lab dualstack --off")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -94,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("apply", help="salt 'proxy*' state.apply against the lab")
     sub.add_parser("vhosts", help="apply 3 host-routed sites with TLS by SNI, show who answers each host name"
                    ).add_argument("--off", action="store_true", help="back to the checkout's pillar")
+    sub.add_parser("dualstack", help="apply the dual-stack pillar (IPv6 VIPs too), show who answers on each VIP"
+                   ).add_argument("--off", action="store_true", help="back to the checkout's pillar (IPv4 only)")
     p_leader = sub.add_parser("leader", help="host pid of a node's init (for nsenter -t PID -a)")
     p_leader.add_argument("node")
     p_load = sub.add_parser("load", help="bounded load through the VIPs (or --target)")
@@ -131,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
                 vhosts.disable()
             else:
                 show_vhosts()
+        elif args.cmd == "dualstack":
+            if args.off:
+                dualstack.disable()
+            else:
+                show_dualstack()
         elif args.cmd == "leader":
             print(nodes.leader(config.node(args.node)))
         elif args.cmd == "load":

@@ -1,6 +1,8 @@
 """A lab application backend: answers every request with its identity as JSON (stdlib only).
 
-Run inside the backend's network namespace:  backend_server.py --name be1 --bind 198.18.0.21 --port 8080
+Run inside the backend's network namespace:
+    backend_server.py --name be1 --bind 198.18.0.21 --bind 2001:2::21 --port 8080
+(one listener per --bind address, IPv4 or IPv6, all serving the same answers).
 The JSON says which backend answered, which address connected to it (= which nginx node),
 the client-address headers it got, and the path. GET /healthz -> 200 {"ok": true}.
 """
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -64,12 +68,21 @@ def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--name", required=True)
-    ap.add_argument("--bind", required=True)
+    ap.add_argument("--bind", required=True, action="append", help="an address to listen on (repeatable)")
     ap.add_argument("--port", type=int, default=8080)
     args = ap.parse_args()
-    server = ThreadingHTTPServer((args.bind, args.port), make_handler(args.name))
-    server.daemon_threads = True
-    server.serve_forever()
+    handler = make_handler(args.name)
+    servers = []
+    for address in args.bind:
+        server_class = type("Server", (ThreadingHTTPServer,),
+                            {"address_family": socket.AF_INET6 if ":" in address else socket.AF_INET})
+        server = server_class((address, args.port), handler)
+        server.daemon_threads = True
+        servers.append(server)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers[1:]]
+    for thread in threads:
+        thread.start()
+    servers[0].serve_forever()
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ def status() -> list[str]:
     for node in config.NODES:
         pid = nodes.nspawn_pid(node)
         state = nodes.system_state(node) if pid else "stopped"
-        addrs = nodes.ipv4_addresses(node) if pid else []
+        addrs = nodes.addresses(node) if pid else []
         lines.append(f"{node.name:<8} {state:<10} nspawn pid {pid or '-':<8} host0 {' '.join(addrs)}")
     for be in config.BACKENDS:
         try:

@@ -1,6 +1,8 @@
 """Names, addresses and paths of the lab. One place; everything else imports from here.
 
-Addresses are ONLY from 198.18.0.0/15 (RFC 2544 benchmarking range) on the lab's own bridge.
+Addresses are ONLY from 198.18.0.0/15 (RFC 2544) and 2001:2::/48 (RFC 5180), the benchmarking ranges, on
+the lab's own bridge with no route out, and loopback. Every node, backend and the host have an address of each
+family; the lab pillar decides whether the tier uses IPv6 (the default pillar is IPv4 only).
 """
 
 from __future__ import annotations
@@ -43,10 +45,14 @@ def check_platform() -> None:
 
 
 LAB_NET = ipaddress.ip_network("198.18.0.0/24")
-ALLOWED = ipaddress.ip_network("198.18.0.0/15")
+LAB_NET6 = ipaddress.ip_network("2001:2::/64")
+#: the only addresses the lab ever uses or sends to (besides loopback): the benchmarking ranges
+ALLOWED = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("2001:2::/48"))
 BRIDGE = "ptlab0"
 HOST_ADDR = "198.18.0.1"
+HOST_ADDR6 = "2001:2::1"
 PREFIX = 24
+PREFIX6 = 64
 
 SALT_DIR = STATE / "salt"  # salt-master root_dir
 SALT_CONFIG = SALT_DIR / "etc" / "salt" / "master"
@@ -58,6 +64,7 @@ RESULTS = CACHE / "results.json"  # measurements; kept across `down`
 class Node:
     name: str
     address: str
+    address6: str
 
     @property
     def dir(self) -> Path:
@@ -68,6 +75,7 @@ class Node:
 class Backend:
     name: str
     address: str
+    address6: str
     port: int = 8080
 
     @property
@@ -95,10 +103,10 @@ TOPOLOGY = STATE / "topology.json"  # which nodes the running lab has (written b
 
 
 def lab_node(index: int) -> Node:
-    """proxy<i> lives at 198.18.0.(10+i), i in 1..MAX_NODES."""
+    """proxy<i> lives at 198.18.0.(10+i) and 2001:2::(10+i) (the same digits), i in 1..MAX_NODES."""
     if not 1 <= index <= MAX_NODES:
         raise ValueError(f"lab node numbers are 1..{MAX_NODES}, not {index}")
-    return Node(f"proxy{index}", f"198.18.0.{10 + index}")
+    return Node(f"proxy{index}", f"198.18.0.{10 + index}", f"2001:2::{10 + index}")
 
 
 def home_vip(index: int) -> str:
@@ -107,12 +115,19 @@ def home_vip(index: int) -> str:
     return f"198.18.0.{100 + index}"
 
 
+def home_vip6(index: int) -> str:
+    """The IPv6 VIP of proxy<i> in the dual-stack lab pillar (vip_pool addresses6): 2001:2::(100+i)."""
+    lab_node(index)  # the range check
+    return f"2001:2::{100 + index}"
+
+
 #: every node the lab can have (cleanup and /etc/hosts cover them all, whatever is running)
 ALL_NODES = [lab_node(i) for i in range(1, MAX_NODES + 1)]
 # The running lab's nodes and their VIPs (proxyK holds 198.18.0.10K). These lists are changed IN PLACE by
 # set_nodes(), so every module that reads config.NODES / config.VIPS sees the current tier.
 NODES: list[Node] = []
 VIPS: list[str] = []
+VIPS6: list[str] = []  # the IPv6 VIPs the tier has when the dual-stack lab pillar is applied
 NODE_BY_ADDRESS: dict[str, str] = {}
 
 
@@ -131,8 +146,10 @@ def set_nodes(indices: list[int] | range, save: bool = False) -> None:
         raise ValueError("the lab needs at least one node")
     NODES[:] = [lab_node(i) for i in chosen]
     VIPS[:] = [home_vip(i) for i in chosen]
+    VIPS6[:] = [home_vip6(i) for i in chosen]
     NODE_BY_ADDRESS.clear()
     NODE_BY_ADDRESS.update({n.address: n.name for n in NODES})
+    NODE_BY_ADDRESS.update({n.address6: n.name for n in NODES})
     if save:
         TOPOLOGY.parent.mkdir(parents=True, exist_ok=True)
         TOPOLOGY.write_text(json.dumps({"nodes": [n.name for n in NODES], "release": RELEASE,
@@ -163,8 +180,8 @@ set_nodes(_saved_indices())
 
 
 def backend(index: int) -> Backend:
-    """be<i> lives at 198.18.0.(20+i); be1..be3 are started by `up`, tests may add more."""
-    return Backend(f"be{index}", f"198.18.0.{20 + index}")
+    """be<i> lives at 198.18.0.(20+i) and 2001:2::(20+i); be1..be3 are started by `up`, tests may add more."""
+    return Backend(f"be{index}", f"198.18.0.{20 + index}", f"2001:2::{20 + index}")
 
 
 BACKENDS = [backend(i) for i in (1, 2, 3)]
@@ -177,9 +194,16 @@ def node(name: str) -> Node:
     raise KeyError(f"no lab node named {name!r}; lab nodes are proxy1..proxy{MAX_NODES}")
 
 
+def hostport(addr: str, port: int) -> str:
+    """`addr:port` for a URL or a socket address string; an IPv6 address in brackets ([2001:2::1]:80)."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
 def check_lab_address(addr: str) -> str:
-    """Refuse any address outside 198.18.0.0/15 (and loopback): the lab never targets anything else."""
+    """Refuse any address outside 198.18.0.0/15, 2001:2::/48 and loopback (ValueError naming the ranges): the
+    lab never targets anything else. `addr` is an address without brackets or prefix length."""
     ip = ipaddress.ip_address(addr)
-    if ip not in ALLOWED and not ip.is_loopback:
-        raise ValueError(f"{addr} is outside 198.18.0.0/15; the lab only talks to its own addresses")
+    if not ip.is_loopback and not any(ip in net for net in ALLOWED if net.version == ip.version):
+        raise ValueError(f"{addr} is outside 198.18.0.0/15 and 2001:2::/48; the lab only talks to its own "
+                         f"addresses")
     return addr

@@ -87,7 +87,7 @@ WantedBy=multi-user.target
 
 NET_UNIT = """\
 [Unit]
-Description=proxytier lab: static address on host0 (from /etc/proxytier-lab/node.env)
+Description=proxytier lab: static addresses on host0 (from /etc/proxytier-lab/node.env)
 After=systemd-journald.service
 Before=network.target
 Wants=network.target
@@ -97,9 +97,11 @@ ConditionPathExists=/etc/proxytier-lab/node.env
 Type=oneshot
 RemainAfterExit=yes
 EnvironmentFile=/etc/proxytier-lab/node.env
-# IPv4 only: the lab uses nothing but 198.18.0.0/15 (no IPv6 link-local chatter on the bridge)
-ExecStart=/bin/sh -c 'echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; \\
-    ip link set host0 up && ip address replace "$ADDRESS" dev host0'
+# An address of each family (ADDRESS6 may be empty) and no IPv6 link-local address: the lab uses nothing
+# but 198.18.0.0/15 and 2001:2::/48; no duplicate address detection (the lab assigns every address)
+ExecStart=/bin/sh -c 'ip link set host0 addrgenmode none && ip link set host0 up && \\
+    ip -6 address flush dev host0 scope link && ip address replace "$ADDRESS" dev host0 && \\
+    if [ -n "$ADDRESS6" ]; then ip address replace "$ADDRESS6" dev host0 nodad; fi'
 
 [Install]
 WantedBy=multi-user.target

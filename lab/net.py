@@ -19,16 +19,29 @@ def link_exists(name: str) -> bool:
 
 
 def no_ipv6(ifname: str) -> None:
-    """The lab is IPv4-only (198.18.0.0/15): no IPv6 link-local address on its host-side links."""
+    """A bridge port needs no address of its own: no IPv6 (no link-local address, no chatter) on the
+    host-side links of nodes and backends; the bridge forwards their IPv6 frames all the same."""
     Path(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6").write_text("1\n")
 
 
+#: `ip` arguments that make a link's IPv6 the lab's only: no link-local address (addrgenmode none; the
+#: lab's addresses are all in 2001:2::/48), set before the link goes up
+NO_LINK_LOCAL = ["addrgenmode", "none"]
+
+
 def bridge_up() -> None:
+    """The lab's bridge, the host on it at HOST_ADDR/24 and HOST_ADDR6/64 (no link-local address; no
+    duplicate address detection, the lab assigns every address). Multicast snooping is off: with no
+    link-local addresses there is no MLD querier, and neighbour discovery must reach every port."""
     if not link_exists(config.BRIDGE):
-        run(["ip", "link", "add", config.BRIDGE, "type", "bridge"])
-    no_ipv6(config.BRIDGE)
+        run(["ip", "link", "add", config.BRIDGE, "type", "bridge", "mcast_snooping", "0"])
+    run(["ip", "link", "set", config.BRIDGE, "type", "bridge", "mcast_snooping", "0"])
+    run(["ip", "link", "set", config.BRIDGE, *NO_LINK_LOCAL])
+    Path(f"/proc/sys/net/ipv6/conf/{config.BRIDGE}/disable_ipv6").write_text("0\n")
     run(["ip", "address", "replace", f"{config.HOST_ADDR}/{config.PREFIX}", "dev", config.BRIDGE])
     run(["ip", "link", "set", config.BRIDGE, "up"])
+    run(["ip", "-6", "address", "flush", "dev", config.BRIDGE, "scope", "link"])
+    run(["ip", "address", "replace", f"{config.HOST_ADDR6}/{config.PREFIX6}", "dev", config.BRIDGE, "nodad"])
 
 
 def bridge_down() -> None:
@@ -54,8 +67,10 @@ def backend_pidfile(name: str) -> Path:
 
 
 def backend_up(be: config.Backend) -> None:
-    """Create the backend's namespace + veth and start its HTTP server; wait for /healthz."""
+    """Create the backend's namespace + veth (an address of each family, no IPv6 link-local) and start
+    its HTTP server on both; wait for /healthz on both."""
     config.check_lab_address(be.address)
+    config.check_lab_address(be.address6)
     BACKEND_DIR.mkdir(parents=True, exist_ok=True)
     backend_down(be)
     run(["ip", "netns", "add", be.netns])
@@ -63,9 +78,10 @@ def backend_up(be: config.Backend) -> None:
     no_ipv6(be.veth)
     run(["ip", "link", "set", be.veth, "master", config.BRIDGE, "up"])
     ns = ["ip", "netns", "exec", be.netns]
-    run([*ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"])
     run([*ns, "ip", "link", "set", "lo", "up"])
+    run([*ns, "ip", "link", "set", "eth0", *NO_LINK_LOCAL])
     run([*ns, "ip", "address", "add", f"{be.address}/{config.PREFIX}", "dev", "eth0"])
+    run([*ns, "ip", "address", "add", f"{be.address6}/{config.PREFIX6}", "dev", "eth0", "nodad"])
     run([*ns, "ip", "link", "set", "eth0", "up"])
     start_server(be)
 
@@ -74,7 +90,7 @@ def start_server(be: config.Backend) -> None:
     """Start the backend's HTTP server in its (existing) namespace, as after a crash; wait for /healthz."""
     spawn(
         ["ip", "netns", "exec", be.netns, sys.executable, SERVER, "--name", be.name, "--bind", be.address,
-         "--port", str(be.port)],
+         "--bind", be.address6, "--port", str(be.port)],
         BACKEND_DIR / f"{be.name}.log",
         backend_pidfile(be.name),
     )
@@ -82,9 +98,13 @@ def start_server(be: config.Backend) -> None:
 
 
 def backend_health(be: config.Backend) -> bool:
-    url = f"http://{config.check_lab_address(be.address)}:{be.port}/healthz"
-    with urllib.request.urlopen(url, timeout=2) as resp:
-        return resp.status == 200 and json.load(resp).get("backend") == be.name
+    """True when the backend answers /healthz as itself on both of its addresses (OSError if not there)."""
+    for address in (be.address, be.address6):
+        url = f"http://{config.hostport(config.check_lab_address(address), be.port)}/healthz"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            if resp.status != 200 or json.load(resp).get("backend") != be.name:
+                return False
+    return True
 
 
 def backend_health_ok(be: config.Backend) -> bool:

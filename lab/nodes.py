@@ -26,7 +26,8 @@ def prepare(node: config.Node) -> None:
     files = {
         "etc/hostname": f"{node.name}\n",
         "etc/salt/minion_id": f"{node.name}\n",
-        "etc/proxytier-lab/node.env": f"ADDRESS={node.address}/{config.PREFIX}\n",
+        "etc/proxytier-lab/node.env": (f"ADDRESS={node.address}/{config.PREFIX}\n"
+                                       f"ADDRESS6={node.address6}/{config.PREFIX6}\n"),
     }
     for rel, text in files.items():
         path = upper / rel
@@ -156,18 +157,24 @@ def minion_ready_count(node: config.Node) -> int:
     return text.count("Minion is ready to receive requests")
 
 
-def ipv4_addresses(node: config.Node) -> list[str]:
-    out = exec_(node, ["ip", "-4", "-o", "address", "show", "dev", "host0"], timeout=20).stdout
+def addresses(node: config.Node, family: int = 4) -> list[str]:
+    """The node's addresses of one family (4 or 6) on host0, as the kernel lists them (an IPv6 one
+    marked deprecated or tentative included), without prefix length."""
+    out = exec_(node, ["ip", f"-{family}", "-o", "address", "show", "dev", "host0"], timeout=20).stdout
     return [line.split()[3].split("/")[0] for line in out.splitlines()]
 
 
-def vip_holders() -> dict[str, list[str]]:
-    """VIP -> nodes that currently have it on host0 (exactly one in a healthy tier)."""
-    holders: dict[str, list[str]] = {v: [] for v in config.VIPS}
+def vip_holders(vips: list[str] | None = None) -> dict[str, list[str]]:
+    """VIP -> nodes that currently have it on host0 (exactly one in a healthy tier), for `vips` (default
+    the IPv4 VIPs, config.VIPS; either family)."""
+    vips = config.VIPS if vips is None else vips
+    holders: dict[str, list[str]] = {v: [] for v in vips}
+    families = sorted({6 if ":" in v else 4 for v in vips})
     for node in config.NODES:
         if not running(node):
             continue
-        for addr in ipv4_addresses(node):
-            if addr in holders:
-                holders[addr].append(node.name)
+        for family in families:
+            for addr in addresses(node, family):
+                if addr in holders:
+                    holders[addr].append(node.name)
     return holders

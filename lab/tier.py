@@ -159,27 +159,48 @@ def clear_pillar_override() -> None:
     (config.PILLAR_OVERRIDE / PILLAR_FILE).unlink(missing_ok=True)
 
 
+def current_pillar() -> dict[str, Any]:
+    """The lab pillar the nodes get: the override if one is written, else the checkout's."""
+    override = config.PILLAR_OVERRIDE / PILLAR_FILE
+    return yaml.safe_load(override.read_text()) if override.is_file() else default_pillar()
+
+
+def apply_ok(what: str, target: str = "proxy*") -> float:
+    """state.apply that must succeed on every minion (LabError naming `what` and the failed states if
+    not) -> seconds it took."""
+    res = apply(target)
+    if not all(m.ok for m in res.minions.values()):
+        raise LabError(f"state.apply of {what} failed:\n{res.describe()}")
+    return res.seconds
+
+
 def pillar_with_backend(extra: config.Backend) -> dict[str, Any]:
     data = copy.deepcopy(default_pillar())
     data["proxytier"]["sites"][0]["backends"].append({"address": f"{extra.address}:{extra.port}"})
     return data
 
 
-def vrrp_instances() -> dict[str, str]:
-    """{VIP address: the VRRP instance that carries it, as the formula names it (VI_<vrid>)}: the lab
-    pillar's vips, then its vip_pool (the k-th address has VRID vrid_base + k)."""
-    pt = default_pillar()["proxytier"]
-    found = {v["address"].split("/")[0]: f"VI_{v['vrid']}" for v in pt.get("vips") or []}
+def vrrp_instances(data: dict[str, Any] | None = None) -> dict[str, str]:
+    """{VIP address: the VRRP instance that carries it, as the formula names it (VI_<vrid> for IPv4,
+    VI6_<vrid> for IPv6)}: the pillar's vips, then its vip_pool (the k-th address, and its IPv6 twin in
+    addresses6, has VRID vrid_base + k). `data`: a lab pillar (default: the checkout's)."""
+    pt = (data or default_pillar())["proxytier"]
+
+    def instance(address: str, vrid: int) -> tuple[str, str]:
+        ip = address.split("/")[0]
+        return ip, f"VI{'6' if ':' in ip else ''}_{vrid}"
+
+    found = dict(instance(v["address"], v["vrid"]) for v in pt.get("vips") or [])
     pool = pt.get("vip_pool") or {}
-    for k, address in enumerate(pool.get("addresses") or []):
-        found[address.split("/")[0]] = f"VI_{pool['vrid_base'] + k}"
+    for key in ("addresses", "addresses6"):
+        found.update(instance(a, pool["vrid_base"] + k) for k, a in enumerate(pool.get(key) or []))
     return found
 
 
-def pillar_with_comment(line: str) -> dict[str, Any]:
-    """The lab pillar plus a harmless comment line in each of nginx.conf, haproxy.cfg and
-    keepalived.conf: a change that makes every daemon reload."""
-    data = default_pillar()
+def pillar_with_comment(line: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The lab pillar (or `data`, a copy of it changed) plus a harmless comment line in each of nginx.conf,
+    haproxy.cfg and keepalived.conf: a change that makes every daemon reload."""
+    data = copy.deepcopy(data) if data is not None else default_pillar()
     pt = data["proxytier"]
     pt.setdefault("nginx", {}).setdefault("extra", {})["http"] = [line]
     pt.setdefault("haproxy", {}).setdefault("extra", {})["defaults"] = [line]
@@ -260,12 +281,13 @@ def apt_installed_by_apt(node: config.Node) -> dict[str, bool]:
     return {p: p in installed and f" {p}:" in history for p in DAEMONS}
 
 
-def vips_settled() -> bool:
-    return all(len(h) == 1 for h in nodes.vip_holders().values())
+def vips_settled(vips: list[str] | None = None) -> bool:
+    """Each of `vips` (default: the IPv4 VIPs) is held by exactly one node."""
+    return all(len(h) == 1 for h in nodes.vip_holders(vips).values())
 
 
-def wait_vips_settled(timeout: float = 60) -> float:
-    return wait_for("every VIP to be held by exactly one node", vips_settled, timeout=timeout)
+def wait_vips_settled(timeout: float = 60, vips: list[str] | None = None) -> float:
+    return wait_for("every VIP to be held by exactly one node", lambda: vips_settled(vips), timeout=timeout)
 
 
 class VipWatch:

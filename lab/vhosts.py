@@ -31,7 +31,6 @@ from cryptography import x509
 
 from lab import config, net, tier
 from lab.load import SNIConnection, insecure_context
-from lab.sh import LabError
 from lab.tlsgen import CA, make_ca, make_cert
 
 #: host name -> (site, pool of backends that must answer a plain GET /lab)
@@ -213,9 +212,7 @@ def enable() -> tuple[Certs, str]:
             net.backend_up(be)
     certs = make_certs()
     tier.write_pillar(pillar(certs))
-    res = tier.apply()
-    if not all(m.ok for m in res.minions.values()):
-        raise LabError(f"state.apply of the sites failed:\n{res.describe()}")
+    tier.apply_ok("the sites")
     config.STATE.mkdir(parents=True, exist_ok=True)
     return certs, write_cafile(certs, config.STATE)
 
@@ -223,9 +220,7 @@ def enable() -> tuple[Certs, str]:
 def disable() -> None:
     """Back to the checkout's pillar (apply), then stop the extra backends."""
     tier.clear_pillar_override()
-    res = tier.apply()
-    if not all(m.ok for m in res.minions.values()):
-        raise LabError(f"state.apply of the checkout's pillar failed:\n{res.describe()}")
+    tier.apply_ok("the checkout's pillar")
     for i in EXTRA_BACKENDS:
         net.backend_down(config.backend(i))
 

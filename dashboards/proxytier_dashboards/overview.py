@@ -106,27 +106,47 @@ def capacity_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
     )
 
 
-def upstream_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
-    requests = f"proxytier_nginx_upstream_requests_total{{{SEL}}}"
-    buckets = f"proxytier_nginx_upstream_request_duration_seconds_bucket{{{SEL}}}"
+def by_status_panels(d: dashboard.Dashboard, label: str, metric: str, texts: dict[str, tuple[str, str]],
+                     width: int) -> dashboard.Dashboard:
+    """The three panels of a row per `label` (upstream, site) from nginx's `metric` pair
+    (<metric>_requests_total by status_class, <metric>_request_duration_seconds histogram): requests by
+    status (stacked), 5xx ratio, latency quantiles. `texts`: {"requests"|"errors"|"latency": (title,
+    description)}; `width`: each panel's grid width."""
+    requests = f"{metric}_requests_total{{{SEL}}}"
+    buckets = f"{metric}_request_duration_seconds_bucket{{{SEL}}}"
+    legend = f"{{{{{label}}}}}"
     return (
-        d.with_row(dashboard.Row("Errors and latency per upstream"))
+        d.with_panel(graph(
+            *texts["requests"],
+            "reqps", [Query(f"sum by ({label}, status_class) (rate({requests}[{RATE}]))",
+                            f"{legend} {{{{status_class}}}}")], width=width, stack=True))
         .with_panel(graph(
-            "Upstream requests by status",
-            "Requests nginx proxied to each upstream (application backends), by status class of the response.",
-            "reqps", [Query(f"sum by (upstream, status_class) (rate({requests}[{RATE}]))",
-                            "{{upstream}} {{status_class}}")], stack=True))
-        .with_panel(graph(
-            "Upstream 5xx ratio",
-            "Share of each upstream's proxied requests answered with 5xx (alert ProxytierUpstreamErrors at 5%).",
+            *texts["errors"],
             "percentunit",
-            [Query(f'sum by (upstream) (rate(proxytier_nginx_upstream_requests_total{{{SEL}, status_class="5xx"}}'
-                   f"[{RATE}])) / sum by (upstream) (rate({requests}[{RATE}]))", "{{upstream}}")], minimum=0))
+            [Query(f'sum by ({label}) (rate({metric}_requests_total{{{SEL}, status_class="5xx"}}'
+                   f"[{RATE}])) / sum by ({label}) (rate({requests}[{RATE}]))", legend)], width=width, minimum=0))
         .with_panel(graph(
-            "Upstream latency",
-            "Request time seen by nginx for proxied requests ($request_time), quantiles over all selected nodes.",
-            "s", [Query(f"histogram_quantile({q}, sum by (upstream, le) (rate({buckets}[{RATE}])))",
-                        f"{{{{upstream}}}} p{round(q * 100)}") for q in (0.5, 0.95, 0.99)]))
+            *texts["latency"],
+            "s", [Query(f"histogram_quantile({q}, sum by ({label}, le) (rate({buckets}[{RATE}])))",
+                        f"{legend} p{round(q * 100)}") for q in (0.5, 0.95, 0.99)], width=width))
+    )
+
+
+def upstream_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    texts = {
+        "requests": ("Upstream requests by status",
+                     "Requests nginx proxied to each upstream (application backends), by status class of the "
+                     "response."),
+        "errors": ("Upstream 5xx ratio",
+                   "Share of each upstream's proxied requests answered with 5xx (alert ProxytierUpstreamErrors at "
+                   "5%)."),
+        "latency": ("Upstream latency",
+                    "Request time seen by nginx for proxied requests ($request_time), quantiles over all selected "
+                    "nodes."),
+    }
+    return (
+        by_status_panels(d.with_row(dashboard.Row("Errors and latency per upstream")), "upstream",
+                         "proxytier_nginx_upstream", texts, width=12)
         .with_panel(graph(
             "Retries",
             "nginx retries on another backend (proxy_next_upstream) per upstream, and HAProxy retries and "
@@ -142,28 +162,16 @@ def upstream_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
 
 def site_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
     """Per site (exporter label `site`: the pillar's site names, __unclaimed__ for a Host no site claims)."""
-    requests = f"proxytier_nginx_site_requests_total{{{SEL}}}"
-    buckets = f"proxytier_nginx_site_request_duration_seconds_bucket{{{SEL}}}"
-    return (
-        d.with_row(dashboard.Row("Sites"))
-        .with_panel(graph(
-            "Site requests by status",
-            "Requests nginx answered for each site (routed by Host name, or owning its port), by status class; "
-            "__unclaimed__ is every Host no site claims (421 from nginx), one series whatever the names.",
-            "reqps", [Query(f"sum by (site, status_class) (rate({requests}[{RATE}]))",
-                            "{{site}} {{status_class}}")], width=8, stack=True))
-        .with_panel(graph(
-            "Site 5xx ratio",
-            "Share of each site's requests answered with 5xx.",
-            "percentunit",
-            [Query(f'sum by (site) (rate(proxytier_nginx_site_requests_total{{{SEL}, status_class="5xx"}}'
-                   f"[{RATE}])) / sum by (site) (rate({requests}[{RATE}]))", "{{site}}")], width=8, minimum=0))
-        .with_panel(graph(
-            "Site latency",
-            "Request time seen by nginx per site ($request_time), quantiles over all selected nodes.",
-            "s", [Query(f"histogram_quantile({q}, sum by (site, le) (rate({buckets}[{RATE}])))",
-                        f"{{{{site}}}} p{round(q * 100)}") for q in (0.5, 0.95, 0.99)], width=8))
-    )
+    texts = {
+        "requests": ("Site requests by status",
+                     "Requests nginx answered for each site (routed by Host name, or owning its port), by status "
+                     "class; __unclaimed__ is every Host no site claims (421 from nginx), one series whatever the "
+                     "names."),
+        "errors": ("Site 5xx ratio", "Share of each site's requests answered with 5xx."),
+        "latency": ("Site latency", "Request time seen by nginx per site ($request_time), quantiles over all "
+                                    "selected nodes."),
+    }
+    return by_status_panels(d.with_row(dashboard.Row("Sites")), "site", "proxytier_nginx_site", texts, width=8)
 
 
 def backend_row(d: dashboard.Dashboard) -> dashboard.Dashboard:

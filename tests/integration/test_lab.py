@@ -28,7 +28,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab import chaos, cluster, config, master, net, nodecheck, nodes, prometheus, spoof, tier, vhosts
+from lab import chaos, cluster, config, dualstack, master, net, nodecheck, nodes, prometheus, spoof, tier, vhosts
 from lab.load import BackgroundLoad, run_load, table
 from lab.sh import run, wait_for
 from lab.tlsgen import make_cert
@@ -178,14 +178,15 @@ def collectors(samples: list[Any]) -> dict[str, float]:
 
 
 def instance_of(vip: str) -> str:
-    """The VRRP instance that carries a VIP, as the formula names it (VI_<vrid>)."""
-    return tier.vrrp_instances()[vip]
+    """The VRRP instance that carries a VIP, as the formula names it (VI_<vrid>, VI6_<vrid>), in the
+    pillar the nodes have now."""
+    return tier.vrrp_instances(tier.current_pillar())[vip]
 
 
-def test_3b_exporter_on_every_node_agrees_with_the_kernel_on_vip_ownership() -> None:
-    """every node's exporter is scraped; its VIP ownership and VRRP states agree with
-    which node really holds each VIP; every collector succeeds."""
-    holders = nodes.vip_holders()
+def assert_exporters_agree_with_the_kernel(vips: list[str]) -> None:
+    """Every node's exporter, scraped: its VIP ownership of `vips` and the state of their VRRP instances
+    agree with which node really holds each VIP (ip address on the node); every collector succeeds."""
+    holders = nodes.vip_holders(vips)
     for node in config.NODES:
         samples = scrape(node)
         owned = {s.labels["vip"]: s.value == 1 for s in samples if s.name == "proxytier_vip_owned"}
@@ -197,6 +198,12 @@ def test_3b_exporter_on_every_node_agrees_with_the_kernel_on_vip_ownership() -> 
         assert collectors(samples) == dict.fromkeys(
             ("haproxy", "keepalived", "nginx", "nginx_access_log", "vip"), 1.0
         ), f"{node.name}: {collectors(samples)}"
+
+
+def test_3b_exporter_on_every_node_agrees_with_the_kernel_on_vip_ownership() -> None:
+    """every node's exporter is scraped; its VIP ownership and VRRP states agree with
+    which node really holds each VIP; every collector succeeds."""
+    assert_exporters_agree_with_the_kernel(config.VIPS)
 
 
 def test_3d_node_checks_shared_with_kitchen_pass_on_every_node() -> None:
@@ -700,6 +707,128 @@ class TestManySitesOnTheVips:
         assert set(result.by_backend) == {b for p in ("web", "shop") for b in vhosts.POOLS[p]}, table(result)
 
 
+class TestDualStack:
+    """The tier in dual stack (lab.dualstack): each node the preferred holder of an IPv4 VIP and of its
+    IPv6 twin (VRRPv3), members' IPv6 addresses from the mine, backends reached by either family."""
+
+    @pytest.fixture(scope="class")
+    def dual(self, lab: None) -> Iterator[list[str]]:
+        tier.clear_pillar_override()
+        try:
+            dualstack.enable()
+            vips = config.VIPS + config.VIPS6
+            tier.wait_vips_settled(vips=vips)
+            yield vips
+        finally:
+            dualstack.disable()
+            wait_for("the IPv6 VIPs to be gone", lambda: not any(nodes.vip_holders(config.VIPS6).values()),
+                     timeout=30)
+
+    def test_5k_every_vip_of_both_families_reaches_every_nginx_and_backend(self, dual) -> None:
+        holders = nodes.vip_holders(dual)
+        for v4, v6 in zip(config.VIPS, config.VIPS6, strict=True):
+            assert holders[v4] == holders[v6], f"twins {v4} and {v6} on different nodes: {holders}"
+        assert {h[0] for h in holders.values()} == node_names(), holders
+        for vip in dual:
+            result = run_load([vip], requests=120, seconds=60, concurrency=3)
+            print(f"VIP {vip}: {table(result)}")
+            assert result.failed == 0, f"{vip}: {result.summary()}"
+            assert set(result.by_node) == node_names(), f"{vip}: {dict(result.by_node)}"
+            assert set(result.by_backend) == BACKEND_NAMES, f"{vip}: {dict(result.by_backend)}"
+            # the client's own address, of the VIP's family, reaches every backend (X-Real-IP set by
+            # nginx from HAProxy's X-Forwarded-For)
+            client = config.HOST_ADDR6 if ":" in vip else config.HOST_ADDR
+            assert dict(result.clients) == {client: result.ok}, f"{vip}: {dict(result.clients)}"
+        assert_exporters_agree_with_the_kernel(dual)
+
+    def test_5l_a_rolling_change_with_vip_handover_fails_nothing_on_either_family(self, dual, measure) -> None:
+        tier.write_pillar(tier.pillar_with_comment("# rolling-change dual stack", dualstack.pillar()))
+        try:
+            with BackgroundLoad(dual, seconds=400, concurrency=4, timeout=2) as bg:
+                time.sleep(1)
+                t0 = time.monotonic()
+                proc = rolling(handover_vips=True)
+                assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+                measure("dualstack_rolling_change_seconds", time.monotonic() - t0)
+                time.sleep(1)
+        finally:
+            tier.write_pillar(dualstack.pillar())
+        result = bg.result
+        assert result is not None
+        print(f"rolling change under load on both families: {table(result)}")
+        MEASURED["dualstack_rolling_requests"] = result.total
+        MEASURED["dualstack_rolling_failed_requests"] = result.failed
+        assert all(result.by_target[vip] > 20 for vip in dual), dict(result.by_target)
+        assert result.failed == 0, result.summary()
+        tier.wait_vips_settled(vips=dual)
+        assert_exporters_agree_with_the_kernel(dual)
+
+    def test_5m_haproxy_killed_moves_both_twins_and_no_other_vip_notices(self, dual, measure) -> None:
+        initial = nodes.vip_holders(dual)
+        vip6 = config.VIPS6[0]
+        vip4 = config.VIPS[0]
+        victim = config.node(initial[vip6][0])
+        others = [v for v in dual if v not in (vip4, vip6)]
+        try:
+            with (
+                BackgroundLoad([vip6], seconds=180, concurrency=2, timeout=1) as on_vip,
+                BackgroundLoad(others, seconds=180, concurrency=2, timeout=5) as on_others,
+            ):
+                time.sleep(1)
+                t_kill = kill_haproxy_for_good(victim)
+                wait_for(f"{vip6} and {vip4} to leave {victim.name}", lambda: all(
+                    (h := nodes.vip_holders([v])[v]) != [] and victim.name not in h for v in (vip6, vip4)),
+                    timeout=30, interval=0.1)
+                measure("dualstack_haproxy_kill_to_both_vips_moved", time.monotonic() - t_kill)
+                time.sleep(2)
+                moved = nodes.vip_holders([vip4, vip6])
+                assert moved[vip4] == moved[vip6], f"the twins went to different nodes: {moved}"
+                assert_exporter_sees_fault_and_new_master(victim, config.node(moved[vip6][0]), vip6)
+                heal_haproxy(victim)
+                wait_for("the VIPs to return to their preferred nodes", lambda: nodes.vip_holders(dual) == initial,
+                         timeout=60)
+                time.sleep(2)
+        finally:
+            heal_haproxy(victim)
+        vip_result, other_result = on_vip.result, on_others.result
+        assert vip_result is not None and other_result is not None
+        print(f"on {vip6}: {table(vip_result)}\nothers of both families: {table(other_result)}")
+        measure("dualstack_haproxy_kill_client_outage_ipv6", vip_result.max_gap(vip6))
+        assert vip_result.ok > 0
+        assert other_result.failed == 0, f"other VIPs must not notice: {other_result.summary()}"
+        assert vip_result.max_gap(vip6) < 15, f"outage too long: {vip_result.max_gap(vip6):.1f} s"
+
+
+def kill_haproxy_for_good(victim: config.Node) -> float:
+    """SIGKILL every HAProxy process of the node, masked first so that systemd's Restart=always cannot
+    bring it straight back: it stays dead until heal_haproxy(). -> time.monotonic() of the kill."""
+    nodes.exec_(victim, ["systemctl", "mask", "--runtime", "haproxy"])
+    t_kill = time.monotonic()
+    for _, pid, _ in tier.daemon_processes(victim, "haproxy"):
+        with contextlib.suppress(ProcessLookupError):  # a worker of a past reload may exit first
+            os.kill(pid, signal.SIGKILL)
+    wait_for("HAProxy to be gone", lambda: not tier.daemon_processes(victim, "haproxy"), timeout=10)
+    return t_kill
+
+
+def heal_haproxy(victim: config.Node) -> None:
+    """Undo kill_haproxy_for_good(): unmask, clear the failure, start HAProxy."""
+    nodes.exec_(victim, ["systemctl", "unmask", "--runtime", "haproxy"], check=False)
+    nodes.exec_(victim, ["systemctl", "reset-failed", "haproxy"], check=False)
+    nodes.exec_(victim, ["systemctl", "start", "haproxy"])
+
+
+def assert_exporter_sees_fault_and_new_master(victim: config.Node, holder: config.Node, vip: str) -> None:
+    """The victim's exporter: haproxy collector down, the others up, the VIP's instance in FAULT; the new
+    holder's: MASTER of that instance and owner of the VIP."""
+    victim_samples, holder_samples = scrape(victim), scrape(holder)
+    up = collectors(victim_samples)
+    assert up["haproxy"] == 0 and up["keepalived"] == up["nginx"] == up["vip"] == 1, up
+    assert vrrp_states(victim_samples)[instance_of(vip)] == "FAULT", vrrp_states(victim_samples)
+    assert vrrp_states(holder_samples)[instance_of(vip)] == "MASTER", vrrp_states(holder_samples)
+    assert any(s.name == "proxytier_vip_owned" and s.labels["vip"] == vip and s.value == 1 for s in holder_samples)
+
+
 def test_5b_vrrp_blocked_between_nodes_is_split_brain_then_heals(measure) -> None:
     """VRRP blocked between the nodes (bridge ports isolated from each other; the host,
     Prometheus and backends still reach them) -> every node becomes MASTER: the split-brain alerts fire;
@@ -759,24 +888,13 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
     victim = config.node(initial[vip][0])
     others = [v for v in config.VIPS if v != vip]
 
-    def heal() -> None:
-        nodes.exec_(victim, ["systemctl", "unmask", "--runtime", "haproxy"], check=False)
-        nodes.exec_(victim, ["systemctl", "reset-failed", "haproxy"], check=False)
-        nodes.exec_(victim, ["systemctl", "start", "haproxy"])
-
     try:
         with (
             BackgroundLoad([vip], seconds=180, concurrency=2, timeout=1) as on_vip,
             BackgroundLoad(others, seconds=180, concurrency=2, timeout=5) as on_others,
         ):
             time.sleep(1)
-            # mask first so that systemd's Restart=always cannot bring it straight back: it stays dead
-            nodes.exec_(victim, ["systemctl", "mask", "--runtime", "haproxy"])
-            t_kill = time.monotonic()
-            for _, pid, _ in tier.daemon_processes(victim, "haproxy"):
-                with contextlib.suppress(ProcessLookupError):  # a worker of a past reload may exit first
-                    os.kill(pid, signal.SIGKILL)
-            wait_for("HAProxy to be gone", lambda: not tier.daemon_processes(victim, "haproxy"), timeout=10)
+            t_kill = kill_haproxy_for_good(victim)
             wait_for(
                 f"{vip} to leave {victim.name}",
                 lambda: (h := nodes.vip_holders()[vip]) != [] and victim.name not in h,
@@ -787,14 +905,7 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
             # the next scrape shows it. The victim: haproxy collector down, the others up, its
             # instance in FAULT; the new holder: MASTER of that instance and owner of the VIP.
             new_holder = config.node(nodes.vip_holders()[vip][0])
-            victim_samples, holder_samples = scrape(victim), scrape(new_holder)
-            up = collectors(victim_samples)
-            assert up["haproxy"] == 0 and up["keepalived"] == up["nginx"] == up["vip"] == 1, up
-            assert vrrp_states(victim_samples)[instance_of(vip)] == "FAULT", vrrp_states(victim_samples)
-            assert vrrp_states(holder_samples)[instance_of(vip)] == "MASTER", vrrp_states(holder_samples)
-            assert any(
-                s.name == "proxytier_vip_owned" and s.labels["vip"] == vip and s.value == 1 for s in holder_samples
-            )
+            assert_exporter_sees_fault_and_new_master(victim, new_holder, vip)
             # Prometheus sees this failover: the new holder's state for the instance just turned
             # MASTER, and the failover alert names it.
             sel = f'instance="{new_holder.name}", vrrp_instance="{instance_of(vip)}"'
@@ -807,11 +918,11 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
             time.sleep(3)
             after_move = run_load([vip], requests=100, seconds=20, concurrency=2)
             assert after_move.failed == 0, f"traffic on {vip} after the move: {after_move.summary()}"
-            heal()
+            heal_haproxy(victim)
             wait_for("the VIPs to return to their preferred nodes", lambda: nodes.vip_holders() == initial, timeout=60)
             time.sleep(2)
     finally:
-        heal()
+        heal_haproxy(victim)
     vip_result, other_result = on_vip.result, on_others.result
     assert vip_result is not None and other_result is not None
     print(f"on {vip}: {table(vip_result)}\nothers: {table(other_result)}")
@@ -1016,7 +1127,7 @@ def leave_under_load(name: str, measure: Callable[[str, float], None]) -> None:
         time.sleep(2)
     assert_lost_nothing(f"leave_{name}", bg.result, 100, watch, staying)
     assert own not in nodes.vip_holders() and all(
-        own not in nodes.ipv4_addresses(n) for n in config.NODES), f"{own} is still held"
+        own not in nodes.addresses(n) for n in config.NODES), f"{own} is still held"
     for other in config.NODES:
         assert tier_config_mentions(other, leaver.address) == {"/etc/haproxy/haproxy.cfg": False,
                                                                "/etc/keepalived/keepalived.conf": False}
@@ -1053,7 +1164,7 @@ def test_9d_the_seed_two_nodes_one_vip_serves_and_fails_over(clean_pillar, measu
     config.VIPS[:] = [config.home_vip(1)]  # the seed's one VIP (proxy2's pool VIP is gone)
     wait_for("the seed's VIP on proxy1 only", lambda: nodes.vip_holders() == {config.home_vip(1): ["proxy1"]},
              timeout=30)
-    assert config.home_vip(2) not in nodes.ipv4_addresses(config.node("proxy2"))
+    assert config.home_vip(2) not in nodes.addresses(config.node("proxy2"))
     assert_serving(requests=200)  # both nginx get traffic through the one VIP
     with BackgroundLoad(list(config.VIPS), seconds=120, concurrency=3, timeout=2) as bg:
         time.sleep(1)

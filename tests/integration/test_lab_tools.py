@@ -21,17 +21,20 @@ SERVER = Path(config.REPO / "lab" / "backend_server.py")
 
 
 def test_addresses_outside_the_lab_range_are_refused() -> None:
-    for ok in ("198.18.0.101", "198.19.255.1", "127.0.0.1"):
+    for ok in ("198.18.0.101", "198.19.255.1", "127.0.0.1", "2001:2::101", "2001:2:0:ffff::1", "::1"):
         assert config.check_lab_address(ok) == ok
-    for bad in ("192.0.2.1", "198.51.100.1", "203.0.113.1", "198.17.255.255", "198.20.0.1"):
-        with pytest.raises(ValueError, match=r"outside 198\.18\.0\.0/15"):
+    for bad in ("192.0.2.1", "198.51.100.1", "203.0.113.1", "198.17.255.255", "198.20.0.1",
+                "2001:3::1", "2001:1:ffff::1", "2001:db8::1", "fe80::1", "::ffff:192.0.2.1", "::"):
+        with pytest.raises(ValueError, match=r"outside 198\.18\.0\.0/15 and 2001:2::/48"):
             config.check_lab_address(bad)
     with pytest.raises(ValueError):
         run_load(["192.0.2.3"], requests=1)
 
 
 def test_every_lab_address_is_in_the_benchmark_range() -> None:
-    addrs = [config.HOST_ADDR, *config.VIPS, *(n.address for n in config.NODES), *(b.address for b in config.BACKENDS)]
+    addrs = [config.HOST_ADDR, config.HOST_ADDR6, *config.VIPS, *config.VIPS6,
+             *(a for n in config.ALL_NODES for a in (n.address, n.address6)),
+             *(a for b in config.BACKENDS for a in (b.address, b.address6))]
     for a in addrs:
         config.check_lab_address(a)
     assert len(set(addrs)) == len(addrs)
@@ -74,7 +77,8 @@ def local_backend() -> Iterator[int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, SERVER, "--name", "bex", "--bind", "127.0.0.1", "--port", str(port)])
+    proc = subprocess.Popen([sys.executable, SERVER, "--name", "bex", "--bind", "127.0.0.1", "--bind", "::1",
+                             "--port", str(port)])
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -97,6 +101,12 @@ def test_load_is_bounded_and_counts_the_backend_identity(local_backend: int, new
     assert result.by_backend == {"bex": 50}
     assert result.by_node == {"127.0.0.1": 50}  # the peer the backend saw
     assert len(result.samples) == 50
+
+
+def test_the_backend_answers_on_each_address_family_it_binds(local_backend: int) -> None:
+    result = run_load(["::1", "127.0.0.1"], requests=20, seconds=20, concurrency=2, port=local_backend)
+    assert (result.ok, result.failed) == (20, 0)
+    assert result.by_node == {"::1": 10, "127.0.0.1": 10}  # the peer the backend saw, by family
 
 
 def test_load_stops_at_its_time_bound_and_counts_failures() -> None:
