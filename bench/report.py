@@ -292,7 +292,8 @@ def load_run(path: str | Path) -> dict:
 
 
 def write_report(json_files: list[str | Path], output: str | Path = REPO / "BENCHMARKS.md", *,
-                 root: Path = REPO, now: dt.datetime | None = None) -> str:
+                 root: Path = REPO, now: dt.datetime | None = None, section: str = BENCH) -> str:
+    """Render the failover runs into `section` of `output` (the dual-stack run has a section of its own)."""
     runs = [load_run(f) for f in json_files]
     output = Path(output)
     for run in runs:
@@ -300,7 +301,7 @@ def write_report(json_files: list[str | Path], output: str | Path = REPO / "BENC
             if e.get("plot") and not (root / e["plot"]).is_file():
                 print(f"warning: {e['plot']} (linked from the report) does not exist", file=sys.stderr)
     body = render_section(runs, root=root, md_dir=output.resolve().parent)
-    return write_section(output, BENCH, body, now=now)
+    return write_section(output, section, body, now=now)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,14 +105,16 @@ EVENTS: dict[str, Event] = {
 
 
 def home() -> dict[str, list[str]]:
-    """Where every VIP lives when nothing is wrong: proxyK's VIP on proxyK (the lab pillar's VIP pool gives
-    each member the address of its number), for the nodes the lab has now."""
-    return {vip: [node.name] for vip, node in zip(config.VIPS, config.NODES, strict=True)}
+    """Where every VIP lives when nothing is wrong: proxyK's VIP (and in dual stack its IPv6 twin) on proxyK
+    (the lab pillar's VIP pool gives each member the address of its number), for the nodes the lab has now."""
+    vips = tier.served_vips()
+    return {vip: [config.NODES[i % len(config.NODES)].name] for i, vip in enumerate(vips)}
 
 
 def settled(initial: dict[str, list[str]] | None = None) -> bool:
     """The tier is whole again: every VIP on its preferred node only, every daemon active."""
-    if nodes.vip_holders() != (initial or home()):
+    expected = initial or home()
+    if nodes.vip_holders(list(expected)) != expected:
         return False
     return all(
         nodes.running(n) and tier.services_active(n) == dict.fromkeys(tier.DAEMONS, "active") for n in config.NODES
@@ -121,7 +123,7 @@ def settled(initial: dict[str, list[str]] | None = None) -> bool:
 
 def serving() -> bool:
     """Clients reach every VIP promptly (a stale ARP entry on the client side shows here, not above)."""
-    result = run_load(config.VIPS, requests=30, seconds=5, concurrency=3, timeout=0.5)
+    result = run_load(tier.served_vips(), requests=30, seconds=5, concurrency=3, timeout=0.5)
     return result.failed == 0 and max(x.end - x.start for x in result.samples) < 0.3
 
 

@@ -165,6 +165,13 @@ def current_pillar() -> dict[str, Any]:
     return yaml.safe_load(override.read_text()) if override.is_file() else default_pillar()
 
 
+def served_vips() -> list[str]:
+    """The VIPs the tier serves now: the IPv4 VIPs of the lab's nodes, and their IPv6 twins when the
+    pillar the nodes get has them (vip_pool addresses6: lab.dualstack)."""
+    pool = current_pillar()["proxytier"].get("vip_pool") or {}
+    return config.VIPS + (config.VIPS6 if pool.get("addresses6") else [])
+
+
 def apply_ok(what: str, target: str = "proxy*") -> float:
     """state.apply that must succeed on every minion (LabError naming `what` and the failed states if
     not) -> seconds it took."""

@@ -294,14 +294,14 @@ def table(result: dict) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scrapes", type=int, default=100)
     parser.add_argument("--checkout", type=Path, default=REPO,
                         help="the checkout whose exporter/ is measured (default: this one); its commit is recorded, "
                              "so two runs compare two commits (python -m bench.exporter.report)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if os.environ.get("PROXYTIER_BENCH_IN_NETNS") != "1":
         os.environ["PROXYTIER_BENCH_IN_NETNS"] = "1"
         os.execvp("unshare", ["unshare", "--net", "--", sys.executable, __file__, *sys.argv[1:]])

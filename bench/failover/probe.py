@@ -16,7 +16,7 @@ whole body, and otherwise an error class:
     oserror          any other socket error (its errno name follows in the record's `detail`)
 
 Bounded: at most `max_seconds` (<= 600) and `max_probes` (<= 1,000,000); it stops by itself.
-Targets must be loopback or 198.18.0.0/15 addresses (lab/config.check_lab_address); names are refused.
+Targets must be loopback, 198.18.0.0/15 or 2001:2::/48 addresses (lab/config.check_lab_address); names are refused.
 
     probe = BackgroundProbe([Target("198.18.0.101")], max_seconds=60).start()
     ...                        # trigger the event; note time.monotonic()
@@ -34,7 +34,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-from lab.config import check_lab_address
+from lab.config import check_lab_address, hostport
 
 INTERVAL = 0.010
 TIMEOUT = 2.0
@@ -46,7 +46,7 @@ _READ_LIMIT = 1 << 20  # at most 1 MiB of response is read; more is a bad respon
 
 @dataclass(frozen=True)
 class Target:
-    """One thing to probe: `http://address:port/path`. `name` ("address:port") labels its records."""
+    """One thing to probe: `http://address:port/path`. `name` ("address:port", "[v6]:port") labels its records."""
 
     address: str
     port: int = 80
@@ -54,7 +54,12 @@ class Target:
 
     @property
     def name(self) -> str:
-        return f"{self.address}:{self.port}"
+        return hostport(self.address, self.port)
+
+    @property
+    def host(self) -> str:
+        """The Host header: the address, an IPv6 one in brackets (RFC 3986)."""
+        return f"[{self.address}]" if ":" in self.address else self.address
 
     def checked(self) -> Target:
         check_lab_address(self.address)
@@ -140,7 +145,7 @@ async def _http_get(target: Target, state: dict) -> int:
     state["connected"] = True
     try:
         writer.write(
-            f"GET {target.path} HTTP/1.1\r\nHost: {target.address}\r\nUser-Agent: proxytier-bench-probe\r\n"
+            f"GET {target.path} HTTP/1.1\r\nHost: {target.host}\r\nUser-Agent: proxytier-bench-probe\r\n"
             "Accept: */*\r\nConnection: close\r\n\r\n".encode()
         )
         await writer.drain()

@@ -8,6 +8,8 @@ BENCHMARKS.md.
 Needs the lab up with the formula applied (`make demo`, or `make lab-up` and an apply), as root:
 
     .venv/bin/python -m bench.failover.run [--reps 3] [--events node_lost,haproxy_sigkill]
+    .venv/bin/python -m bench.failover.run --dual-stack --events node_lost,haproxy_sigkill,link_down \
+        --profiles proxytier-defaults    # IPv6 VIPs beside IPv4 (lab.dualstack), each event per family
 
 Bounded: each repetition probes for at most 60 s; the whole run stops after --max-minutes.
 The lab's pillar override is removed at the end (the tier returns to the checkout's pillar).
@@ -16,6 +18,7 @@ The lab's pillar override is removed at the end (the tier returns to the checkou
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import threading
 import time
@@ -24,9 +27,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.failover import plot, report, stats
+from bench import report
+from bench.failover import plot, stats
 from bench.failover.probe import BackgroundProbe, Target
-from lab import chaos, config, master, tier
+from lab import chaos, config, dualstack, master, tier
 from lab.sh import log
 
 PLOTS = Path(__file__).resolve().parent / "plots"
@@ -55,7 +59,8 @@ class Sampler:
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
-        self.instances = list(tier.vrrp_instances().values())
+        self.instances = list(tier.vrrp_instances(tier.current_pillar()).values())
+        self.vips = tier.served_vips()
         self.vrrp: list[tuple[float, str, str, str]] = []
         self.holders: list[tuple[float, str, str | None]] = []
         self._stop = threading.Event()
@@ -81,7 +86,7 @@ class Sampler:
         deadline = time.monotonic() + 120
         while not self._stop.is_set() and time.monotonic() < deadline:
             t = time.monotonic()
-            owners: dict[str, str | None] = dict.fromkeys(config.VIPS)
+            owners: dict[str, str | None] = dict.fromkeys(self.vips)
             for node in config.NODES:
                 got = self._scrape(node)
                 if got is None:
@@ -103,10 +108,12 @@ class Sampler:
         self._thread.join(timeout=5)
 
 
-def apply_profile(name: str, vrrp: dict) -> None:
-    data = tier.default_pillar()
+def apply_profile(name: str, vrrp: dict, dual_stack: bool = False) -> None:
+    """The lab pillar (dual stack: lab.dualstack's) with the profile's VRRP knobs, applied; SystemExit if
+    a minion fails."""
+    data = dualstack.pillar() if dual_stack else tier.default_pillar()
     data["proxytier"].setdefault("vrrp", {}).update(vrrp)
-    if vrrp:
+    if vrrp or dual_stack:
         tier.write_pillar(data)
     else:
         tier.clear_pillar_override()
@@ -146,19 +153,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="repetitions per event and profile (1..10)")
     ap.add_argument("--events", default=",".join(sorted(chaos.EVENTS)), help="comma-separated chaos events")
     ap.add_argument("--max-minutes", type=float, default=40.0, help="stop starting repetitions after this")
+    ap.add_argument("--profiles", default=",".join(PROFILES), help="comma-separated VRRP timing profiles")
+    ap.add_argument("--dual-stack", action="store_true",
+                    help="the tier in dual stack (lab.dualstack): the IPv6 VIPs probed beside the IPv4 ones, each "
+                         "event reported per family (EVENT and EVENT-ipv6), in BENCHMARKS.md's section "
+                         "failover-dualstack")
     ap.add_argument("--output", default=str(report.REPO / "BENCHMARKS.md"))
     args = ap.parse_args(argv)
+    profiles = {p: PROFILES[p] for p in args.profiles.split(",") if p}
+    if not profiles or set(args.profiles.split(",")) - set(PROFILES) - {""}:
+        ap.error(f"--profiles: choose from {', '.join(PROFILES)}")
     reps_n = max(1, min(args.reps, 10))
     events = [e for e in args.events.split(",") if e]
     unknown = [e for e in events if e not in chaos.EVENTS]
     if unknown:
         ap.error(f"unknown events {unknown}; known: {', '.join(sorted(chaos.EVENTS))}")
     deadline = time.monotonic() + args.max_minutes * 60
-    targets = [Target(vip, 80, "/lab") for vip in config.VIPS]
+    vips = config.VIPS + (config.VIPS6 if args.dual_stack else [])
+    targets = [Target(vip, 80, "/lab") for vip in vips]
     names = [t.name for t in targets]
-    labels = {t.name: f"VIP-{i + 1} {t.address}" for i, t in enumerate(targets)}
+    labels = {t.name: f"VIP-{i % len(config.VIPS) + 1} {t.address}" for i, t in enumerate(targets)}
+    # each event's figures per address family: the IPv4 VIPs ("") and, in dual stack, the IPv6 ones
+    families = {"": [t.name for t in targets if ":" not in t.address]}
+    if args.dual_stack:
+        families["-ipv6"] = [t.name for t in targets if ":" in t.address]
     run = report.new_run(
-        profiles=PROFILES, reference="proxytier-defaults",
+        profiles=profiles, reference=next(iter(profiles)),
         settings={"interval": 0.01, "timeout": 2.0, "good_latency": stats.GOOD_LATENCY, "settle": stats.SETTLE,
                   "reps": reps_n, "repair_after": REPAIR_AFTER, "victim": "the node holding VIP-1",
                   "targets": names},
@@ -169,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     PLOTS.mkdir(parents=True, exist_ok=True)
     try:
-        for profile, vrrp in PROFILES.items():
-            apply_profile(profile, vrrp)
+        for profile, vrrp in profiles.items():
+            apply_profile(profile, vrrp, args.dual_stack)
             for event in events:
                 figures: dict[str, list[dict]] = {event: []}
                 kept: dict[str, list[tuple]] = {event: []}
@@ -183,27 +203,29 @@ def main(argv: list[str] | None = None) -> int:
                     parts = [(event, r["t_fault"], r["t_repair"])]
                     if event in RETURNS and r["t_repair"]:
                         parts.append((RETURNS[event], r["t_repair"], None))
-                    for name, t0, until in parts:
-                        figs = stats.event_stats(records, t0, names, until=until)
-                        figures.setdefault(name, []).append(figs)
-                        kept.setdefault(name, []).append((records, t0, r["vrrp"], r["holders"]))
-                        log(f"{profile} {name} rep {rep + 1}: outage {figs['outage']:.3f} s, "
+                    for (name, t0, until), (suffix, family) in itertools.product(parts, families.items()):
+                        figs = stats.event_stats(records, t0, family, until=until)
+                        figures.setdefault(name + suffix, []).append(figs)
+                        kept.setdefault(name + suffix, []).append((records, t0, r["vrrp"], r["holders"]))
+                        log(f"{profile} {name + suffix} rep {rep + 1}: outage {figs['outage']:.3f} s, "
                             f"failed {figs['failed']}, slow {figs['slow']}")
                 for name, reps in figures.items():
                     if not reps:
                         continue
                     i = stats.median_rep(reps)
                     records, t0, vrrp_s, holders = kept[name][i]
-                    png = plot.timeline(PLOTS / f"{name}-{profile}.png", records, t0, event=name, profile=profile,
+                    png = plot.timeline(PLOTS / f"{'dualstack-' if args.dual_stack else ''}{name}-{profile}.png", records, t0, event=name, profile=profile,
                                         vrrp=vrrp_s, holders=holders, targets=names, target_labels=labels,
                                         window=(1.5, 8.0))
-                    doc = chaos.EVENTS[name].doc if name in chaos.EVENTS else f"the repair of {event} (preempt back)"
+                    base = name.removesuffix("-ipv6")
+                    doc = chaos.EVENTS[base].doc if base in chaos.EVENTS else f"the repair of {event} (preempt back)"
+                    doc += " (the IPv6 VIPs)" if base != name else ""
                     report.add_event(run, event=name, profile=profile, reps=reps, plot=png, description=doc)
     finally:
         tier.clear_pillar_override()
         tier.apply()
     path = report.save_run(run)
-    report.write_report([path], args.output)
+    report.write_report([path], args.output, section="failover-dualstack" if args.dual_stack else report.BENCH)
     log(f"results: {path}; report: {args.output}; plots: {PLOTS}")
     return 0
 

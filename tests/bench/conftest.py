@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -45,7 +46,9 @@ class LocalServer:
         self.start()
 
     def start(self) -> None:
-        server = ThreadingHTTPServer((self.address, self.port), self.handler)  # SO_REUSEADDR: same port again
+        server_class = type("Server", (ThreadingHTTPServer,),
+                            {"address_family": socket.AF_INET6 if ":" in self.address else socket.AF_INET})
+        server = server_class((self.address, self.port), self.handler)  # SO_REUSEADDR: same port again
         server.daemon_threads = True
         self.port = server.server_address[1]
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()

@@ -6,6 +6,7 @@ import json
 import statistics
 import time
 from collections import Counter
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -101,13 +102,14 @@ def test_background_probe_ends_by_itself_without_stop(local_server):
     assert probe.stop().stopped_by == "max_seconds"
 
 
-@pytest.mark.parametrize("address", ["192.0.2.1", "198.51.100.10", "203.0.113.8", "198.20.0.1", "localhost", "::2"])
+@pytest.mark.parametrize("address", ["192.0.2.1", "198.51.100.10", "203.0.113.8", "198.20.0.1", "localhost", "::2",
+                                     "2001:db8::1", "2001:3::1"])
 def test_refuses_targets_outside_the_lab(address):
     with pytest.raises(ValueError):
         Prober([Target(address)])
 
 
-@pytest.mark.parametrize("address", ["127.0.0.2", "198.18.0.101", "198.19.255.254"])
+@pytest.mark.parametrize("address", ["127.0.0.2", "198.18.0.101", "198.19.255.254", "2001:2::101", "::1"])
 def test_accepts_loopback_and_the_benchmarking_range(address):
     assert Prober([Target(address)]).targets[0].address == address  # built, not run: nothing is contacted
 
@@ -120,6 +122,27 @@ def test_accepts_loopback_and_the_benchmarking_range(address):
 def test_refuses_unbounded_settings(kwargs):
     with pytest.raises(ValueError):
         Prober([Target("127.0.0.2")], **kwargs)
+
+
+def test_an_ipv6_target_is_probed_with_its_host_in_brackets(local_server):
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Host", ""))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = local_server("::1", Handler)
+    result = run_probe([server.target], interval=0.01, max_seconds=0.3)
+    assert result.targets == [f"[::1]:{server.port}"]
+    assert result.records and all(r.ok for r in result.records), result.records[:3]
+    assert set(seen) == {"[::1]"}
 
 
 def test_result_survives_a_json_round_trip(local_server):
