@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                "settings stay proxytier's in both profiles."],
     )
     PLOTS.mkdir(parents=True, exist_ok=True)
+    prefix = "dualstack-" if args.dual_stack else ""  # the IPv4-only run's plots stay as they are
     try:
         for profile, vrrp in profiles.items():
             apply_profile(profile, vrrp, args.dual_stack)
@@ -214,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     i = stats.median_rep(reps)
                     records, t0, vrrp_s, holders = kept[name][i]
-                    png = plot.timeline(PLOTS / f"{'dualstack-' if args.dual_stack else ''}{name}-{profile}.png", records, t0, event=name, profile=profile,
-                                        vrrp=vrrp_s, holders=holders, targets=names, target_labels=labels,
-                                        window=(1.5, 8.0))
+                    png = plot.timeline(PLOTS / f"{prefix}{name}-{profile}.png", records, t0, event=name,
+                                        profile=profile, vrrp=vrrp_s, holders=holders, targets=names,
+                                        target_labels=labels, window=(1.5, 8.0))
                     base = name.removesuffix("-ipv6")
                     doc = chaos.EVENTS[base].doc if base in chaos.EVENTS else f"the repair of {event} (preempt back)"
                     doc += " (the IPv6 VIPs)" if base != name else ""
