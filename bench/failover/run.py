@@ -185,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         notes=["Every event hits the node holding VIP-1 (proxy1) under the probe; VIP-2 and VIP-3 show "
                "what the other nodes' clients saw.",
                "keepalived-defaults changes only the VRRP timing knobs; HAProxy, nginx and systemd "
-               "settings stay proxytier's in both profiles."],
+               "settings stay proxytier's in both profiles.",
+               *(["Dual stack (lab.dualstack): the IPv6 VIPs were probed in the same repetitions as the IPv4 "
+                  "ones; an EVENT-ipv6 row is the IPv6 VIPs' figures, the EVENT row the IPv4 VIPs'."]
+                 if args.dual_stack else [])],
     )
     PLOTS.mkdir(parents=True, exist_ok=True)
     prefix = "dualstack-" if args.dual_stack else ""  # the IPv4-only run's plots stay as they are
