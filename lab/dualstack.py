@@ -6,7 +6,9 @@ checkout's pillar uses IPv4 only. This pillar is the checkout's with:
   ``address6`` is its 2001:2::1N);
 - the VIP pool's IPv6 twins (``vip_pool.addresses6``): proxyK holds 198.18.0.10K and 2001:2::10K, the
   IPv6 one in the VRRPv3 instance VI6_<vrid> with the same VRID as its IPv4 twin's VI_<vrid>;
-- the site's backends be1 and be3 by IPv4 and be2 by IPv6 (nginx reaches a backend by either family).
+- the site's backends be1 and be3 by IPv4 and be2 by IPv6 (nginx reaches a backend by either family);
+- a second site on port 8000 (nginx 8081), the same backends, with the client address passed from
+  HAProxy to nginx in PROXY v2 instead of X-Forwarded-For (PROXY_V2_PORT).
 
     python -m lab dualstack          # apply it to the running lab and print who answers on each VIP
     python -m lab dualstack --off    # back to the checkout's pillar (IPv4 only)
@@ -22,6 +24,8 @@ from lab.sh import LabError
 
 #: the lab backends the site reaches by IPv6 (the others by IPv4)
 IPV6_BACKENDS = ("be2",)
+#: the VIPs' port of the site whose client address goes from HAProxy to nginx in PROXY v2
+PROXY_V2_PORT = 8000
 
 
 def pillar() -> dict[str, Any]:
@@ -36,6 +40,8 @@ def pillar() -> dict[str, Any]:
         address = be.address6 if be.name in IPV6_BACKENDS else be.address
         backends.append({"address": config.hostport(address, be.port)})
     pt["sites"][0]["backends"] = backends
+    pt["sites"].append({"name": "proxyv2", "port": PROXY_V2_PORT, "nginx_port": 8081, "client_address": "proxy_v2",
+                        "backends": copy.deepcopy(backends)})
     return data
 
 

@@ -10,6 +10,7 @@ the end and merged into the results file (lab.config.RESULTS).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -728,23 +729,25 @@ class TestDualStack:
     IPv6 twin (VRRPv3), members' IPv6 addresses from the mine, backends reached by either family."""
 
     def test_5k_every_vip_of_both_families_reaches_every_nginx_and_backend(self, dual) -> None:
-        """Twins at home on the same node, each node home to one of each family; through every VIP: 0
-        failed, every nginx and every backend (be2 by IPv6), the client's address of the VIP's family;
+        """Twins at home on the same node, each node home to one of each family; through every VIP, on
+        the site passing the client address in X-Forwarded-For and on the one passing it in PROXY v2:
+        0 failed, every nginx and every backend (be2 by IPv6), the client's address of the VIP's family;
         the exporters agree with the kernel on both families' VIPs and instances."""
         holders = nodes.vip_holders(dual)
         for v4, v6 in zip(config.VIPS, config.VIPS6, strict=True):
             assert holders[v4] == holders[v6], f"twins {v4} and {v6} on different nodes: {holders}"
         assert {h[0] for h in holders.values()} == node_names(), holders
-        for vip in dual:
-            result = run_load([vip], requests=120, seconds=60, concurrency=3)
-            print(f"VIP {vip}: {table(result)}")
-            assert result.failed == 0, f"{vip}: {result.summary()}"
-            assert set(result.by_node) == node_names(), f"{vip}: {dict(result.by_node)}"
-            assert set(result.by_backend) == BACKEND_NAMES, f"{vip}: {dict(result.by_backend)}"
+        for vip, port in itertools.product(dual, (80, dualstack.PROXY_V2_PORT)):
+            where = config.hostport(vip, port)
+            result = run_load([vip], requests=120, seconds=60, concurrency=3, port=port)
+            print(f"{where}: {table(result)}")
+            assert result.failed == 0, f"{where}: {result.summary()}"
+            assert set(result.by_node) == node_names(), f"{where}: {dict(result.by_node)}"
+            assert set(result.by_backend) == BACKEND_NAMES, f"{where}: {dict(result.by_backend)}"
             # the client's own address, of the VIP's family, reaches every backend (X-Real-IP set by
-            # nginx from HAProxy's X-Forwarded-For)
+            # nginx from HAProxy's X-Forwarded-For on 80, from HAProxy's PROXY v2 header on 8000)
             client = config.HOST_ADDR6 if ":" in vip else config.HOST_ADDR
-            assert dict(result.clients) == {client: result.ok}, f"{vip}: {dict(result.clients)}"
+            assert dict(result.clients) == {client: result.ok}, f"{where}: {dict(result.clients)}"
         assert_exporters_agree_with_the_kernel(dual)
 
     def test_5l_a_rolling_change_with_vip_handover_fails_nothing_on_either_family(self, dual, measure) -> None:
