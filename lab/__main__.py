@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.down()
         elif args.cmd == "status":
             print("\n".join(cluster.status()))
-            for vip, held in nodes.vip_holders().items():
+            for vip, held in nodes.vip_holders(tier.served_vips()).items():
                 print(f"VIP {vip:<15} held by {', '.join(held) or 'nobody'}")
         elif args.cmd == "demo":
             demo(args.nodes)
