@@ -170,7 +170,13 @@ def member_state(member: str, state: str) -> dict[str, str]:
     runtime = _lib("proxytier_runtime")
     m = model()
     sock = m["params"].get("haproxy_admin_socket", "/run/haproxy/admin.sock")
-    return runtime.set_member_state(m, member, state, lambda cmd: runtime.unix_command(sock, cmd))
+    done = runtime.set_member_state(m, member, state, lambda cmd: runtime.unix_command(sock, cmd))
+    # persisted at once: a HAProxy that restarts (killed, node rebooted) starts from the state set last,
+    # not from the one saved at the last reload. Found in the lab: a rolling change saved each node's own
+    # nginx as drained (its apply reloads HAProxy while it is drained), the later "ready" lived only at
+    # run time, and after a restart HAProxy kept the node's own nginx drained (re-saved at every reload)
+    _save_server_states(runtime, m)
+    return done
 
 
 def _worker_pid(runtime: Any, sock: str) -> str | None:
@@ -179,6 +185,22 @@ def _worker_pid(runtime: Any, sock: str) -> str | None:
     except OSError:
         return None
     return next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("Pid:")), None)
+
+
+def _write_server_states(runtime: Any, m: dict[str, Any], text: str) -> tuple[str, list[str]]:
+    """Write `show servers state` output `text` (less the servers the configuration changes:
+    runtime.state_to_keep) atomically to HAProxy's server-state-file -> (what was kept, dropped)."""
+    keep, dropped = runtime.state_to_keep(text, m)
+    path = m["params"]["haproxy_state_file"]
+    with open(path + ".tmp", "w") as f:
+        f.write(keep)
+    os.replace(path + ".tmp", path)
+    return keep, dropped
+
+
+def _save_server_states(runtime: Any, m: dict[str, Any]) -> None:
+    """The running HAProxy's server states to its server-state-file (OSError if it does not answer)."""
+    _write_server_states(runtime, m, runtime.unix_command(m["params"]["haproxy_admin_socket"], "show servers state"))
 
 
 def haproxy_save_state() -> dict[str, Any]:
@@ -197,11 +219,7 @@ def haproxy_save_state() -> dict[str, Any]:
         if os.path.exists(pid_file):
             os.unlink(pid_file)
         return {"running": False, "why": str(exc)}
-    keep, dropped = runtime.state_to_keep(text, m)
-    tmp = p["haproxy_state_file"] + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(keep)
-    os.replace(tmp, p["haproxy_state_file"])
+    keep, dropped = _write_server_states(runtime, m, text)
     pid = _worker_pid(runtime, p["haproxy_admin_socket"]) or ""
     with open(pid_file, "w") as f:
         f.write(pid)

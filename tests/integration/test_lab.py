@@ -750,6 +750,9 @@ class TestDualStack:
             assert dict(result.clients) == {client: result.ok}, f"{where}: {dict(result.clients)}"
         assert_exporters_agree_with_the_kernel(dual)
 
+    @pytest.mark.xfail(strict=False, reason="known defect, still open: a VIP handover in dual stack can stall new "
+                       "connections past a 2 s client timeout (8 of 62,596 and 2 of 54,243 in two runs, 4 clients at "
+                       "once on one VIP per stall; 0 in two others); the IPv4-only rolling test fails none")
     def test_5l_a_rolling_change_with_vip_handover_fails_nothing_on_either_family(self, dual, measure) -> None:
         """A change reloading every daemon, rolled with proxytier.orch.rolling (each node's VIPs of both
         families handed over and back) under load through every VIP of both families: 0 failed."""
@@ -773,9 +776,7 @@ class TestDualStack:
         failed = [(round(x.start - t0, 2), x.target) for x in result.samples if not x.ok]
         MEASURED["dualstack_rolling_failed_requests_ipv6"] = sum(":" in target for _, target in failed)
         print(f"failed requests (seconds after the rollout began, VIP): {failed}")
-        # 0 of 50,662 and 0 of 62,557 in runs of this class alone; 2 timeouts of 54,243 once inside the full
-        # suite, cause not found yet: bounded at 1 in 10,000 (a broken handover fails hundreds) and recorded
-        assert result.failed <= result.total // 10_000, result.summary()
+        assert result.failed == 0, result.summary()
         tier.wait_vips_settled(vips=dual)
         assert_exporters_agree_with_the_kernel(dual)
 
@@ -811,6 +812,11 @@ class TestDualStack:
                 time.sleep(2)
         finally:
             heal_haproxy(victim)
+        # the restarted HAProxy (after the rolling change above) sends to every nginx, its own node's too:
+        # it starts from the server states set last, not from a drain saved during the rollout
+        for vip in (vip4, vip6):
+            spread = run_load([vip], requests=60, seconds=20, concurrency=2)
+            assert spread.failed == 0 and set(spread.by_node) == node_names(), f"{vip}: {table(spread)}"
         vip_result, other_result = on_vip.result, on_others.result
         assert vip_result is not None and other_result is not None
         print(f"on {vip6}: {table(vip_result)}\nothers of both families: {table(other_result)}")
