@@ -222,13 +222,19 @@ def test_3d_node_checks_shared_with_kitchen_pass_on_every_node() -> None:
     assert skipped == 3 and (passed + skipped) % 3 == 0 and passed >= 3 * 15, output[-2000:]
 
 
-def promql(expr: str) -> list[dict[str, Any]]:
-    """An instant query on the lab's Prometheus."""
-    url = f"{prometheus.URL}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+def promql(expr: str, at: float | None = None) -> list[dict[str, Any]]:
+    """An instant query on the lab's Prometheus, now or at Unix time `at` (seconds)."""
+    query = {"query": expr} | ({"time": f"{at:.3f}"} if at is not None else {})
+    url = f"{prometheus.URL}/api/v1/query?" + urllib.parse.urlencode(query)
     with urllib.request.urlopen(url, timeout=10) as resp:
         body = json.loads(resp.read())
     assert body["status"] == "success", body
     return body["data"]["result"]
+
+
+def alert_key(alert: dict[str, Any]) -> tuple[str, str]:
+    """(alertname, vrrp_instance or "") of one ALERTS series from promql()."""
+    return alert["metric"]["alertname"], alert["metric"].get("vrrp_instance", "")
 
 
 def alert_active(name: str, state: str = "") -> bool:
@@ -1150,6 +1156,9 @@ def leave_under_load(name: str, measure: Callable[[str, float], None]) -> None:
     leaver = config.node(name)
     own = config.home_vip(config.node_index(name))
     staying = [v for v in config.VIPS if v != own]
+    paging = f'ALERTS{{instance="{name}", alertstate="firing", severity=~"warning|critical"}}'
+    firing_before = {alert_key(a) for a in promql(paging)}
+    t_start = time.time()
     with tier.VipWatch() as watch, BackgroundLoad(staying, seconds=600, concurrency=3, timeout=5) as bg:
         time.sleep(1)
         measure(f"leave_{name}", cluster.leave_node(name))
@@ -1163,11 +1172,20 @@ def leave_under_load(name: str, measure: Callable[[str, float], None]) -> None:
     keys = json.loads(master.salt(["salt-key", "-L", "--out=json"], timeout=30, check=True).stdout)
     assert name not in keys["minions"], keys
     wait_for(f"Prometheus to stop scraping {name}", lambda: scraped_instances() == node_names(), timeout=30)
-    # a planned leave raises nothing to act on: no target-down alert, no warning or critical one (the info
-    # ProxytierVRRPFailover may still fire from the node's own join: it became MASTER of its VIP then)
+    # a planned leave raises nothing to act on: no target-down alert, and no warning or critical alert that
+    # was not firing before (the info ProxytierVRRPFailover may still fire from the node's own join)
     assert not promql(f'ALERTS{{instance="{name}", alertname=~"ProxytierExporterDown|ProxytierNoTargets"}}')
-    assert not promql(f'ALERTS{{instance="{name}", alertstate="firing", severity=~"warning|critical"}}'), \
-        promql(f'ALERTS{{instance="{name}"}}')
+    raised = {alert_key(a) for a in promql(paging)} - firing_before
+    for key in [k for k in raised if k[0] == "ProxytierVRRPFlapping"]:
+        # earlier faults (the chaos matrix) may leave an instance one transition short of the alert; the leave
+        # releases each instance of the leaver once, which may tip it: allowed only if it was that close
+        flaps = promql(f'sum by (vrrp_instance) (increase(proxytier_keepalived_vrrp_become_master_total'
+                       f'{{instance="{name}", vrrp_instance="{key[1]}"}}[15m]) + increase('
+                       f'proxytier_keepalived_vrrp_release_master_total{{instance="{name}", '
+                       f'vrrp_instance="{key[1]}"}}[15m])) > 3', at=t_start)
+        if flaps:
+            raised.discard(key)
+    assert not raised, f"the leave of {name} raised {sorted(raised)}: {promql(paging)}"
     assert_serving()
 
 
