@@ -19,6 +19,7 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from proxytier_runtime import wait_until
@@ -147,7 +148,15 @@ def set_hold(path: str, value: int) -> None:
         f.write(f"{value}\n")
 
 
-def probe_dropped(address: str, port: int, timeout: float = 0.2) -> bool:
+# reclaim: a SYN to a VIP unanswered this long means its holder's guard is up (an unguarded
+# holder on the same link answers in well under a millisecond)
+PROBE_TIMEOUT = 0.1
+# reclaim: once every holder guards, this long for their in-flight requests before the hold is
+# lifted; the VIP then moves a master-down interval later (3 x advert + skew, ~0.34 s at 0.1 s)
+SETTLE = 0.1
+
+
+def probe_dropped(address: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
     """True when a SYN to address:port goes unanswered (the holder's guard is up)."""
     try:
         with socket.create_connection((address, port), timeout=timeout):
@@ -156,6 +165,17 @@ def probe_dropped(address: str, port: int, timeout: float = 0.2) -> bool:
         return True
     except OSError:
         return False
+
+
+def all_dropped(addresses: list[str], port: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    """True when SYNs to every address (at `port`) go unanswered, probed all at once: the wait is
+    one `timeout`, not one per address. A client's SYN dropped by a guard is retransmitted after
+    1 s, and the VIP must have moved by then: every probe in series (0.2 s each, a dual-stack
+    node's two VIPs) cost enough of that second to lose SYNs in the lab (see reclaim)."""
+    if not addresses:
+        return True
+    with ThreadPoolExecutor(max_workers=len(addresses)) as pool:
+        return all(pool.map(lambda a: probe_dropped(a, port, timeout), addresses))
 
 
 def handover(
@@ -228,9 +248,11 @@ def _reclaim(
     away = [v for v in homes if v not in local_vips()]
     ports = sorted({int(b["address"].rsplit(":", 1)[1]) for f in model["haproxy"]["frontends"] for b in f["binds"]})
     if away and ports:
-        # the holders guard first: wait until our SYNs to our VIPs go unanswered
-        report["guard_seen"] = wait_until(lambda: all(probe_dropped(v, ports[0]) for v in away), 1.0, step=0.05)
-        time.sleep(0.2)  # the holders' in-flight requests finish (milliseconds)
+        # The holders guard first: wait until our SYNs to our VIPs go unanswered. From a client SYN's
+        # first drop, its retransmit comes 1 s later: guard seen (<= PROBE_TIMEOUT + a poll step) +
+        # SETTLE + the master-down interval must stay well inside it.
+        report["guard_seen"] = wait_until(lambda: all_dropped(away, ports[0]), 1.0, step=0.02)
+        time.sleep(SETTLE)  # the holders' in-flight requests finish (milliseconds)
     set_hold(hold_file, 0)
     if not wait_until(lambda: set(homes) <= local_vips(), timeout):
         raise ProxytierError(

@@ -4,6 +4,7 @@ guard that drops new connections to a VIP (IPv4 or IPv6) while established ones 
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from proxytier_handover import busy_connections, guard_script, guarded
 
 FIXTURES = Path(__file__).parent / "fixtures"
+UTILS = Path(__file__).parents[2] / "salt" / "_utils"
 
 
 def _proc_net_tcp(name: str = "tcp") -> str:
@@ -176,3 +178,29 @@ def test_a_guard_left_behind_expires_by_itself(address: str) -> None:
 def test_guard_lifetime_must_be_whole_seconds() -> None:
     with pytest.raises(ValueError):
         guard_script(["127.0.0.9"], lifetime=0)
+
+
+ALL_DROPPED_PROBE = """
+import socket, subprocess, sys
+from proxytier_handover import all_dropped, guard_script
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+servers = [socket.create_server((a, 8080), family=socket.AF_INET6 if ":" in a else socket.AF_INET)
+           for a in ("127.0.0.9", "::1", "127.0.0.10")]
+print(all_dropped(["127.0.0.9", "::1"], 8080))
+subprocess.run(["nft", "-f", "-"], input=guard_script(["127.0.0.9", "::1"]), text=True, check=True)
+print(all_dropped(["127.0.0.9", "::1"], 8080))
+print(all_dropped(["127.0.0.9", "::1", "127.0.0.10"], 8080))
+print(all_dropped([], 8080))
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("nft") and shutil.which("unshare")), reason="needs nft and unshare")
+def test_all_dropped_sees_a_guard_on_every_address_of_both_families() -> None:
+    """The reclaiming node's probe: True only when SYNs to every address go unanswered (an IPv4 and an
+    IPv6 VIP under a real guard), False while one still answers."""
+    proc = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", ALL_DROPPED_PROBE],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(UTILS)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True", "False", "True"]

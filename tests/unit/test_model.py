@@ -147,6 +147,7 @@ BAD = [
     ("vrrp", {"auth_pass": "secret"}, "proxy1", ["proxytier:vrrp:auth_pass", "VRRPv3 has no authentication"]),
     ("vrrp", {"track": "pid"}, "proxy1", ["proxytier:vrrp:track = 'pid'"]),
     ("vrrp", {"priority_step": 100}, "proxy1", ["proxytier:vrrp:priority_step = 100", "lowest priority"]),
+    ("vrrp", {"priority_step": "wide"}, "proxy1", ["proxytier:vrrp:priority_step = 'wide'", "(or auto)"]),
     ("sites:0:tls", {"port": 443}, "proxy1", ["proxytier:sites:0:tls", "no certificate"]),
     ("sites:0:tls", {"certificate_file": "/nope.pem", "key_file": "/nope.pem"}, "proxy1",
      ["proxytier:sites:0:tls:certificate_file = '/nope.pem'", "no such file"]),
@@ -192,3 +193,24 @@ def test_example_pillar_is_valid_for_every_lab_node() -> None:
         m = build_model(example_pillar(), node)
         assert m["mode"] == "active-active"
         assert sum(i["is_owner"] for i in m["vrrp"]["instances"]) == 1
+
+
+@pytest.mark.parametrize(("n_nodes", "expected"), [
+    (2, [150, 100]), (3, [150, 100, 50]), (4, [150, 101, 52, 3]), (5, [150, 113, 76, 39, 2]),
+])
+def test_auto_priority_step_spreads_the_backups_as_wide_as_the_base_allows(n_nodes: int, expected: list[int]) -> None:
+    """priority_step auto (the default): the backups' master-down timers end step x advert / 256 apart
+    (RFC 5798 skew), so the step is as wide as the base allows (at most 50), the lowest at 2 or more:
+    above a handover's held node (priority 1)."""
+    m = build_model(pillar(n_nodes, n_nodes), "proxy1")
+    for inst in m["vrrp"]["instances"]:
+        assert sorted(inst["priorities"].values(), reverse=True) == expected, inst["priorities"]
+
+
+def test_auto_priority_step_follows_the_base_and_an_explicit_step_wins() -> None:
+    low = build_model(pillar(3, 3, vrrp={"priority_base": 42}), "proxy1")
+    assert sorted(low["vrrp"]["instances"][0]["priorities"].values()) == [2, 22, 42]
+    many = build_model(pillar(40, 1), "proxy1")  # 148 // 39 = 3
+    assert sorted(many["vrrp"]["instances"][0]["priorities"].values())[:2] == [33, 36]
+    explicit = build_model(pillar(3, 3, vrrp={"priority_step": 10}), "proxy1")
+    assert sorted(explicit["vrrp"]["instances"][0]["priorities"].values()) == [130, 140, 150]
