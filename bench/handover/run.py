@@ -73,7 +73,7 @@ def soak(rounds: int, deadline: float) -> dict:
                 for action in ("release", "reclaim"):
                     seconds[action].append(handover(n.name, action))
                     time.sleep(1.5)
-            log(f"round {r + 1}: {bg.result.failed if bg.result else '?'} failed so far")
+            log(f"round {r + 1} of {rounds} done")
     result = bg.result
     assert result is not None
     return {
