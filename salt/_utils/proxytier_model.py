@@ -213,7 +213,7 @@ def build_model(
         ],
         "exporter": exp,
         "systemd_dropins": systemd_dropins(params, instances),
-        "firewall": firewall(found, site_list, params),
+        "firewall": firewall(found, site_list, params, vip_addrs),
         # the crt-lists of shared TLS ports (paths and host names, no key), only when there are some
         **({"crt_lists": crt_lists} if crt_lists else {}),
         # only in a tier with IPv6 (VIPs or member addresses): HAProxy binds IPv6 VIPs the node does
