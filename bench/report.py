@@ -225,8 +225,9 @@ def render_run(run: dict, *, root: Path = REPO, md_dir: Path = REPO) -> str:
     events = list(dict.fromkeys(e["event"] for e in run["events"]))
     by_key = {(e["event"], e["profile"]): e for e in run["events"]}
     lines += [f"| event | profile | reps | median outage (s) | max outage (s) | failed (median / max) | "
+              f"of them new connections (median / max) | "
               f"slow (median / max) | outage ratio vs {ref} | worst VIP (outage median / max) |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for event in events:
         ref_entry = by_key.get((event, ref))
         ref_sum = stats.summarize(ref_entry["reps"]) if ref_entry else None
@@ -248,7 +249,9 @@ def render_run(run: dict, *, root: Path = REPO, md_dir: Path = REPO) -> str:
             if sm["unrecovered"]:
                 w_text += f"; {sm['unrecovered']} rep(s) not recovered"
             lines.append(f"| {event} | {p} | {sm['reps']} | {sm['outage_median']:.2f} | {sm['outage_max']:.2f} | "
-                         f"{_cell(sm, 'failed', 'count')} | {_cell(sm, 'slow', 'count')} | {r_text} | {w_text} |")
+                         f"{_cell(sm, 'failed', 'count')} | "
+                         f"{_cell(sm, 'failed_new', 'count') if 'failed_new_median' in sm else '-'} | "
+                         f"{_cell(sm, 'slow', 'count')} | {r_text} | {w_text} |")
     lines.append("")
 
     described = {e["event"]: e.get("description") for e in run["events"] if e.get("description")}

@@ -127,6 +127,7 @@ def event_stats(
     *,
     since: float | None = None,
     until: float | None = None,
+    taken: float | None = None,
     good_latency: float = GOOD_LATENCY,
     settle: float = SETTLE,
 ) -> dict:
@@ -135,6 +136,9 @@ def event_stats(
     outage = the worst target's outage (a client of the DNS round robin hits every VIP), failed/slow = sums over
     targets of probes started in [since, until) (since defaults to event_t), per_target = the breakdown,
     worst_target = the target with the longest outage (then most failures), None when no target suffered.
+    With `taken` (when the injection returned: for a kill, every process of the daemon gone), failed_new = the
+    failed probes that started at or after it: new connections that met the fault, not connections the dying
+    process had already accepted (those can only fail with it).
     """
     records = list(records)
     names = list(targets) if targets is not None else sorted({r.target for r in records})
@@ -147,6 +151,7 @@ def event_stats(
             "outage_begin": None if span is None else round(span[0] - event_t, 4),  # relative to the event
             "recovered": True if span is None else span[2],
             "failed": failed(records, name, since, until),
+            **({"failed_new": failed(records, name, taken, until)} if taken is not None else {}),
             "slow": slow(records, name, since, until, good_latency=good_latency),
             "probes": len(_select(records, name, since, until)),
             "errors": errors(records, name, since, until),
@@ -159,6 +164,7 @@ def event_stats(
         "worst_target": worst,
         "recovered": all(p["recovered"] for p in per_target.values()),
         "failed": sum(p["failed"] for p in per_target.values()),
+        **({"failed_new": sum(p["failed_new"] for p in per_target.values())} if taken is not None else {}),
         "slow": sum(p["slow"] for p in per_target.values()),
         "probes": sum(p["probes"] for p in per_target.values()),
         "per_target": per_target,
@@ -170,9 +176,11 @@ def _med_max(values: Sequence[float]) -> tuple[float, float]:
 
 
 def summarize(reps: Sequence[dict]) -> dict:
-    """Median and max over repetitions (dicts from event_stats) of outage, failed and slow, also per target."""
+    """Median and max over repetitions (dicts from event_stats) of outage, failed and slow (and failed_new
+    when every repetition has it), also per target."""
     out: dict = {"reps": len(reps)}
-    for key in ("outage", "failed", "slow"):
+    keys = ("outage", "failed", "slow") + (("failed_new",) if reps and all("failed_new" in r for r in reps) else ())
+    for key in keys:
         out[f"{key}_median"], out[f"{key}_max"] = _med_max([r[key] for r in reps])
     out["unrecovered"] = sum(1 for r in reps if not r.get("recovered", True))
     names = sorted({n for r in reps for n in r.get("per_target", {})})
@@ -180,7 +188,7 @@ def summarize(reps: Sequence[dict]) -> dict:
     for name in names:
         rows = [r["per_target"][name] for r in reps if name in r.get("per_target", {})]
         entry = {}
-        for key in ("outage", "failed", "slow"):
+        for key in keys:
             entry[f"{key}_median"], entry[f"{key}_max"] = _med_max([row[key] for row in rows])
         out["per_target"][name] = entry
     def badness(name: str) -> tuple[float, float, float]:
