@@ -225,7 +225,7 @@ def render_run(run: dict, *, root: Path = REPO, md_dir: Path = REPO) -> str:
     events = list(dict.fromkeys(e["event"] for e in run["events"]))
     by_key = {(e["event"], e["profile"]): e for e in run["events"]}
     lines += [f"| event | profile | reps | median outage (s) | max outage (s) | failed (median / max) | "
-              f"of them new connections (median / max) | "
+              f"of them never connected (median / max) | "
               f"slow (median / max) | outage ratio vs {ref} | worst VIP (outage median / max) |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for event in events:
@@ -250,7 +250,7 @@ def render_run(run: dict, *, root: Path = REPO, md_dir: Path = REPO) -> str:
                 w_text += f"; {sm['unrecovered']} rep(s) not recovered"
             lines.append(f"| {event} | {p} | {sm['reps']} | {sm['outage_median']:.2f} | {sm['outage_max']:.2f} | "
                          f"{_cell(sm, 'failed', 'count')} | "
-                         f"{_cell(sm, 'failed_new', 'count') if 'failed_new_median' in sm else '-'} | "
+                         f"{_cell(sm, 'failed_connect', 'count') if 'failed_connect_median' in sm else '-'} | "
                          f"{_cell(sm, 'slow', 'count')} | {r_text} | {w_text} |")
     lines.append("")
 

@@ -32,6 +32,7 @@ class Sample:
     end: float
     ok: bool
     target: str
+    error: str = ""  # the exception's class name (and a RuntimeError's text) when not ok
 
 
 @dataclass
@@ -164,7 +165,7 @@ def run_load(
                 conn.close()
             end = time.monotonic()
             with lock:
-                result.samples.append(Sample(start, end, ok, target))
+                result.samples.append(Sample(start, end, ok, target, err))
                 result.by_target[target] += 1
                 if ok:
                     result.ok += 1

@@ -134,7 +134,6 @@ def one_rep(event: str, targets: list[Target]) -> dict:
         time.sleep(1.5)
         t_fault = time.monotonic()
         repair = ev.inject(victim)
-        t_taken = time.monotonic()  # a killed daemon's processes are all gone by now
         t_repair = None
         if repair:
             time.sleep(REPAIR_AFTER)
@@ -145,7 +144,7 @@ def one_rep(event: str, targets: list[Target]) -> dict:
         result = probe.stop()
     if event == "node_lost":  # its minion reconnects before the next repetition applies anything
         master.wait_ping([victim.name], timeout=90)
-    return {"result": result, "t_fault": t_fault, "t_taken": t_taken, "t_repair": t_repair, "vrrp": sampler.vrrp,
+    return {"result": result, "t_fault": t_fault, "t_repair": t_repair, "vrrp": sampler.vrrp,
             "holders": sampler.holders, "victim": victim.name}
 
 
@@ -205,15 +204,15 @@ def main(argv: list[str] | None = None) -> int:
                         break
                     r = one_rep(event, targets)
                     records = r["result"].records
-                    parts = [(event, r["t_fault"], r["t_repair"], r["t_taken"])]
+                    parts = [(event, r["t_fault"], r["t_repair"])]
                     if event in RETURNS and r["t_repair"]:
-                        parts.append((RETURNS[event], r["t_repair"], None, None))
-                    for (name, t0, until, taken), (suffix, family) in itertools.product(parts, families.items()):
-                        figs = stats.event_stats(records, t0, family, until=until, taken=taken)
+                        parts.append((RETURNS[event], r["t_repair"], None))
+                    for (name, t0, until), (suffix, family) in itertools.product(parts, families.items()):
+                        figs = stats.event_stats(records, t0, family, until=until)
                         figures.setdefault(name + suffix, []).append(figs)
                         kept.setdefault(name + suffix, []).append((records, t0, r["vrrp"], r["holders"]))
                         log(f"{profile} {name + suffix} rep {rep + 1}: outage {figs['outage']:.3f} s, "
-                            f"failed {figs['failed']} ({figs.get('failed_new', '-')} new), slow {figs['slow']}")
+                            f"failed {figs['failed']} ({figs['failed_connect']} to connect), slow {figs['slow']}")
                 for name, reps in figures.items():
                     if not reps:
                         continue

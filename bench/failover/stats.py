@@ -100,6 +100,17 @@ def failed(
     return sum(1 for r in _select(records, target, since, until) if not r.ok)
 
 
+#: probe error classes (probe.py) of a connection that was never established
+CONNECT_ERRORS = frozenset({"refused", "connect-timeout", "unreachable"})
+
+
+def failed_connect(
+    records: Iterable[_Rec], target: str | None = None, since: float | None = None, until: float | None = None
+) -> int:
+    """Failed probes (started in [since, until)) whose connection was never established (CONNECT_ERRORS)."""
+    return sum(1 for r in _select(records, target, since, until) if not r.ok and r.error in CONNECT_ERRORS)
+
+
 def slow(
     records: Iterable[_Rec],
     target: str | None = None,
@@ -127,7 +138,6 @@ def event_stats(
     *,
     since: float | None = None,
     until: float | None = None,
-    taken: float | None = None,
     good_latency: float = GOOD_LATENCY,
     settle: float = SETTLE,
 ) -> dict:
@@ -136,9 +146,9 @@ def event_stats(
     outage = the worst target's outage (a client of the DNS round robin hits every VIP), failed/slow = sums over
     targets of probes started in [since, until) (since defaults to event_t), per_target = the breakdown,
     worst_target = the target with the longest outage (then most failures), None when no target suffered.
-    With `taken` (when the injection returned: for a kill, every process of the daemon gone), failed_new = the
-    failed probes that started at or after it: new connections that met the fault, not connections the dying
-    process had already accepted (those can only fail with it).
+    failed_connect = those failed probes whose connection was never established (CONNECT_ERRORS: refused,
+    timed out or unreachable): new connections the fault turned away, as opposed to connections that were in
+    flight when a process died or a VIP moved (reset, closed, timeout).
     """
     records = list(records)
     names = list(targets) if targets is not None else sorted({r.target for r in records})
@@ -151,7 +161,7 @@ def event_stats(
             "outage_begin": None if span is None else round(span[0] - event_t, 4),  # relative to the event
             "recovered": True if span is None else span[2],
             "failed": failed(records, name, since, until),
-            **({"failed_new": failed(records, name, taken, until)} if taken is not None else {}),
+            "failed_connect": failed_connect(records, name, since, until),
             "slow": slow(records, name, since, until, good_latency=good_latency),
             "probes": len(_select(records, name, since, until)),
             "errors": errors(records, name, since, until),
@@ -164,7 +174,7 @@ def event_stats(
         "worst_target": worst,
         "recovered": all(p["recovered"] for p in per_target.values()),
         "failed": sum(p["failed"] for p in per_target.values()),
-        **({"failed_new": sum(p["failed_new"] for p in per_target.values())} if taken is not None else {}),
+        "failed_connect": sum(p["failed_connect"] for p in per_target.values()),
         "slow": sum(p["slow"] for p in per_target.values()),
         "probes": sum(p["probes"] for p in per_target.values()),
         "per_target": per_target,
@@ -176,10 +186,11 @@ def _med_max(values: Sequence[float]) -> tuple[float, float]:
 
 
 def summarize(reps: Sequence[dict]) -> dict:
-    """Median and max over repetitions (dicts from event_stats) of outage, failed and slow (and failed_new
-    when every repetition has it), also per target."""
+    """Median and max over repetitions (dicts from event_stats) of outage, failed and slow (and failed_connect
+    when every repetition has it: runs before it was counted lack it), also per target."""
     out: dict = {"reps": len(reps)}
-    keys = ("outage", "failed", "slow") + (("failed_new",) if reps and all("failed_new" in r for r in reps) else ())
+    with_connect = bool(reps) and all("failed_connect" in r for r in reps)
+    keys = ("outage", "failed", "slow") + (("failed_connect",) if with_connect else ())
     for key in keys:
         out[f"{key}_median"], out[f"{key}_max"] = _med_max([r[key] for r in reps])
     out["unrecovered"] = sum(1 for r in reps if not r.get("recovered", True))

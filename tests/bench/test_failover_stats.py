@@ -112,16 +112,17 @@ def test_event_stats_breakdown_per_target():
     assert ev["recovered"] is True
 
 
-def test_failed_new_counts_only_probes_started_once_the_fault_took_hold():
-    """A kill that took 50 ms: the 5 probes the dying process had accepted fail with it (failed), the 20
-    refused after it was gone are new connections that met the fault (failed_new); summarize keeps both."""
-    records = pattern(BEFORE + "x" * 25 + "." * 40)
-    ev = stats.event_stats(records, 0.0, [T], taken=0.05)
-    assert (ev["failed"], ev["failed_new"], ev["per_target"][T]["failed_new"]) == (25, 20, 20)
-    assert "failed_new" not in stats.event_stats(records, 0.0, [T])
-    s = stats.summarize([ev, stats.event_stats(pattern(BEFORE + "x" * 5 + "." * 40), 0.0, [T], taken=0.05)])
-    assert (s["failed_new_median"], s["failed_new_max"], s["per_target"][T]["failed_new_max"]) == (10, 20, 20)
-    assert "failed_new_median" not in stats.summarize([rep(0.5, 10)])
+def test_failed_connect_counts_only_connections_that_were_never_established():
+    """Refused and timed-out connects are new connections the fault turned away; a reset (a connection in
+    flight when the process died) fails too, but not to connect. summarize keeps both counts."""
+    records = pattern(BEFORE + "x" * 20 + "t" + "." * 40)
+    records[BEFORE.count(".")].error = "reset"  # the first probe after the event: in flight, then reset
+    ev = stats.event_stats(records, 0.0, [T])
+    assert (ev["failed"], ev["failed_connect"], ev["per_target"][T]["failed_connect"]) == (21, 20, 20)
+    s = stats.summarize([ev, stats.event_stats(pattern(BEFORE + "x" * 4 + "." * 40), 0.0, [T])])
+    assert (s["failed_connect_median"], s["failed_connect_max"], s["per_target"][T]["failed_connect_max"]) == (
+        12, 20, 20)
+    assert "failed_connect_median" not in stats.summarize([rep(0.5, 10)])
 
 
 def test_event_stats_no_outage_and_outage_at_end():
