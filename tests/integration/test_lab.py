@@ -798,7 +798,7 @@ class TestDualStack:
         others = [v for v in dual if v not in (vip4, vip6)]
         try:
             with (
-                BackgroundLoad([vip6], seconds=180, concurrency=2, timeout=1) as on_vip,
+                BackgroundLoad([vip6], seconds=180, concurrency=2, timeout=CHAOS_TIMEOUT) as on_vip,
                 BackgroundLoad(others, seconds=180, concurrency=2, timeout=5) as on_others,
             ):
                 time.sleep(1)
@@ -830,7 +830,7 @@ class TestDualStack:
         measure("dualstack_haproxy_kill_client_outage_ipv6", vip_result.max_gap(vip6))
         assert vip_result.ok > 0
         assert other_result.failed == 0, f"other VIPs must not notice: {other_result.summary()}"
-        assert vip_result.max_gap(vip6) < 15, f"outage too long: {vip_result.max_gap(vip6):.1f} s"
+        assert_moved_vip_bounds("dualstack_haproxy_kill", vip_result, [vip6], clients=2, moves=2)
 
 
 def kill_haproxy_for_good(victim: config.Node) -> float:
@@ -924,7 +924,7 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
 
     try:
         with (
-            BackgroundLoad([vip], seconds=180, concurrency=2, timeout=1) as on_vip,
+            BackgroundLoad([vip], seconds=180, concurrency=2, timeout=CHAOS_TIMEOUT) as on_vip,
             BackgroundLoad(others, seconds=180, concurrency=2, timeout=5) as on_others,
         ):
             time.sleep(1)
@@ -963,7 +963,7 @@ def test_6_haproxy_killed_on_vip_master_moves_vip_and_heals(measure) -> None:
     measure("haproxy_kill_client_outage", vip_result.max_gap(vip))
     assert vip_result.ok > 0
     assert other_result.failed == 0, f"other VIPs must not notice: {other_result.summary()}"
-    assert vip_result.max_gap(vip) < 15, f"outage too long: {vip_result.max_gap(vip):.1f} s"
+    assert_moved_vip_bounds("haproxy_kill", vip_result, [vip], clients=2, moves=2)
     assert_serving()
 
 
@@ -975,7 +975,7 @@ def test_7_node_stopped_vip_moves_to_survivor_and_node_returns(measure) -> None:
     victim = config.node(initial[vip][0])
     survivors = [n for n in config.NODES if n != victim]
     try:
-        with BackgroundLoad([vip], seconds=240, concurrency=2, timeout=1) as on_vip:
+        with BackgroundLoad([vip], seconds=240, concurrency=2, timeout=CHAOS_TIMEOUT) as on_vip:
             time.sleep(1)
             t0 = time.monotonic()
             nodes.stop(victim, wait=False)  # SIGTERM: the node shuts down cleanly
@@ -1000,7 +1000,7 @@ def test_7_node_stopped_vip_moves_to_survivor_and_node_returns(measure) -> None:
         assert vip_result is not None
         print(f"on {vip} across the stop: {table(vip_result)}")
         measure("node_stop_client_outage", vip_result.max_gap(vip))
-        assert vip_result.max_gap(vip) < 15
+        assert_moved_vip_bounds("node_stop", vip_result, [vip], clients=2, moves=1)
     finally:
         # bring it back: same overlay, so it boots with the formula applied; its minion reconnects
         nodes.stop(victim)
@@ -1029,6 +1029,20 @@ CHAOS_MAX_GAP = CHAOS_TIMEOUT + 3 * 0.3
 # for the connect timeout until the health check marks that server down (issue 18's mark-down item), so the
 # other VIPs may fail such requests too: one more per client.
 LINK_DOWN_OTHER_VIPS = "link_down"
+
+
+def assert_moved_vip_bounds(event: str, result: Any, vips: list[str], clients: int, moves: int) -> None:
+    """Load `result` through `vips`, whose holder failed (and maybe came back: `moves` VIP moves, with
+    `clients` load clients): no new connection refused (while no HAProxy listens on a VIP its SYNs wait for
+    the next holder: proxytier_firewall), at most one failed request per client and move (the one in
+    flight), and no VIP silent longer than CHAOS_MAX_GAP s. Records EVENT_max_gap_s."""
+    failed = [s for s in result.samples if not s.ok]
+    gaps = {v: round(result.max_gap(v), 2) for v in vips}
+    MEASURED[f"{event}_max_gap_s"] = max(gaps.values(), default=0.0)
+    detail = f"{[(s.target, s.error) for s in failed]}: {result.summary()}"
+    assert not [s for s in failed if s.error.startswith("ConnectionRefused")], f"{event}: refused: {detail}"
+    assert len(failed) <= moves * clients, f"{event}: more than one failed request per client and move: {detail}"
+    assert max(gaps.values(), default=0.0) <= CHAOS_MAX_GAP, f"{event}: a VIP answered nothing for {gaps} s"
 
 
 @pytest.mark.usefixtures("dual")
@@ -1082,11 +1096,9 @@ def chaos_case(event: str, measure: Callable[[str, float], None]) -> None:
     assert result is not None and result.ok > 100, result
     print(f"{event} on {victim.name}, through {len(vips)} VIPs: {table(result)}")
     failed = [s for s in result.samples if not s.ok]
-    gaps = {v: round(result.max_gap(v), 2) for v in victim_vips}
     MEASURED[f"chaos_{event}_failed_requests"] = len(failed)
     MEASURED[f"chaos_{event}_failed_requests_ipv6"] = sum(":" in s.target for s in failed)
     MEASURED[f"chaos_{event}_slow_requests"] = sum(1 for s in result.samples if s.ok and s.end - s.start > 0.5)
-    MEASURED[f"chaos_{event}_max_gap_s"] = max(gaps.values(), default=0.0)
     if not ev.moves_vip:
         assert not failed, f"{event} moves no VIP, yet: {result.summary()}"
     windows = [(t_fault, t_fault + MOVE_WINDOW)]
@@ -1100,11 +1112,7 @@ def chaos_case(event: str, measure: Callable[[str, float], None]) -> None:
         moves += 1
     else:
         assert {s.target for s in failed} <= set(victim_vips), f"{event}: a VIP that did not move failed: {detail}"
-    refused = [s for s in failed if s.error.startswith("ConnectionRefused")]
-    assert not refused, f"{event}: new connections were refused: {detail}"
-    too_many = f"{event}: more than one failed request per client and move: {detail}"
-    assert len(failed) <= moves * CHAOS_CONCURRENCY, too_many
-    assert max(gaps.values(), default=0.0) <= CHAOS_MAX_GAP, f"{event}: a VIP answered nothing for {gaps} s"
+    assert_moved_vip_bounds(f"chaos_{event}", result, victim_vips, CHAOS_CONCURRENCY, moves)
     assert_serving()
 
 
