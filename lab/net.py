@@ -136,6 +136,10 @@ def clean_backends() -> None:
     stop_pids(sorted(pids - {0}), marker=SERVER.name, grace=5)
     for ns in netns_list():
         run(["ip", "netns", "del", ns])
+    # a deleted namespace takes its veth ends' peers with it, asynchronously (the kernel's netns cleanup
+    # work): a link listed here may be gone by the time `ip link del` runs, so what counts is the end state
     for link in lab_links():
         if link.startswith("ptl-") and link_exists(link):
-            run(["ip", "link", "del", link])
+            run(["ip", "link", "del", link], check=False)
+    wait_for("the backends' veths to be gone", lambda: not [x for x in lab_links() if x.startswith("ptl-")],
+             timeout=10, interval=0.1)
