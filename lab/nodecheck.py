@@ -9,6 +9,7 @@ config named by SALT_MASTER_CONFIG: here, the lab master's. Read-only: the check
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -24,6 +25,19 @@ def command(target: str = "proxy*", extra: list[str] | None = None) -> list[str]
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
         f"--hosts=salt://{target}", *(extra or []), str(NODE_TESTS),
     ]
+
+
+def checks_per_node() -> int:
+    """How many checks tests/node runs on one host (pytest's collection for a local host); LabError if
+    pytest collects none."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--collect-only", "--hosts=local://",
+         str(NODE_TESTS)], cwd=config.REPO, capture_output=True, text=True, timeout=120,
+    )
+    found = re.search(r"(\d+) tests? collected", proc.stdout)
+    if not found:
+        raise LabError(f"tests/node collected nothing:\n{(proc.stdout + proc.stderr)[-2000:]}")
+    return int(found.group(1))
 
 
 def env() -> dict[str, str]:
