@@ -62,7 +62,7 @@ def without_date(text: str) -> list[str]:
 def test_table_has_medians_maxima_counts_and_ratio(run_json, tmp_path):
     text = report.write_report([run_json], tmp_path / "BENCHMARKS.md", root=tmp_path)
     rows = table_rows(text)
-    # runs without the new-connection split (failed_new) show "-" in that column
+    # runs from before failed_connect was counted show "-" in its column
     assert rows[("haproxy-sigkill", "keepalived-defaults")][:7] == ["3", "3.20", "4.50", "25 / 30", "-", "3 / 4",
                                                                      "3.20"]
     assert rows[("haproxy-sigkill", "proxytier-defaults")][:7] == ["3", "1.00", "1.60", "6 / 7", "-", "0 / 0",
