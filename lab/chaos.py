@@ -26,6 +26,9 @@ class Event:
     doc: str
     moves_vip: bool  # the victim's VIPs move (their clients see a failover); else nothing may fail
     inject: Callable[[config.Node], Repair | None]
+    # the other VIPs may fail requests too: ones their HAProxy sent to the victim's nginx, which go unanswered
+    # (no reset) until the health check marks that server down; only a silent fault (link down) does this
+    other_vips_fail: bool = False
 
 
 def _kill(node: config.Node, comm: str, sig: signal.Signals) -> None:
@@ -99,7 +102,8 @@ EVENTS: dict[str, Event] = {
         Event("backend_sigkill", "one application backend SIGKILLed, started again 3 s later", False,
               _backend_sigkill),
         Event("node_lost", "the node's container powers off; started again later", True, _node_lost),
-        Event("link_down", "the node's link to the bridge goes down; up again later", True, _link_down),
+        Event("link_down", "the node's link to the bridge goes down; up again later", True, _link_down,
+              other_vips_fail=True),
     )
 }
 
