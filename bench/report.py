@@ -160,6 +160,15 @@ def save_json(run: dict, name: str, out_dir: str | Path = REPO / "bench" / "out"
     return path
 
 
+def publish(run: dict, name: str, body: str, output: str | Path) -> Path:
+    """A bench's run, done: its JSON saved (save_json) and `body` written as section `name` of `output`
+    (BENCHMARKS.md); says where both went, on stderr; returns the JSON's path."""
+    path = save_json(run, name)
+    write_section(output, name, body)
+    print(f"wrote {path} and the {name} section of {output}", file=sys.stderr, flush=True)
+    return path
+
+
 def save_run(run: dict, out_dir: str | Path = REPO / "bench" / "out") -> Path:
     return save_json(run, BENCH, out_dir)
 

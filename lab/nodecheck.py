@@ -19,21 +19,20 @@ from lab.sh import LabError
 NODE_TESTS = config.REPO / "tests" / "node"
 
 
-def command(target: str = "proxy*", extra: list[str] | None = None) -> list[str]:
-    """The pytest command line checking the lab nodes matching `target` (a salt glob or compound target)."""
+def command(target: str = "proxy*", extra: list[str] | None = None, hosts: str | None = None) -> list[str]:
+    """The pytest command line checking the lab nodes matching `target` (a salt glob or compound target),
+    or the testinfra `hosts` URL given instead."""
     return [
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-        f"--hosts=salt://{target}", *(extra or []), str(NODE_TESTS),
+        f"--hosts={hosts or 'salt://' + target}", *(extra or []), str(NODE_TESTS),
     ]
 
 
 def checks_per_node() -> int:
     """How many checks tests/node runs on one host (pytest's collection for a local host); LabError if
     pytest collects none."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--collect-only", "--hosts=local://",
-         str(NODE_TESTS)], cwd=config.REPO, capture_output=True, text=True, timeout=120,
-    )
+    proc = subprocess.run(command(extra=["--collect-only"], hosts="local://"), cwd=config.REPO, capture_output=True,
+                          text=True, timeout=120)
     found = re.search(r"(\d+) tests? collected", proc.stdout)
     if not found:
         raise LabError(f"tests/node collected nothing:\n{(proc.stdout + proc.stderr)[-2000:]}")

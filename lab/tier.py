@@ -288,6 +288,17 @@ def apt_installed_by_apt(node: config.Node) -> dict[str, bool]:
     return {p: p in installed and f" {p}:" in history for p in DAEMONS}
 
 
+def keepalived_log_count(text: str, since: str) -> int:
+    """Lines of keepalived's journal containing `text`, on every node of the lab, since `since` (journalctl
+    time, e.g. "2026-12-01 14:00:00"): e.g. "Entering MASTER STATE" (a VIP taken) or "forcing new election"
+    (a MASTER heard a lower-priority MASTER: two nodes were MASTER at once)."""
+    count = 0
+    for n in config.NODES:
+        out = nodes.exec_(n, ["journalctl", "-u", "keepalived", "--since", since, "-o", "cat", "--no-pager"]).stdout
+        count += sum(text in line for line in out.splitlines())
+    return count
+
+
 def vips_settled(vips: list[str] | None = None) -> bool:
     """Each of `vips` (default: the IPv4 VIPs) is held by exactly one node."""
     return all(len(h) == 1 for h in nodes.vip_holders(vips).values())

@@ -25,7 +25,7 @@ import time
 
 from bench import report
 from bench.failover.run import apply_profile
-from lab import config, master, nodes, tier
+from lab import config, master, tier
 from lab.load import BackgroundLoad
 from lab.sh import log
 
@@ -35,16 +35,6 @@ PROFILES = {
     # the step proxytier shipped before `auto`: backups' master-down timers 3.9 ms apart at 0.1 s adverts
     "step-10": {"priority_step": 10},
 }
-
-
-def double_masters(since: str) -> int:
-    """How many times, on all nodes, a MASTER heard a lower-priority MASTER of its instance since `since`
-    (journalctl time): two nodes were MASTER at once."""
-    count = 0
-    for n in config.NODES:
-        out = nodes.exec_(n, ["journalctl", "-u", "keepalived", "--since", since, "-o", "cat", "--no-pager"]).stdout
-        count += sum("forcing new election" in line for line in out.splitlines())
-    return count
 
 
 def handover(node: str, action: str) -> float:
@@ -79,7 +69,7 @@ def soak(rounds: int, deadline: float) -> dict:
         "vips": vips, "handovers": len(seconds["release"]) + len(seconds["reclaim"]),
         "requests": result.total, "failed": result.failed, "errors": dict(result.errors),
         "failed_at": sorted((s.target, round(s.start, 3)) for s in result.samples if not s.ok),
-        "double_masters": double_masters(since),
+        "double_masters": tier.keepalived_log_count("forcing new election", since),
         "release_seconds_median": statistics.median(seconds["release"]) if seconds["release"] else None,
         "reclaim_seconds_median": statistics.median(seconds["reclaim"]) if seconds["reclaim"] else None,
         "handover_seconds_max": max(seconds["release"] + seconds["reclaim"], default=None),
@@ -142,9 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         tier.clear_pillar_override()
         tier.apply()
-    path = report.save_json(run, BENCH)
-    report.write_section(args.output, BENCH, render(run))
-    log(f"wrote {path} and the {BENCH} section of {args.output}")
+    report.publish(run, BENCH, render(run), args.output)
     return 0
 
 

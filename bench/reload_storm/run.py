@@ -105,15 +105,6 @@ def reload_gaps(adverts: Iterable[Sequence], reloads: Sequence[tuple[float, str]
     return out
 
 
-def masters_entered(since: str) -> int:
-    """VRRP instances that entered MASTER on any node since `since` (journalctl time): each a VIP that moved."""
-    count = 0
-    for n in config.NODES:
-        out = nodes.exec_(n, ["journalctl", "-u", "keepalived", "--since", since, "-o", "cat", "--no-pager"]).stdout
-        count += sum("Entering MASTER STATE" in line for line in out.splitlines())
-    return count
-
-
 def capture(node: config.Node, seconds: float, rows: list[list]) -> None:
     """Every VRRP packet `node` receives for `seconds`, appended to `rows` with the receiver's name."""
     out = nodes.exec_(node, ["python3", "-c", CAPTURE, f"{seconds:.1f}"], timeout=seconds + 60).stdout
@@ -154,7 +145,7 @@ def storm(instances: int, reloads_n: int) -> dict:
         "instances": instances, "rendered_instances": rendered, "reloads": len(reloads), "adverts": len(rows),
         "gap_median": statistics.median(gaps), "gap_max": max(gaps),
         "over_master_down": sum(g > threshold for g in gaps), "master_down": round(threshold, 4),
-        "masters_entered": masters_entered(since),
+        "masters_entered": tier.keepalived_log_count("Entering MASTER STATE", since),
         "requests": result.total, "failed": result.failed, "errors": dict(result.errors),
     }
 
@@ -211,9 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         tier.clear_pillar_override()
         tier.apply()
-    path = report.save_json(run, BENCH)
-    report.write_section(args.output, BENCH, render(run))
-    log(f"wrote {path} and the {BENCH} section of {args.output}")
+    report.publish(run, BENCH, render(run), args.output)
     return 0
 
 

@@ -865,22 +865,30 @@ def assert_exporter_sees_fault_and_new_master(victim: config.Node, holder: confi
     assert any(s.name == "proxytier_vip_owned" and s.labels["vip"] == vip and s.value == 1 for s in holder_samples)
 
 
+def isolate_nodes(on: bool, check: bool = True) -> None:
+    """Block (on) or allow VRRP and everything else between the nodes: their bridge ports isolated from
+    each other; the host, Prometheus and the backends still reach every node."""
+    for n in config.NODES:
+        run(["bridge", "link", "set", "dev", f"vb-{n.name}", "isolated", "on" if on else "off"], check=check)
+
+
+def wait_split_brain() -> None:
+    wait_for("every node to hold every VIP", lambda: all(len(h) == len(config.NODES)
+                                                          for h in nodes.vip_holders().values()), timeout=30)
+
+
 def test_5b_vrrp_blocked_between_nodes_is_split_brain_then_heals(measure) -> None:
     """VRRP blocked between the nodes (bridge ports isolated from each other; the host,
     Prometheus and backends still reach them) -> every node becomes MASTER: the split-brain alerts fire;
     unblocked -> one MASTER per VIP again, the alerts clear, every VIP serves (time measured)."""
     tier.wait_vips_settled()
-    ports = [f"vb-{n.name}" for n in config.NODES]
     try:
-        for port in ports:
-            run(["bridge", "link", "set", "dev", port, "isolated", "on"])
-        wait_for("every node to hold every VIP", lambda: all(len(h) == len(config.NODES)
-                                                              for h in nodes.vip_holders().values()), timeout=30)
+        isolate_nodes(True)
+        wait_split_brain()
         for alert in ("ProxytierVRRPSplitBrain", "ProxytierVIPOnSeveralNodes"):  # `for: 30s`
             wait_for(f"{alert} to fire", lambda a=alert: alert_active(a, "firing"), timeout=90, interval=1)
     finally:
-        for port in ports:
-            run(["bridge", "link", "set", "dev", port, "isolated", "off"], check=False)
+        isolate_nodes(False, check=False)
     t_heal = time.monotonic()
     tier.wait_vips_settled()
 
@@ -909,21 +917,17 @@ def test_5b2_a_healed_split_brain_serves_every_vip_within_a_second_every_time(me
     from bench.failover.probe import BackgroundProbe, Target
 
     tier.wait_vips_settled()
-    ports = [f"vb-{n.name}" for n in config.NODES]
     heals: list[dict[str, float]] = []
     try:
         for _ in range(SPLIT_BRAIN_HEALS):
-            for port in ports:
-                run(["bridge", "link", "set", "dev", port, "isolated", "on"])
-            wait_for("every node to hold every VIP", lambda: all(len(h) == len(config.NODES)
-                                                                  for h in nodes.vip_holders().values()), timeout=30)
+            isolate_nodes(True)
+            wait_split_brain()
             time.sleep(1.5)  # every node past its MASTER transition's gratuitous ARP rounds
             probe = BackgroundProbe([Target(v) for v in config.VIPS], interval=0.01, timeout=2.0,
                                     max_seconds=20).start()
             time.sleep(0.5)
             t_heal = time.monotonic()
-            for port in ports:
-                run(["bridge", "link", "set", "dev", port, "isolated", "off"])
+            isolate_nodes(False)
             tier.wait_vips_settled()
             time.sleep(3)
             records = probe.stop().records
@@ -937,8 +941,7 @@ def test_5b2_a_healed_split_brain_serves_every_vip_within_a_second_every_time(me
             heals.append(heal)
             print(f"split brain healed: seconds until each VIP answers well: {heal}")
     finally:
-        for port in ports:
-            run(["bridge", "link", "set", "dev", port, "isolated", "off"], check=False)
+        isolate_nodes(False, check=False)
     worst = [max(h.values()) for h in heals]
     measure("split_brain_heal_worst_vip_median", sorted(worst)[len(worst) // 2])
     measure("split_brain_heal_worst_vip_max", max(worst))
