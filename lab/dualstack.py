@@ -53,8 +53,7 @@ def enable() -> float:
 
 def disable() -> float:
     """Back to the checkout's pillar (IPv4 only), applied -> seconds."""
-    tier.clear_pillar_override()
-    return tier.apply_ok("the checkout's pillar")
+    return tier.back_to_checkout_pillar()
 
 
 def check_enabled() -> None:

@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -146,6 +147,17 @@ def default_pillar() -> dict[str, Any]:
     return yaml.safe_load((config.REPO / "pillar" / PILLAR_FILE).read_text())
 
 
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into a copy of `base`, key by key in nested mappings: the formula's own merge
+    (proxytier_params.deep_merge, Salt's recurse strategy), imported from salt/_utils without Salt."""
+    utils = str(config.REPO / "salt" / "_utils")
+    if utils not in sys.path:
+        sys.path.insert(0, utils)
+    import proxytier_params
+
+    return proxytier_params.deep_merge(base, over)
+
+
 def write_pillar(data: dict[str, Any]) -> Path:
     config.PILLAR_OVERRIDE.mkdir(parents=True, exist_ok=True)
     path = config.PILLAR_OVERRIDE / PILLAR_FILE
@@ -179,6 +191,13 @@ def apply_ok(what: str, target: str = "proxy*") -> float:
     if not all(m.ok for m in res.minions.values()):
         raise LabError(f"state.apply of {what} failed:\n{res.describe()}")
     return res.seconds
+
+
+def back_to_checkout_pillar() -> float:
+    """The lab's pillar override removed and the checkout's pillar applied on every node (LabError naming
+    the failed states if an apply fails; inside a `finally`, Python reports both errors) -> seconds."""
+    clear_pillar_override()
+    return apply_ok("the checkout's pillar")
 
 
 def pillar_with_backend(extra: config.Backend) -> dict[str, Any]:

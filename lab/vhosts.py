@@ -219,8 +219,7 @@ def enable() -> tuple[Certs, str]:
 
 def disable() -> None:
     """Back to the checkout's pillar (apply), then stop the extra backends."""
-    tier.clear_pillar_override()
-    tier.apply_ok("the checkout's pillar")
+    tier.back_to_checkout_pillar()
     for i in EXTRA_BACKENDS:
         net.backend_down(config.backend(i))
 

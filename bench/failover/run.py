@@ -10,6 +10,9 @@ Needs the lab up with the formula applied (`make demo`, or `make lab-up` and an 
     .venv/bin/python -m bench.failover.run [--reps 3] [--events node_lost,haproxy_sigkill]
     .venv/bin/python -m bench.failover.run --dual-stack --events node_lost,haproxy_sigkill,link_down \
         --profiles proxytier-defaults    # IPv6 VIPs beside IPv4 (lab.dualstack), each event per family
+    .venv/bin/python -m bench.failover.run --events link_down --reps 5 \
+        --profiles on-error-none,on-error-mark-down --section failover-on-error   # HAProxy's live-traffic
+                                                                                    # mark-down against checks only
 
 Bounded: each repetition probes for at most 60 s; the whole run stops after --max-minutes.
 The lab's pillar override is removed at the end (the tier returns to the checkout's pillar).
@@ -46,9 +49,19 @@ KEEPALIVED_DEFAULTS = {
     "garp_lower_prio_repeat": 0,
     "check_rise": 1,
 }
+# A profile is a pillar override (under proxytier:) on top of the lab's pillar; its note says what it changes.
 PROFILES = {
     "proxytier-defaults": {},
-    "keepalived-defaults": KEEPALIVED_DEFAULTS,
+    "keepalived-defaults": {"vrrp": KEEPALIVED_DEFAULTS},
+    "on-error-none": {"haproxy": {"check": {"on_error": "none"}}},
+    "on-error-mark-down": {"haproxy": {"check": {"on_error": "mark-down"}}},
+}
+PROFILE_NOTES = {
+    "keepalived-defaults": "keepalived-defaults changes only the VRRP timing knobs; HAProxy, nginx and systemd "
+                           "settings stay proxytier's.",
+    "on-error-none": "on-error-none: only HAProxy's health checks mark an nginx down (`fall` failed checks).",
+    "on-error-mark-down": "on-error-mark-down: live traffic marks an nginx down too, after `error_limit` "
+                          "connection errors in a row (`observe layer4 on-error mark-down`).",
 }
 # events whose repair is an event of its own (the node or link coming back, its VIP preempted back)
 RETURNS = {"node_lost": "node_returns", "link_down": "link_up"}
@@ -108,16 +121,16 @@ class Sampler:
         self._thread.join(timeout=5)
 
 
-def apply_profile(name: str, vrrp: dict, dual_stack: bool = False) -> None:
-    """The lab pillar (dual stack: lab.dualstack's) with the profile's VRRP knobs, applied; SystemExit if
-    a minion fails."""
+def apply_profile(name: str, override: dict, dual_stack: bool = False) -> None:
+    """The lab pillar (dual stack: lab.dualstack's) with the profile's override merged into proxytier:,
+    applied; SystemExit if a minion fails."""
     data = dualstack.pillar() if dual_stack else tier.default_pillar()
-    data["proxytier"].setdefault("vrrp", {}).update(vrrp)
-    if vrrp or dual_stack:
+    data["proxytier"] = tier.deep_merge(data["proxytier"], override)
+    if override or dual_stack:
         tier.write_pillar(data)
     else:
         tier.clear_pillar_override()
-    log(f"profile {name}: applying {vrrp or 'the formula defaults'}")
+    log(f"profile {name}: applying {override or 'the formula defaults'}")
     res = tier.apply()
     bad = [n for n, m in res.minions.items() if not m.ok]
     if bad:
@@ -153,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="repetitions per event and profile (1..10)")
     ap.add_argument("--events", default=",".join(sorted(chaos.EVENTS)), help="comma-separated chaos events")
     ap.add_argument("--max-minutes", type=float, default=40.0, help="stop starting repetitions after this")
-    ap.add_argument("--profiles", default=",".join(PROFILES), help="comma-separated VRRP timing profiles")
+    ap.add_argument("--profiles", default="proxytier-defaults,keepalived-defaults",
+                    help=f"comma-separated profiles, the first the reference ({', '.join(PROFILES)})")
+    ap.add_argument("--section", default=None,
+                    help="BENCHMARKS.md section to write (default: failover, or failover-dualstack)")
     ap.add_argument("--dual-stack", action="store_true",
                     help="the tier in dual stack (lab.dualstack): the IPv6 VIPs probed beside the IPv4 ones, each "
                          "event reported per family (EVENT and EVENT-ipv6), in BENCHMARKS.md's section "
@@ -184,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                   "targets": names},
         notes=["Every event hits the node holding VIP-1 (proxy1) under the probe; VIP-2 and VIP-3 show "
                "what the other nodes' clients saw.",
-               "keepalived-defaults changes only the VRRP timing knobs; HAProxy, nginx and systemd "
-               "settings stay proxytier's in both profiles.",
+               *(PROFILE_NOTES[p] for p in profiles if p in PROFILE_NOTES),
                *(["Dual stack (lab.dualstack): the IPv6 VIPs were probed in the same repetitions as the IPv4 "
                   "ones; an EVENT-ipv6 row is the IPv6 VIPs' figures, the EVENT row the IPv4 VIPs'."]
                  if args.dual_stack else [])],
@@ -193,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     PLOTS.mkdir(parents=True, exist_ok=True)
     prefix = "dualstack-" if args.dual_stack else ""  # the IPv4-only run's plots stay as they are
     try:
-        for profile, vrrp in profiles.items():
-            apply_profile(profile, vrrp, args.dual_stack)
+        for profile, override in profiles.items():
+            apply_profile(profile, override, args.dual_stack)
             for event in events:
                 figures: dict[str, list[dict]] = {event: []}
                 kept: dict[str, list[tuple]] = {event: []}
@@ -226,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                     doc += " (the IPv6 VIPs)" if base != name else ""
                     report.add_event(run, event=name, profile=profile, reps=reps, plot=png, description=doc)
     finally:
-        tier.clear_pillar_override()
-        tier.apply()
+        tier.back_to_checkout_pillar()
     path = report.save_run(run)
-    report.write_report([path], args.output, section="failover-dualstack" if args.dual_stack else report.BENCH)
+    section = args.section or ("failover-dualstack" if args.dual_stack else report.BENCH)
+    report.write_report([path], args.output, section=section)
     log(f"results: {path}; report: {args.output}; plots: {PLOTS}")
     return 0
 

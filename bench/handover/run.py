@@ -33,7 +33,7 @@ BENCH = "handover"
 PROFILES = {
     "proxytier-defaults": {},
     # the step proxytier shipped before `auto`: backups' master-down timers 3.9 ms apart at 0.1 s adverts
-    "step-10": {"priority_step": 10},
+    "step-10": {"vrrp": {"priority_step": 10}},
 }
 
 
@@ -86,7 +86,7 @@ def render(run: dict) -> str:
              f"({', '.join(run['vips'])}). Each round hands every node's VIPs over and back "
              "(`proxytier.handover NODE release`, then `reclaim`). A double MASTER: keepalived logged a MASTER "
              "hearing a lower-priority MASTER of its instance. Handover seconds: the slowest node's report.", "",
-             f"| profile | VRRP settings | handovers | requests | failed | failed per 10,000 | double MASTERs | "
+             f"| profile | pillar settings | handovers | requests | failed | failed per 10,000 | double MASTERs | "
              f"release s (median) | reclaim s (median) | slowest s | failed vs {ref} |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     base = run["results"][ref]["failed"]
@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name}: {run['results'][name]['failed']} failed of {run['results'][name]['requests']}, "
                 f"{run['results'][name]['double_masters']} double MASTERs")
     finally:
-        tier.clear_pillar_override()
-        tier.apply()
+        tier.back_to_checkout_pillar()
     report.publish(run, BENCH, render(run), args.output)
     return 0
 

@@ -200,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{c} instances: advert gap median {res['gap_median']:.3f} s, max {res['gap_max']:.3f} s, "
                 f"{res['masters_entered']} VIP moves, {res['failed']} failed of {res['requests']}")
     finally:
-        tier.clear_pillar_override()
-        tier.apply()
+        tier.back_to_checkout_pillar()
     report.publish(run, BENCH, render(run), args.output)
     return 0
 

@@ -7,6 +7,7 @@ import pytest
 
 from bench.reload import run as reload_run
 from bench.throughput import run as tput
+from lab.load import Sample
 
 
 @pytest.fixture
@@ -97,3 +98,27 @@ def test_reload_change_touches_all_three_configs_and_report_counts() -> None:
     }
     text = reload_run.render(run)
     assert "| 100 | 100 | 50000 | 0 | 0.200 | 8.0 |" in text and "No errors." in text
+
+
+def test_reload_change_with_on_error_sets_only_that_key_and_failures_name_their_change() -> None:
+    plain, marked = reload_run.change(3)["proxytier"], reload_run.change(3, "mark-down")["proxytier"]
+    assert marked["haproxy"]["check"] == {"on_error": "mark-down"}
+    marked["haproxy"].pop("check")
+    assert marked == plain
+    samples = [Sample(1.0, 1.1, True, "a"), Sample(5.25, 7.25, False, "b", "TimeoutError"),
+               Sample(12.0, 12.5, False, "c", "ConnectionResetError"), Sample(20.0, 20.1, False, "a", "X")]
+    got = reload_run.failures(samples, [(5.0, 9.0), (10.0, 14.0)])
+    assert got == [
+        {"change": 0, "into_apply": 0.25, "target": "b", "error": "TimeoutError", "seconds": 2.0},
+        {"change": 1, "into_apply": 2.0, "target": "c", "error": "ConnectionResetError", "seconds": 0.5},
+        {"change": None, "into_apply": None, "target": "a", "error": "X", "seconds": 0.1},
+    ]
+    run = {
+        "date": "2026-01-01T00:00:00Z", "git_commit": "abc", "machine": {"cpu_model": "x", "cpus": 2},
+        "settings": {"concurrency": 3, "timeout": 2.0, "on_error": "mark-down"},
+        "results": {"changes": 2, "full_applies": 2, "requests": 900, "failed": 3, "errors": {"TimeoutError": 3},
+                    "failures": got, "slowest": 2.0, "apply_median": 8.0},
+    }
+    text = reload_run.render(run)
+    assert "`proxytier:haproxy:check:on_error` mark-down" in text
+    assert "Failed requests by time into their change's apply (s): 0.2, 2.0, between applies." in text
