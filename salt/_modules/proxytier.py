@@ -109,15 +109,10 @@ def model(params: dict[str, Any] | None = None) -> dict[str, Any]:
 def tls_pem(path: str) -> str:
     """The PEM (certificate, chain, key) the formula writes at `path`, built from pillar on this
     minion. Only the TLS file template calls it, so that key material is never part of the
-    model, state context or the job cache (file states keep show_changes off)."""
-    pillar = __pillar__.get("proxytier", {})  # noqa: F821
-    built = _lib("proxytier_model").build_model(
-        pillar, __opts__["id"], mine=_mine(pillar), params=_os_params(), with_secrets=True  # noqa: F821
-    )
-    for f in built["tls_files"]:
-        if f["path"] == path:
-            return f["contents"]
-    raise _lib("proxytier_schema").ProxytierError(f"{path}: no TLS file of this node's model is written there")
+    model, state context or the job cache (file states keep show_changes off). Only the site that
+    writes `path` is validated (proxytier_model.tls_pem): one model per file made a tier of N TLS
+    sites build N models, and ask the mine N times, per apply."""
+    return _lib("proxytier_model").tls_pem(__pillar__.get("proxytier", {}), path, params=_os_params())  # noqa: F821
 
 
 def monitoring(tplroot: str = "proxytier") -> dict[str, Any]:

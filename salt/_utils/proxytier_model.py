@@ -31,7 +31,7 @@ from proxytier_schema import (
     unit_name,
     user_name,
 )
-from proxytier_sites import check_ports, port_groups, sites, upstreams
+from proxytier_sites import check_ports, port_groups, sites, upstreams, validated_site
 from proxytier_tls import crt_list
 
 #: the kind of each OS parameter (parameters/*.yaml, overridden by proxytier:lookup) that reaches a
@@ -220,6 +220,37 @@ def build_model(
         # not hold (net.ipv6.ip_nonlocal_bind, proxytier.common)
         **({"ipv6": ipv6_summary(vip_list, found)} if vrrp_.uses_ipv6(vip_list, found) else {}),
     }
+
+
+def tls_pem(
+    pillar: dict[str, Any] | None,
+    path: str,
+    params: dict[str, Any] | None = None,
+    file_exists: Callable[[str], bool] = os.path.exists,
+) -> str:
+    """The PEM text (certificate, chain, key) the formula writes at `path`: the same bytes as that
+    file's entry of ``build_model(..., with_secrets=True)["tls_files"]``, from the one site that
+    writes there, validated as build_model validates it (its routes against proxytier:upstreams).
+
+    tls.sls renders one file per TLS site, each asking for its PEM: building the whole model for
+    each made a tier of N TLS sites cost N full models per apply. Only the site whose name gives
+    `path` (``<tls_dir>/<site>.pem``) is validated here; the rest of the pillar was validated by the
+    model the same run built first (map.jinja). Raises ProxytierError when no site writes `path`."""
+    params = params or {}
+    cfg = merge(DEFAULTS, pillar, ())
+    raw_sites = cfg["sites"] if isinstance(cfg["sites"], list) else []
+    tls_dir = params.get("tls_dir", "/etc/haproxy/proxytier-tls")
+    pool_names: list[str] | None = None
+    for i, raw in enumerate(raw_sites):
+        if not isinstance(raw, dict) or f"{tls_dir}/{raw.get('name')}.pem" != path:
+            continue
+        if pool_names is None:
+            pool_names = [p["name"] for p in upstreams(cfg["upstreams"])]
+        site = validated_site(raw, ("sites", i), tls_dir, file_exists, pool_names)
+        written = site["tls"]["file"] if site["tls"] else None
+        if written and written["path"] == path:
+            return str(written["contents"])
+    raise ProxytierError(f"{path}: no TLS file of this node's model is written there")
 
 
 def ipv6_summary(vip_list: list[dict[str, Any]], found: list[dict[str, str]]) -> dict[str, Any]:

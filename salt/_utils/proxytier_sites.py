@@ -108,7 +108,7 @@ def sites(
     pool_names = [p["name"] for p in pools or []]
     out, names = [], {}
     for i, raw in enumerate(raw_sites):
-        site = _site(raw, ("sites", i), tls_dir, file_exists, pool_names)
+        site = validated_site(raw, ("sites", i), tls_dir, file_exists, pool_names)
         if site["name"] in names:
             raise fail(
                 ("sites", i, "name"), site["name"], f"already used by proxytier:sites:{names[site['name']]}; "
@@ -162,9 +162,12 @@ def _routes(value: Any, path: tuple[Any, ...], pool_names: list[str]) -> list[di
     return out
 
 
-def _site(
+def validated_site(
     raw: Any, path: tuple[Any, ...], tls_dir: str, file_exists: Callable[[str], bool], pool_names: list[str]
 ) -> dict[str, Any]:
+    """One site of proxytier:sites (`raw`, at key `path`) -> the validated site sites() lists; checks of
+    the whole list (unique names, shared ports) are sites()'s. `pool_names`: the proxytier:upstreams
+    pool names its routes may use."""
     s = merge(SITE_DEFAULTS, raw, path)
     site_name = name(s["name"], (*path, "name"), "a site")
     hosts = _hosts(s["hosts"], (*path, "hosts"))

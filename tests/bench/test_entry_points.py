@@ -13,7 +13,7 @@ RUNNERS = sorted(f"bench.{p.parent.name}.run" for p in BENCH.glob("*/run.py"))
 
 def test_the_benches_are_found() -> None:
     assert {"bench.failover.run", "bench.handover.run", "bench.throughput.run", "bench.reload.run",
-            "bench.exporter.run"} <= set(RUNNERS)
+            "bench.exporter.run", "bench.scale.run"} <= set(RUNNERS)
 
 
 @pytest.mark.parametrize("name", RUNNERS)
