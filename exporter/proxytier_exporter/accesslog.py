@@ -145,6 +145,11 @@ def entry_from_fields(status: str, request_time: str, upstream: str, upstream_st
 TSV_FIELDS = ("time", "upstream_addr", "upstream_response_time",
               "status", "request_time", "upstream", "upstream_status", "site")
 TSV_SKIPPED = 3
+#: the nginx variable each field is
+TSV_VARIABLES = {"time": "$time_iso8601", "upstream_addr": "$upstream_addr",
+                 "upstream_response_time": "$upstream_response_time", "status": "$status",
+                 "request_time": "$request_time", "upstream": "$proxy_host", "upstream_status": "$upstream_status",
+                 "site": "$proxytier_site"}
 _COUNTED = len(TSV_FIELDS) - TSV_SKIPPED
 
 
