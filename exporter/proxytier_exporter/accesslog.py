@@ -1,9 +1,13 @@
-"""nginx's JSON access log, received as syslog datagrams on a unix socket.
+"""nginx's access log: per-upstream and per-site counters and histograms, from either source.
 
-nginx sends one datagram per request (`access_log syslog:server=unix:PATH,nohostname proxytier_json;`).
-The kernel queues at most `net.unix.max_dgram_qlen` datagrams (10 on Debian 12) and nginx drops a line when
-the queue is full, so a reader thread drains the socket continuously; it is one of the two background
-readers (the other is the keepalived notify FIFO), both for event streams that cannot be read at scrape time.
+- `log_format proxytier_tsv` lines read from a file in batches (`logfile.py`, the formula's path):
+  `AccessLogStats.observe_lines` groups a batch's lines by the fields it counts (`count_lines`: bytes.split
+  and Counter, no Python per line), parses each group once and adds it once.
+- `log_format proxytier_json` syslog datagrams on a unix socket (`AccessLogReceiver`), one per request
+  (`access_log syslog:server=unix:PATH,nohostname proxytier_json;`): about ten times the CPU per request,
+  and the kernel queues at most `net.unix.max_dgram_qlen` datagrams (10 on Debian 12), nginx dropping a
+  line when the queue is full, so a thread drains the socket continuously.
+Both read the same fields the same way (`entry_from_fields`) and publish the same series.
 
 Label cardinality is bounded: the `upstream` label is nginx's `$proxy_host` (the upstream block name for
 `proxy_pass http://NAME`), at most `max_upstreams` distinct values, later ones counted as `__other__`;
