@@ -63,6 +63,8 @@ http {{
   log_format proxytier_json escape=json '{{"time":"$time_iso8601","status":"$status",'
     '"request_time":"$request_time","upstream":"$proxy_host","upstream_addr":"$upstream_addr",'
     '"upstream_status":"$upstream_status","upstream_response_time":"$upstream_response_time"}}';
+  log_format proxytier_tsv escape=json '$time_iso8601\\t$upstream_addr\\t$upstream_response_time\\t'
+    '$status\\t$request_time\\t$proxy_host\\t$upstream_status\\t';
   upstream app {{ server 127.0.0.1:28481; keepalive 8; }}
   server {{
     listen 127.0.0.1:8407;
@@ -70,7 +72,7 @@ http {{
   }}
   server {{
     listen 127.0.0.1:28480;
-    access_log syslog:server=unix:{tmp}/nginx-access.sock,nohostname proxytier_json;
+    {access_log}
     location = /healthz {{ access_log off; return 200; }}
     location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }}
   }}
@@ -176,7 +178,15 @@ def bench(rounds: int, scrapes: int, checkout: Path) -> dict:
     sh("ip", "link", "set", "ka0", "up")
     tmp = Path(tempfile.mkdtemp(prefix="proxytier-bench-"))
     tmp.chmod(0o755)
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp))
+    # an exporter that reads the access log from a file gets the formula's file (older ones, measured with
+    # --checkout, the datagram socket they know)
+    from_file = "--nginx.access-log-file" in (checkout / "exporter" / "proxytier_exporter" / "cli.py").read_text()
+    access_log = (f"access_log {tmp}/nginx-access.log proxytier_tsv buffer=64k flush=1s;" if from_file
+                  else f"access_log syslog:server=unix:{tmp}/nginx-access.sock,nohostname proxytier_json;")
+    access_args = ([f"--nginx.access-log-file={tmp}/nginx-access.log",
+                    f"--nginx.access-log-state-file={tmp}/nginx-access-log.json"] if from_file
+                   else [f"--nginx.access-log-socket={tmp}/nginx-access.sock"])
+    (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, access_log=access_log))
     (tmp / "haproxy.cfg").write_text(haproxy_cfg(tmp))
     instances = "".join(KEEPALIVED_INSTANCE.format(n=n, vrid=50 + n, host=100 + n) for n in (1, 2, 3))
     (tmp / "keepalived.conf").write_text(
@@ -194,7 +204,7 @@ def bench(rounds: int, scrapes: int, checkout: Path) -> dict:
         ours = start(
             ["/usr/bin/python3", "-m", "proxytier_exporter", f"--web.listen-address=127.0.0.1:{PROXYTIER_PORT}",
              f"--haproxy.stats-socket={tmp}/stats.sock", f"--nginx.stub-status-url={STUB_STATUS}",
-             f"--nginx.access-log-socket={tmp}/nginx-access.sock", f"--keepalived.pid-file={tmp}/keepalived.pid",
+             *access_args, f"--keepalived.pid-file={tmp}/keepalived.pid",
              f"--keepalived.config={tmp}/keepalived.conf", f"--keepalived.notify-fifo={tmp}/keepalived.fifo",
              f"--keepalived.state-file={tmp}/keepalived-state.json"],
             env=dict(os.environ, PYTHONPATH=str(checkout / "exporter")),

@@ -14,12 +14,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from proxytier_exporter import __version__
-from proxytier_exporter.accesslog import AccessLogCollector, AccessLogReceiver, AccessLogStats
+from proxytier_exporter.accesslog import AccessLogCollector, AccessLogReceiver, AccessLogSource, AccessLogStats
 from proxytier_exporter.core import DaemonCollector, ScrapeCollector
 from proxytier_exporter.exposition import metrics_app
 from proxytier_exporter.haproxy import HAProxyCollector
 from proxytier_exporter.httpserver import HTTPServer
 from proxytier_exporter.keepalived import FifoReader, FifoState, KeepalivedCollector
+from proxytier_exporter.logfile import AccessLogFileReader
 from proxytier_exporter.nginx import NginxCollector
 from proxytier_exporter.vip import VipCollector
 from proxytier_exporter.webconfig import WebConfigError, WebConfigSource
@@ -28,6 +29,8 @@ log = logging.getLogger("proxytier_exporter")
 
 DEFAULT_PORT = 8408
 RUN_DIR = "/run/proxytier-exporter"
+ACCESS_LOG = "/var/log/proxytier-exporter/nginx-access.log"
+ACCESS_LOG_STATE = "/var/lib/proxytier-exporter/nginx-access-log.json"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -62,10 +65,19 @@ def parser() -> argparse.ArgumentParser:
                    default="http://127.0.0.1:8407/stub_status", help="nginx stub_status URL (default %(default)s)")
     p.add_argument("--nginx.timeout", dest="nginx_timeout", type=float, default=2.0,
                    help="seconds for the stub_status request (default %(default)s)")
-    p.add_argument("--nginx.access-log-socket", dest="access_log_socket",
-                   default=f"{RUN_DIR}/nginx-access.sock",
-                   help="unix datagram socket nginx sends its JSON access log to; a socket passed by "
-                   "systemd with FileDescriptorName=nginx-access takes precedence (default %(default)s)")
+    p.add_argument("--nginx.access-log-file", dest="access_log_file", default=ACCESS_LOG,
+                   help="the log file nginx writes for the exporter (log_format proxytier_tsv), read in "
+                   "batches; its rotated names (.1) too (default %(default)s)")
+    p.add_argument("--nginx.access-log-state-file", dest="access_log_state", default=ACCESS_LOG_STATE,
+                   help="where the position of the published counters in the log file is saved at each "
+                   "scrape, to resume there after a restart; empty: start at the end of the file "
+                   "(default %(default)s)")
+    p.add_argument("--nginx.access-log-interval", dest="access_log_interval", type=_positive(float), default=1.0,
+                   help="seconds between two reads of the log file (default %(default)s)")
+    p.add_argument("--nginx.access-log-socket", dest="access_log_socket", default="",
+                   help="instead of the file: a unix datagram socket nginx sends its JSON access log to "
+                   "(log_format proxytier_json, one datagram per request); a socket passed by systemd with "
+                   "FileDescriptorName=nginx-access takes precedence (default: none)")
     p.add_argument("--nginx.access-log-socket-mode", dest="access_log_mode", type=lambda v: int(v, 8),
                    default=0o660, help="octal mode of the socket when the exporter binds it (default 660)")
     p.add_argument("--nginx.max-upstreams", dest="max_upstreams", type=int, default=64,
@@ -148,8 +160,12 @@ def build(args: argparse.Namespace) -> tuple[list[DaemonCollector], list[Callabl
     if args.stub_status:
         collectors.append(NginxCollector(args.stub_status, args.nginx_timeout))
     if args.access_log_socket:
-        receiver = AccessLogReceiver(args.access_log_socket, AccessLogStats(args.max_upstreams),
-                                     args.access_log_mode)
+        receiver: AccessLogSource = AccessLogReceiver(
+            args.access_log_socket, AccessLogStats(args.max_upstreams), args.access_log_mode)
+    elif args.access_log_file:
+        receiver = AccessLogFileReader(args.access_log_file, AccessLogStats(args.max_upstreams, source="file"),
+                                       args.access_log_state or None, args.access_log_interval)
+    if args.access_log_socket or args.access_log_file:
         receiver.start()
         stops.append(receiver.stop)
         collectors.append(AccessLogCollector(receiver))
@@ -163,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         host, port = listen_address(args.listen)
     except ValueError as error:
         print(f"proxytier-exporter: {error}", file=sys.stderr)
+        return 2
+    if args.access_log_socket and args.access_log_file:
+        print("proxytier-exporter: --nginx.access-log-socket and --nginx.access-log-file are two sources of "
+              "the same lines: give one (--nginx.access-log-file= turns the file off)", file=sys.stderr)
         return 2
     if args.max_connections < args.max_requests:
         print("proxytier-exporter: --web.max-connections is below --web.max-requests", file=sys.stderr)

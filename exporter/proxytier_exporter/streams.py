@@ -1,5 +1,6 @@
-"""Background readers for the two event streams that cannot be read at scrape time (the keepalived
-notify FIFO and nginx's access-log datagrams): one daemon thread each, with the reason it stopped."""
+"""Background readers for the event streams that cannot be read at scrape time (the keepalived notify
+FIFO, nginx's access log: its file once a second, or its datagrams): one daemon thread each, with the
+reason it stopped."""
 
 from __future__ import annotations
 

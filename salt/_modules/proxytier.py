@@ -303,11 +303,11 @@ def stop_vrrp() -> dict[str, str]:
 def retire() -> dict[str, str]:
     """Take this node out of service for good: stop and disable keepalived first (its VIPs must
     already be handed over: ``proxytier.handover NODE release``), then HAProxy, nginx and the
-    exporter (socket and service); {unit: what was done}. Run by orch/leave.sls after the other
+    exporter; {unit: what was done}. Run by orch/leave.sls after the other
     nodes dropped this one and Prometheus stopped scraping it. CLI: ``salt proxy4 proxytier.retire``."""
     p = params()
     units = [p["services"][k] for k in ("keepalived", "haproxy", "nginx")]
-    units += [f"{p['exporter_service']}.socket", p["exporter_service"]]
+    units += [p["exporter_service"]]
     return _stop_services(units, disable=True)
 
 

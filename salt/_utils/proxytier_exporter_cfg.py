@@ -1,7 +1,7 @@
 """The exporter's part of the model (proxytier:exporter): its command line, listen address and
-the runtime paths it shares with the daemons (keepalived's notify FIFO, nginx's access-log
-socket). One source of truth for what the exporter scrapes and where it listens; the unit,
-socket and tmpfiles templates only read it.
+the paths it shares with the daemons (keepalived's notify FIFO, the access-log file nginx writes
+for it, and its own state directory). One source of truth for what the exporter scrapes and where
+it listens; the unit, tmpfiles, logrotate and nginx templates only read it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ EXPORTER_DEFAULTS: dict[str, Any] = {
 def exporter(
     raw: dict[str, Any], address: str, vips: list[str], status_port: int, params: dict[str, Any]
 ) -> dict[str, Any]:
-    """proxytier:exporter (merged with its defaults) -> {"enabled", "port", "listen", "args",
-    "fifo", "access_log_socket", "run_dir"}; `address` is the node's own address."""
+    """proxytier:exporter (merged with its defaults) -> {"enabled", "port", "listen", "args", "fifo",
+    "access_log" (the proxytier_tsv file nginx writes), "access_log_dir", "state_dir", "state_directory"
+    (relative to /var/lib, for StateDirectory=), "state_file", "run_dir"}; `address` is the node's own
+    address. Raises ProxytierError naming the key for a lookup exporter_log_dir inside nginx_log_dir's
+    rotation or an exporter_state_dir outside /var/lib."""
     path: tuple[Any, ...] = ("exporter",)
     enabled = boolean(raw["enabled"], (*path, "enabled"))
     listen_port = port(raw["port"], (*path, "port"))
@@ -39,12 +42,18 @@ def exporter(
         raise fail((*path, "keepalived_source"), source, "'fifo' (no root), 'json' (needs root) or 'none'")
     max_up = integer(raw["max_upstreams"], (*path, "max_upstreams"), 1, 10000, "max_upstreams")
     run_dir = params.get("exporter_run_dir", "/run/proxytier-exporter")
+    log_dir = _log_dir(params)
+    state_dir = params.get("exporter_state_dir", "/var/lib/proxytier-exporter")
+    state_directory = _state_directory(state_dir)
+    access_log = f"{log_dir}/nginx-access.log"
+    state_file = f"{state_dir}/nginx-access-log.json"
     listen = join_hostport(address, listen_port)
     args = [
         f"--web.listen-address={listen}",
         f"--haproxy.stats-socket={params.get('haproxy_stats_socket', '/run/haproxy/stats.sock')}",
         f"--nginx.stub-status-url=http://127.0.0.1:{status_port}/stub_status",
-        f"--nginx.access-log-socket={run_dir}/nginx-access.sock",
+        f"--nginx.access-log-file={access_log}",
+        f"--nginx.access-log-state-file={state_file}",
         f"--nginx.max-upstreams={max_up}",
         f"--keepalived.source={source}",
         f"--keepalived.notify-fifo={run_dir}/keepalived.fifo",
@@ -57,9 +66,36 @@ def exporter(
         "listen": listen,
         "args": args,
         "fifo": f"{run_dir}/keepalived.fifo",
-        "access_log_socket": f"{run_dir}/nginx-access.sock",
+        "access_log": access_log,
+        "access_log_dir": log_dir,
+        "state_dir": state_dir,
+        "state_directory": state_directory,
+        "state_file": state_file,
         "run_dir": run_dir,
     }
+
+
+def _log_dir(params: dict[str, Any]) -> str:
+    """The directory of the access log nginx writes for the exporter (lookup exporter_log_dir): one of its
+    own, rotated by the formula's logrotate file. Debian's /etc/logrotate.d/nginx rotates
+    `<nginx_log_dir>/*.log` (14 days, compressed), and logrotate refuses a file named by two stanzas."""
+    log_dir = params.get("exporter_log_dir", "/var/log/proxytier-exporter")
+    nginx_log_dir = params.get("nginx_log_dir", "/var/log/nginx")
+    if log_dir.rstrip("/") == nginx_log_dir.rstrip("/"):
+        raise fail(("lookup", "exporter_log_dir"), log_dir,
+                   f"a directory of its own, not nginx_log_dir ({nginx_log_dir}): Debian's logrotate already "
+                   "rotates every *.log there, and the formula rotates the exporter's log itself")
+    return log_dir
+
+
+def _state_directory(state_dir: str) -> str:
+    """lookup exporter_state_dir (absolute, checked by check_params) -> systemd's StateDirectory= value,
+    which is relative to /var/lib (systemd.exec(5))."""
+    if not state_dir.startswith("/var/lib/") or state_dir.rstrip("/") == "/var/lib":
+        raise fail(("lookup", "exporter_state_dir"), state_dir,
+                   "a directory under /var/lib, like /var/lib/proxytier-exporter (systemd's StateDirectory= "
+                   "makes it, owned by the exporter's user)")
+    return state_dir[len("/var/lib/"):].rstrip("/")
 
 
 def _extra_args(given: Any, path: tuple[Any, ...]) -> list[str]:

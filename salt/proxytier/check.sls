@@ -18,6 +18,19 @@ proxytier-check-staging-dir:
     - group: root
     - mode: "0700"
     - makedirs: True
+{%- if pt.exporter.enabled %}
+
+{#- nginx -t opens (and creates) the access log nginx writes for the exporter: its directory must
+    exist first. Readable and searchable by all: nginx's workers reopen the file themselves on
+    USR1 (as nginx's user); the file's own mode keeps its lines from other users. #}
+proxytier-check-exporter-log-dir:
+  file.directory:
+    - name: {{ pt.exporter.access_log_dir }}
+    - user: root
+    - group: root
+    - mode: "0755"
+    - makedirs: True
+{%- endif %}
 {%- for daemon, template, check in [
       ("nginx", "nginx.conf.jinja", (pt.params.bin.nginx | quote) ~ " -t -q -c"),
       ("haproxy", "haproxy.cfg.jinja", (pt.params.bin.haproxy | quote) ~ " -c -q -f"),
@@ -38,6 +51,9 @@ proxytier-check-{{ daemon }}:
     - check_cmd: {{ check | yaml_dquote }}
     - require:
       - file: proxytier-check-staging-dir
+{%- if pt.exporter.enabled and daemon == "nginx" %}
+      - file: proxytier-check-exporter-log-dir
+{%- endif %}
       - pkg: proxytier-packages
       - file: proxytier-common-check-haproxy
       - file: proxytier-common-check-keepalived

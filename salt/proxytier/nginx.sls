@@ -29,7 +29,7 @@ proxytier-nginx-service:
     - require:
       - cmd: proxytier-systemd-daemon-reload
 {%- if pt.exporter.enabled and grains.get("init") == "systemd" %}
-      - service: proxytier-exporter-socket
+      - file: proxytier-exporter-access-log
 {%- endif %}
     - watch:
       - file: proxytier-nginx-config

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-RUNNERS = sorted(f"bench.{p.parent.name}.run" for p in BENCH.glob("*/run.py"))
+RUNNERS = [*sorted(f"bench.{p.parent.name}.run" for p in BENCH.glob("*/run.py")), "bench.exporter.accesslog"]
 
 
 def test_the_benches_are_found() -> None:

@@ -53,10 +53,12 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("prometheus not found: install Debian's prometheus package (sh lab/host-deps.sh)")
     tmp = tmp_path_factory.mktemp("live")
     exporter_port, prometheus_port = _free_port(), _free_port()
+    (tmp / "access.log").write_bytes(b"")  # the log nginx would write for the exporter, empty
     exporter = subprocess.Popen(
         [sys.executable, "-m", "proxytier_exporter", f"--web.listen-address=127.0.0.1:{exporter_port}",
          f"--haproxy.stats-socket={tmp}/missing-haproxy.sock", "--nginx.stub-status-url=http://127.0.0.1:1/",
-         f"--nginx.access-log-socket={tmp}/access.sock", "--keepalived.source=none", "--keepalived.config=",
+         f"--nginx.access-log-file={tmp}/access.log", f"--nginx.access-log-state-file={tmp}/access-log.json",
+         "--keepalived.source=none", "--keepalived.config=",
          "--log.level=error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     config = tmp / "prometheus.yml"
     config.write_text(yaml.safe_dump({

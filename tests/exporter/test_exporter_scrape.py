@@ -111,11 +111,13 @@ def stub_status(fixtures: Path) -> Iterator[str]:
 
 def test_the_exporter_process_serves_metrics_with_haproxy_missing(tmp_path, fixtures, stub_status) -> None:
     port = free_port()
+    (tmp_path / "access.log").write_bytes(b"")
     process = subprocess.Popen(
         [sys.executable, "-m", "proxytier_exporter", f"--web.listen-address=127.0.0.1:{port}",
          "--web.telemetry-path=/probe", f"--haproxy.stats-socket={tmp_path}/missing.sock",
-         f"--nginx.stub-status-url={stub_status}", f"--nginx.access-log-socket={tmp_path}/access.sock",
-         "--keepalived.source=none", f"--keepalived.config={fixtures}/keepalived.conf"],
+         f"--nginx.stub-status-url={stub_status}", f"--nginx.access-log-file={tmp_path}/access.log",
+         f"--nginx.access-log-state-file={tmp_path}/access-log.json", "--keepalived.source=none",
+         f"--keepalived.config={fixtures}/keepalived.conf"],
         stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -159,7 +161,8 @@ def test_the_access_log_socket_can_come_from_systemd(tmp_path) -> None:
     port = free_port()
     exporter = [sys.executable, "-m", "proxytier_exporter", f"--web.listen-address=127.0.0.1:{port}",
                 "--haproxy.stats-socket=", "--nginx.stub-status-url=", "--keepalived.source=none",
-                "--keepalived.config=", f"--nginx.access-log-socket={tmp_path}/unused.sock"]
+                "--keepalived.config=", f"--nginx.access-log-socket={tmp_path}/unused.sock",
+                "--nginx.access-log-file="]
     as_systemd_does = (  # fd 3, LISTEN_PID = the exporter's own pid (exec keeps it)
         f"import os, sys; os.dup2({given.fileno()}, 3); "
         "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1', LISTEN_FDNAMES='nginx-access'); "

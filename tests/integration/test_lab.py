@@ -678,15 +678,22 @@ class TestManySitesOnTheVips:
         assert answered_by == node_names(), f"nginx nodes that answered: {answered_by}"
         # per-site metrics on every node: the pillar's site names (never a client's Host name), and the
         # Host no site claims (one 421 per VIP above) under one label
+        def by_site(node: config.Node) -> dict[tuple[str, str], float]:
+            return {(s.labels["site"], s.labels["status_class"]): s.value for s in scrape(node)
+                    if s.name == "proxytier_nginx_site_requests_total"}
+
+        def counted() -> bool:  # nginx writes the exporter's log once a second, which reads it once a second
+            seen = [by_site(node) for node in config.NODES]
+            return (all(got.get((site, "2xx"), 0) > 0 for got in seen for site in ("www", "shop", "api"))
+                    and sum(got.get(("__unclaimed__", "4xx"), 0) for got in seen) >= len(config.VIPS))
+
+        wait_for("every node's exporter to count the requests above", counted, timeout=10)
         unclaimed = 0.0
         for node in config.NODES:
-            by_site: dict[tuple[str, str], float] = {}
-            for sample in scrape(node):
-                if sample.name == "proxytier_nginx_site_requests_total":
-                    by_site[(sample.labels["site"], sample.labels["status_class"])] = sample.value
-            assert not [site for site, _ in by_site if "." in site], f"{node.name}: a Host as a label: {by_site}"
-            assert all(by_site.get((site, "2xx"), 0) > 0 for site in ("www", "shop", "api")), by_site
-            unclaimed += by_site.get(("__unclaimed__", "4xx"), 0)
+            sites = by_site(node)
+            assert not [site for site, _ in sites if "." in site], f"{node.name}: a Host as a label: {sites}"
+            assert all(sites.get((site, "2xx"), 0) > 0 for site in ("www", "shop", "api")), sites
+            unclaimed += sites.get(("__unclaimed__", "4xx"), 0)
         assert unclaimed >= len(config.VIPS), f"{unclaimed} requests counted as __unclaimed__"
 
     def test_5j_a_certificate_renewal_and_a_new_site_under_load_fail_nothing(self, sites, measure) -> None:

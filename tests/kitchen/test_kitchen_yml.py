@@ -172,7 +172,8 @@ def in_netns(interface: str, address: str, cmd: list[str]) -> subprocess.Complet
 def test_suite_configs_pass_the_daemons_checks(kitchen: dict[str, Any], name: str, tmp_path: Path) -> None:
     """What the converge's check_cmds will say in the container, said here first."""
     _path, pillar = suite_pillar(kitchen, name)
-    params = os_params(libexec_dir=str(FORMULA / "files"), **HOST_CHECK_USER)
+    # nginx -t opens the exporter's access log (the formula makes its directory first): here, in tmp_path
+    params = os_params(libexec_dir=str(FORMULA / "files"), exporter_log_dir=str(tmp_path), **HOST_CHECK_USER)
     model = build_model(pillar, minion_id(kitchen, name), params=params)
     checks = {
         "nginx.conf.jinja": ["nginx", "-t", "-q", "-c"],

@@ -229,10 +229,18 @@ def test_vrrp_master_exactly_where_the_vip_is_held(node: Node, pt: dict[str, Any
 def test_exporter_running_and_enabled(host: Any, pt: dict[str, Any]) -> None:
     exporter_or_skip(pt)
     name = pt["params"]["exporter_service"]
-    for unit in (name, f"{name}.socket"):
-        service = host.service(unit)
-        assert service.is_running, f"{unit} is not running"
-        assert service.is_enabled, f"{unit} does not start at boot"
+    service = host.service(name)
+    assert service.is_running, f"{name} is not running"
+    assert service.is_enabled, f"{name} does not start at boot"
+
+
+def test_the_access_log_for_the_exporter_is_nginx_s_and_readable_by_the_exporter_only(host: Any,
+                                                                                     pt: dict[str, Any]) -> None:
+    exporter_or_skip(pt)
+    log = host.file(pt["exporter"]["access_log"])
+    assert log.is_file, f"{pt['exporter']['access_log']} missing"
+    owner = (log.user, log.group, oct(log.mode))
+    assert owner == (pt["params"]["nginx_user"], pt["params"]["exporter_user"], "0o640"), owner
 
 
 def test_exporter_collects_every_daemon(node: Node, pt: dict[str, Any], held: set[str]) -> None:

@@ -78,7 +78,8 @@ def active_active_pillar(cert: str, key: str) -> dict[str, Any]:
 
 
 def render_node(pillar: dict[str, Any], node: str, tmp: Path) -> tuple[dict[str, Any], dict[str, Path]]:
-    params = os_params(libexec_dir=str(FILES), tls_dir=str(tmp), **HOST_CHECK_USER)
+    # nginx -t opens the exporter's access log: in the test's directory, not the host's /var/log
+    params = os_params(libexec_dir=str(FILES), tls_dir=str(tmp), exporter_log_dir=str(tmp), **HOST_CHECK_USER)
     model = build_model(pillar, node, params=params, with_secrets=True)
     for f in model["tls_files"]:
         Path(f["path"]).write_text(f["contents"])

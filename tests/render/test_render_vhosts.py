@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from formula import FORMULA, ROOT, render
-from proxytier_exporter.accesslog import REQUIRED_FIELDS
+from proxytier_exporter.accesslog import TSV_FIELDS, TSV_VARIABLES
 
 from lab.tlsgen import make_cert
 
@@ -84,16 +84,25 @@ def test_daemons_accept_shared_ports_on_every_node(pillar: dict[str, Any], defau
         assert 'map "$server_port $server_name" $proxytier_site {' in nginx
         assert all(f'"8080 {host}" {site};' in nginx for host, site in (
             ("www.example.com", "www"), ("*.shop.example.com", "shop"), ("api.example.com", "api")))
-        fields = re.findall(r"'\"(\w+)\":\"\$", nginx)
-        assert set(REQUIRED_FIELDS) | {"site"} <= set(fields), fields
+        assert tsv_format(nginx) == "\\t".join(TSV_VARIABLES[field] for field in TSV_FIELDS)
+
+
+def tsv_format(config: str) -> str:
+    """The format string of `log_format proxytier_tsv` in an nginx config (its quoted parts joined)."""
+    match = re.search(r"log_format proxytier_tsv escape=json((?:\s*'[^']*')+);", config)
+    assert match, "no log_format proxytier_tsv escape=json"
+    return "".join(re.findall(r"'([^']*)'", match.group(1)))
 
 
 def test_the_site_capture_uses_the_formulas_map_and_log_format() -> None:
-    """The exporter's site fixture comes from nginx running the same map and log field as the template."""
-    capture = (ROOT / "tests" / "exporter" / "fixtures" / "capture_nginx_sites.py").read_text()
+    """The exporter's site fixtures come from nginx running the same map and log format as the template."""
+    fixtures = ROOT / "tests" / "exporter" / "fixtures"
     template = (FORMULA / "templates" / "nginx.conf.jinja").read_text()
-    for line in ('map "$server_port $server_name" $proxytier_site', "'\"site\":\"$proxytier_site\"'"):
-        assert line in capture and line in template, line
+    assert 'map "$server_port $server_name" $proxytier_site' in template
+    for name in ("capture_nginx_sites.py", "capture_nginx_tsv.py"):
+        assert 'map "$server_port $server_name" $proxytier_site' in (fixtures / name).read_text(), name
+    capture = (fixtures / "capture_nginx_tsv.py").read_text().replace("\\\\t", "\\t")
+    assert tsv_format(capture) == tsv_format(template)
 
 
 def test_crt_list_check_refuses_a_missing_certificate(tmp_path: Path) -> None:

@@ -205,7 +205,11 @@ def test_exporter_extra_args_accepted() -> None:
     ("libexec_dir", "/usr/local/libexec\n"),
     ("tls_dir", "relative/dir"),
     ("haproxy_state_file", "/var/lib/haproxy/state;rm"),
-    ("exporter_run_dir", "/run/x,y"),               # nginx's syslog:server=unix:PATH,nohostname
+    ("exporter_run_dir", "/run/x,y"),
+    ("exporter_log_dir", "/var/log/x y"),
+    ("exporter_log_dir", "/var/log/$host"),         # a variable: nginx would open a file per request
+    ("exporter_state_dir", "/var/lib/a;b"),
+    ("logrotate_dir", "/etc/logrotate.d/{x}"),
     ("exporter_run_dir", "/run/%n"),                # systemd specifier
     ("vrrp_hold_file", '/run/a"b'),
     ("haproxy_user", "hap roxy"),
@@ -216,6 +220,23 @@ def test_exporter_extra_args_accepted() -> None:
 ])
 def test_lookup_paths_and_names_are_refused_naming_the_key(param: str, value: str) -> None:
     refused(pillar(), f"proxytier:lookup:{param}", params=os_params(**{param: value}))
+
+
+@pytest.mark.parametrize(("param", "value", "fix"), [
+    ("exporter_log_dir", "/var/log/nginx", "a directory of its own, not nginx_log_dir"),
+    ("exporter_state_dir", "/srv/exporter", "a directory under /var/lib"),
+    ("exporter_state_dir", "/var/lib", "a directory under /var/lib"),
+])
+def test_exporter_directories_the_daemons_cannot_share_are_refused(param: str, value: str, fix: str) -> None:
+    refused(pillar(), f"proxytier:lookup:{param} = '{value}': {fix}", params=os_params(**{param: value}))
+
+
+def test_the_exporter_log_and_state_follow_their_directories() -> None:
+    m = build_model(pillar(), "proxy1", params=os_params(exporter_log_dir="/srv/log/pt",
+                                                         exporter_state_dir="/var/lib/pt/exporter"))
+    assert m["exporter"]["access_log"] == "/srv/log/pt/nginx-access.log"
+    assert m["exporter"]["state_directory"] == "pt/exporter"
+    assert "--nginx.access-log-state-file=/var/lib/pt/exporter/nginx-access-log.json" in m["exporter"]["args"]
 
 
 def test_lookup_nested_keys_are_checked() -> None:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 TEMPLATES = ("nginx.conf.jinja", "haproxy.cfg.jinja", "keepalived.conf.jinja", "exporter/exporter.service.jinja",
-             "exporter/exporter.socket.jinja", "exporter/tmpfiles.conf.jinja")
+             "exporter/logrotate.jinja", "exporter/tmpfiles.conf.jinja")
 #: characters that end, open, escape or comment out a token (or expand a variable) in each grammar:
 #: all of them honour quotes, '\\' and '#'; nginx expands $variables; keepalived takes '!' as a comment
 #: and $NAME as a parameter; systemd expands %specifiers and $VARS (HAProxy expands "${VAR}" only

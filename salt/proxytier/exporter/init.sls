@@ -29,7 +29,8 @@ proxytier-exporter-service:
     - enable: True
     - require:
       - pkg: proxytier-exporter-pkgs
-      - service: proxytier-exporter-socket
+      - cmd: proxytier-exporter-tmpfiles
+      - file: proxytier-exporter-access-log
     - watch:
       - file: proxytier-exporter-files
       - file: proxytier-exporter-unit

@@ -1,8 +1,10 @@
 {#- What the daemons write to for the exporter, made before they start: its user, its runtime
     directory with keepalived's notify FIFO (systemd-tmpfiles, so it exists at boot before
     keepalived starts: a FIFO keepalived made itself would be root's and unreadable), and the
-    socket nginx sends its JSON access log to (a systemd socket unit, which needs the service
-    unit to exist). The exporter process itself is proxytier.exporter. -#}
+    access log nginx writes for it (owned by nginx's user, group the exporter's, 0640: the
+    exporter reads it without joining adm; its directory is made by proxytier.check, since
+    nginx -t opens the file) with the logrotate file that rotates it. The exporter process
+    itself is proxytier.exporter. -#}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import pt with context %}
 {%- if pt.exporter.enabled and grains.get("init") == "systemd" %}
@@ -22,7 +24,7 @@ proxytier-exporter-user:
 {%- for id, path, template in [
       ("tmpfiles-conf", pt.params.tmpfiles_dir ~ "/" ~ pt.params.exporter_service ~ ".conf", "tmpfiles.conf.jinja"),
       ("unit", unit_dir ~ ".service", "exporter.service.jinja"),
-      ("socket-unit", unit_dir ~ ".socket", "exporter.socket.jinja"),
+      ("logrotate", pt.params.logrotate_dir ~ "/" ~ pt.params.exporter_service, "logrotate.jinja"),
     ] %}
 
 proxytier-exporter-{{ id }}:
@@ -45,13 +47,24 @@ proxytier-exporter-tmpfiles:
     - require:
       - file: proxytier-exporter-tmpfiles-conf
 
-proxytier-exporter-socket:
-  service.running:
-    - name: {{ pt.params.exporter_service }}.socket
-    - enable: True
+proxytier-exporter-access-log:
+  file.managed:
+    - name: {{ pt.exporter.access_log }}
+    - replace: False
+    - user: {{ pt.params.nginx_user }}
+    - group: {{ pt.params.exporter_user }}
+    - mode: "0640"
     - require:
-      - cmd: proxytier-exporter-tmpfiles
-      - file: proxytier-exporter-unit
-    - watch:
-      - file: proxytier-exporter-socket-unit
+      - user: proxytier-exporter-user
+      - test: proxytier-check-all
+
+{#- Before the access log was a file, nginx sent it to a datagram socket of a systemd socket unit. #}
+proxytier-exporter-socket-unit-retired:
+  service.dead:
+    - name: {{ pt.params.exporter_service }}.socket
+    - enable: False
+  file.absent:
+    - name: {{ unit_dir }}.socket
+    - require:
+      - service: proxytier-exporter-socket-unit-retired
 {%- endif %}
