@@ -23,7 +23,7 @@ from tests.formula import FORMULA, build_model, os_params, render
 
 #: the groups of rendered files, in report order
 FILES = ("nginx.conf", "haproxy.cfg", "keepalived.conf", "filter.nft", "crt-list", "tls.pem", "units")
-EXPORTER_TEMPLATES = ("exporter/exporter.service.jinja", "exporter/exporter.socket.jinja",
+EXPORTER_TEMPLATES = ("exporter/exporter.service.jinja", "exporter/logrotate.jinja",
                       "exporter/tmpfiles.conf.jinja")
 
 PemSource = Callable[[str], str]
