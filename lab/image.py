@@ -47,6 +47,7 @@ OFFLINE_PACKAGES = [
     "python3-prometheus-client python3-requests",
     "curl",
     "nftables",
+    "logrotate",  # the formula installs it with the exporter (it rotates the access log nginx writes for it)
 ]
 
 STAMP = config.CACHE / f"{config.IMAGE.name}.recipe"
