@@ -765,10 +765,6 @@ class TestDualStack:
             assert dict(result.clients) == {client: result.ok}, f"{where}: {dict(result.clients)}"
         assert_exporters_agree_with_the_kernel(dual)
 
-    @pytest.mark.xfail(strict=False, reason="known defect, still open: inside the full suite a dual-stack rolling "
-                       "change with handover can still time out a few new connections (0 of 57,679 in a targeted "
-                       "run and 0 of 117,754 over 30 bare handovers after the priority-step and reclaim fixes; "
-                       "failed once in the full suite, cause open); the IPv4-only rolling test fails none")
     def test_5l_a_rolling_change_with_vip_handover_fails_nothing_on_either_family(self, dual, measure) -> None:
         """A change reloading every daemon, rolled with proxytier.orch.rolling (each node's VIPs of both
         families handed over and back) under load through every VIP of both families: 0 failed."""
