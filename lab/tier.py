@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -309,12 +310,41 @@ def apt_installed_by_apt(node: config.Node) -> dict[str, bool]:
 
 def keepalived_log_count(text: str, since: str) -> int:
     """Lines of keepalived's journal containing `text`, on every node of the lab, since `since` (journalctl
-    time, e.g. "2026-12-01 14:00:00"): e.g. "Entering MASTER STATE" (a VIP taken) or "forcing new election"
-    (a MASTER heard a lower-priority MASTER: two nodes were MASTER at once)."""
+    time, e.g. "2026-12-01 14:00:00"): e.g. "Entering MASTER STATE" (a VIP taken). Not "forcing new
+    election" for double MASTERs: with vrrp_higher_prio_send_advert a MASTER that yields sends one last
+    advert, so the winner logs it on every ordinary preemption (use double_masters)."""
     count = 0
     for n in config.NODES:
         out = nodes.exec_(n, ["journalctl", "-u", "keepalived", "--since", since, "-o", "cat", "--no-pager"]).stdout
         count += sum(text in line for line in out.splitlines())
+    return count
+
+
+_MASTER_ENTRY = re.compile(r"^(\d+\.\d+) \S+ Keepalived_vrrp\[\d+\]: \((\S+)\) Entering MASTER STATE$")
+
+
+def keepalived_master_entries(since: str) -> list[tuple[float, str, str]]:
+    """Every VRRP instance's entries into MASTER state on every lab node since `since` (journalctl time),
+    from keepalived's journal: [(unix time in s, node, instance)], in time order."""
+    found = []
+    for n in config.NODES:
+        out = nodes.exec_(n, ["journalctl", "-u", "keepalived", "--since", since, "-o", "short-unix",
+                              "--no-pager"]).stdout
+        found += [(float(m[1]), n.name, m[2]) for m in map(_MASTER_ENTRY.match, out.splitlines()) if m]
+    return sorted(found)
+
+
+def double_masters(entries: list[tuple[float, str, str]], window: float = 0.5) -> int:
+    """Times two nodes became MASTER of one VRRP instance at once: consecutive entries into MASTER of an
+    instance (keepalived_master_entries) on different nodes less than `window` seconds apart. A VIP's
+    ordinary moves (handover, failover, preemption back) are seconds apart; two backups whose master-down
+    timers end together enter MASTER milliseconds apart."""
+    last: dict[str, tuple[float, str]] = {}
+    count = 0
+    for t, node, instance in sorted(entries):
+        prev = last.get(instance)
+        count += prev is not None and prev[1] != node and t - prev[0] < window
+        last[instance] = (t, node)
     return count
 
 
