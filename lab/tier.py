@@ -330,8 +330,14 @@ def keepalived_master_entries(since: str) -> list[tuple[float, str, str]]:
     for n in config.NODES:
         out = nodes.exec_(n, ["journalctl", "-u", "keepalived", "--since", since, "-o", "short-unix",
                               "--no-pager"]).stdout
-        found += [(float(m[1]), n.name, m[2]) for m in map(_MASTER_ENTRY.match, out.splitlines()) if m]
+        found += master_entries(n.name, out)
     return sorted(found)
+
+
+def master_entries(node: str, journal: str) -> list[tuple[float, str, str]]:
+    """keepalived's journal of one node (`journalctl -o short-unix` text) -> its entries into MASTER state,
+    [(unix time in s, node, instance)]."""
+    return [(float(m[1]), node, m[2]) for m in map(_MASTER_ENTRY.match, journal.splitlines()) if m]
 
 
 def double_masters(entries: list[tuple[float, str, str]], window: float = 0.5) -> int:
