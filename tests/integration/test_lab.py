@@ -1053,10 +1053,11 @@ def test_7_node_stopped_vip_moves_to_survivor_and_node_returns(measure) -> None:
             during = run_load(config.VIPS, requests=150, seconds=30, concurrency=3)
             print(f"with {victim.name} down: {table(during)}")
             MEASURED["node_stopped_steady_failed_requests"] = during.failed
-            MEASURED["node_stopped_steady_errors"] = dict(during.errors)  # the error class, for the rare reset
-            # One rare connection reset has been seen here (1 of 150, once in seven runs; cause not yet
-            # found, recorded above so it stays visible); more than that is a failure.
-            assert during.failed <= 1, during.summary()
+            MEASURED["node_stopped_steady_errors"] = dict(during.errors)
+            # A connection reset was seen here once in seven runs, long ago; it never recurred (0 of 24,000
+            # requests over 7 node stops in a scratch loop of this load, and every full run since): none may
+            # fail, and the summary names the error class if one does.
+            assert during.failed == 0, during.summary()
             assert set(during.by_node) == {n.name for n in survivors}, table(during)
         vip_result = on_vip.result
         assert vip_result is not None
