@@ -1,31 +1,48 @@
 #!/usr/bin/env python3
-"""Latency and throughput through the tier, against the same requests straight to the backends, through
-one nginx hop, and through one and two do-nothing relays (the floor any proxy hop pays on this machine),
-in one run (interleaved rounds, medians over rounds), as differences and ratios.
+"""Latency, throughput and CPU per request through the tier, beside the same requests straight to the
+backends, through one and two do-nothing relays (the floor any proxy hop pays on this machine), through
+proxytier's nginx alone, through the tier a tutorial would give (the stock tier) and through HAProxy alone:
+all in one run, interleaved, medians over rounds, as differences and ratios.
 
-Paths (all in the lab; the client keeps one connection per target and takes them in turn):
-  direct    host -> be1, be2, be3                                   (the backends the tier balances over)
-  relay     host -> socat on proxy1 -> a backend                    (one do-nothing hop: the floor)
-  relay x2  host -> socat on proxy1 -> socat on proxy2 -> a backend (two hops, as many as the tier has)
-  nginx     host -> nginx on proxy1 -> a backend                    (one proxy hop)
-  tier      host -> VIP-1 -> HAProxy -> nginx -> a backend           (the full tier)
+Paths (all in the lab):
+  direct        host -> be1, be2, be3                                    (what the tier balances over)
+  relay         host -> socat on proxy1 -> a backend                     (one do-nothing hop)
+  relay x2      host -> socat on proxy1 -> socat on proxy2 -> a backend  (two hops: the floor)
+  nginx         host -> proxytier's nginx on proxy1 -> a backend         (one proxy hop)
+  haproxy alone host -> stock HAProxy on proxy1 -> a backend             (one hop: the usual alternative)
+  stock tier    host -> stock HAProxy on proxy1 -> stock nginx on every node -> a backend
+  tier          host -> VIP-1 -> HAProxy -> nginx on every node -> a backend (proxytier, as applied)
 
-Measured per path and round:
-  - keep-alive latency: `--requests` sequential GETs over kept-alive connections (p50, p99);
-  - new-connection latency: a new TCP connection per GET, as most clients of a tier do (p50); not for
-    the relays, as socat forks a process per connection, which no proxy does;
-  - throughput: `--concurrency` keep-alive connections for `--seconds` (requests/s);
-  - one-CPU keep-alive latency: the same, with the client and every lab process (daemons, backends,
-    relays) pinned to CPU 0 for that measurement, so no hop waits for the other CPU to wake up. The gap
-    between the two latencies is what this virtual machine charges for cross-CPU wake-ups.
+The stock daemons are the nodes' own nginx and HAProxy binaries started a second time, each as a
+transient systemd unit inside the node, with Debian's default configuration files read from the packages
+the node installed (nginx-common's nginx.conf, haproxy's haproxy.cfg): only the pid and socket paths are
+moved, and what a tutorial adds is appended (nginx: an `upstream` of the backends and a `proxy_pass`;
+HAProxy: a `roundrobin` backend with `check` per server). So they log as Debian logs by default (nginx:
+one unbuffered `combined` line per request; HAProxy: `option httplog` to /dev/log).
 
-The relays are socat (started in the nodes' network namespaces, stopped at the end, and killed with this
-process however it ends). The client is a minimal raw-socket HTTP/1.1 client, the same on every path.
-Needs the lab up with the formula applied, and socat (`make lab-up` installs it), as root:
+Load: wrk (Debian's package, one thread, epoll), `--seconds` per measurement, for each of the
+concurrencies (default 1, 8, 64, 256 connections) in two modes:
+  - keep-alive: every connection kept alive for the whole measurement;
+  - new connection: `Connection: close` on every request, so each request opens its own connection to
+    the first hop (not for the relays: socat forks a process per connection, which no proxy does).
+    wrk times a request from its write to the end of the answer, so the client's own connect is not in
+    the latency, but every hop's connect behind it is; wrk counts the server's close after each answer
+    as a "read error" (wrk PR #105), so in this mode only non-2xx answers, connect errors and timeouts
+    count as failures.
+A path with several targets (direct, the relays) gets one wrk per target, the connections split as evenly
+as they go; its percentiles are the request-weighted means of the per-target ones (the targets are
+identical backends).
 
-    .venv/bin/python -m bench.throughput.run [--rounds 5] [--requests 2000] [--seconds 4]
+CPU per request: utime + stime of every process in the lab's network namespaces (nodes and backends),
+from /proc/PID/stat before and after each measurement, grouped (haproxy, nginx, exporter, journald,
+keepalived, backend, relay ...; the stock daemons apart), divided by the requests answered; the client's
+is wrk's own (its rusage). The kernel's softirq work is in no process and not counted.
 
-Writes bench/out/throughput-<time>.json and the `throughput` section of BENCHMARKS.md.
+Needs the lab up with the formula applied, wrk and socat (`make lab-up` installs both), as root:
+
+    .venv/bin/python -m bench.throughput.run [--rounds 3] [--seconds 3] [--concurrency 1,8,64,256]
+
+Writes bench/out/throughput-<time>.json and the `throughput` section of BENCHMARKS.md (or `--section`).
 """
 
 from __future__ import annotations
@@ -34,15 +51,16 @@ import argparse
 import contextlib
 import ctypes
 import datetime as dt
-import itertools
+import json
 import os
+import resource
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +69,13 @@ from bench import report
 from lab import config
 
 RELAY_PORT = 9900  # relay ports: RELAY_PORT + 10 * hop + backend index (1..3), on the nodes' addresses
-REQUEST = b"GET /lab HTTP/1.1\r\nHost: app.example\r\nUser-Agent: proxytier-bench\r\n\r\n"
+STOCK_DIR = "/run/proxytier-bench"  # inside the nodes: the stock daemons' configs, pids and sockets
+STOCK_NGINX_PORT = 8280
+STOCK_TIER_PORT = 8281
+HAPROXY_ALONE_PORT = 8282
+STOCK_UNITS = ("proxytier-bench-nginx", "proxytier-bench-haproxy")
+MODES = ("keep-alive", "new connection")
+CONCURRENCY = (1, 8, 64, 256)
 Target = tuple[str, int]
 
 
@@ -59,140 +83,246 @@ def relay_port(hop: int, i: int) -> int:
     return RELAY_PORT + 10 * hop + i
 
 
-def lab_paths() -> dict[str, list[Target]]:
+def lab_paths(backend_port: int) -> dict[str, list[Target]]:
+    """The paths' targets, the backends answering on `backend_port` (FAST_PORT or the lab's 8080)."""
     first = config.NODES[0].address
     n = len(config.BACKENDS)
     return {
-        "direct": [(be.address, be.port) for be in config.BACKENDS],
+        "direct": [(be.address, backend_port) for be in config.BACKENDS],
         "relay": [(first, relay_port(0, i)) for i in range(1, n + 1)],
         "relay x2": [(first, relay_port(1, i)) for i in range(1, n + 1)],
         "nginx": [(first, 8080)],
+        "haproxy alone": [(first, HAPROXY_ALONE_PORT)],
+        "stock tier": [(first, STOCK_TIER_PORT)],
         "tier": [(config.VIPS[0], 80)],
     }
 
 
-PATHS = lab_paths()
+def relay_specs(backend_port: int) -> list[tuple[config.Node, str, int, str]]:
+    """socat relays: (node, listen address, port, upstream); the relay x2 chain goes proxy1 -> proxy2 ->
+    the backend."""
+    a, b = config.NODES[0], config.NODES[1]
+    return [
+        spec
+        for i, be in enumerate(config.BACKENDS, start=1)
+        for spec in (
+            (a, a.address, relay_port(0, i), f"{be.address}:{backend_port}"),
+            (a, a.address, relay_port(1, i), f"{b.address}:{relay_port(2, i)}"),
+            (b, b.address, relay_port(2, i), f"{be.address}:{backend_port}"),
+        )
+    ]
+
+
+FAST_PORT = 8081  # the bench's nginx backends (--backend nginx), beside the lab's Python ones on 8080
+PATHS = lab_paths(FAST_PORT)
 RELAY_PATHS = ("relay", "relay x2")
-# socat relays: (node, listen address, port, upstream); the relay x2 chain goes proxy1 -> proxy2 -> backend
-RELAYS = [
-    spec
-    for i, be in enumerate(config.BACKENDS, start=1)
-    for spec in (
-        (config.NODES[0], config.NODES[0].address, relay_port(0, i), f"{be.address}:{be.port}"),
-        (config.NODES[0], config.NODES[0].address, relay_port(1, i), f"{config.NODES[1].address}:{relay_port(2, i)}"),
-        (config.NODES[1], config.NODES[1].address, relay_port(2, i), f"{be.address}:{be.port}"),
-    )
-]
+
+# wrk's script: the request every path gets, and one JSON line of figures at the end (latency in us)
+WRK_SCRIPT = """
+wrk.method = "GET"
+wrk.path = "/lab"
+wrk.headers["Host"] = "app.example"
+wrk.headers["User-Agent"] = "proxytier-bench"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "errors": '
+    .. '{"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
 
 
-class Client:
-    """One keep-alive HTTP/1.1 connection; get() returns after the whole body (Content-Length) is read."""
-
-    def __init__(self, address: str, port: int) -> None:
-        self.where = (config.check_lab_address(address), port)
-        self.reconnects = 0
-        self._connect()
-
-    def _connect(self) -> None:
-        self.sock = socket.create_connection(self.where, timeout=5)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-
-    def get(self) -> None:
-        self.sock.sendall(REQUEST)
-        while b"\r\n\r\n" not in self.buf:
-            self._recv()
-        head, _, rest = self.buf.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"answer: {head[:60]!r}")
-        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:"))
-        while len(rest) < length:
-            self.buf = rest
-            self._recv()
-            rest = self.buf
-        self.buf = rest[length:]
-        if b"\r\nconnection: close" in head.lower():  # e.g. nginx after keepalive_requests (1000)
-            self.sock.close()
-            self.reconnects += 1
-            self._connect()
-
-    def _recv(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("closed by the server")
-        self.buf += data
-
-    def close(self) -> None:
-        self.sock.close()
+# ---- the pure part: splitting, merging, grouping, figures
 
 
-def latency(path: str, requests: int) -> list[float]:
-    """Sequential GETs over one kept-alive connection per target, the targets taken in turn."""
-    clients = [Client(*t) for t in PATHS[path]]
-    try:
-        turn = itertools.cycle(clients)
-        for _ in range(50):  # warm up: connections, upstream keep-alive pools
-            next(turn).get()
-        out = []
-        for _ in range(requests):
-            client = next(turn)
-            t = time.perf_counter()
-            client.get()
-            out.append(time.perf_counter() - t)
-        return out
-    finally:
-        for client in clients:
-            client.close()
+def split_connections(connections: int, targets: int) -> list[int]:
+    """`connections` over `targets` as evenly as they go, first targets first; zero shares dropped:
+    split_connections(8, 3) == [3, 3, 2]; split_connections(1, 3) == [1]."""
+    shares = [connections // targets + (1 if i < connections % targets else 0) for i in range(targets)]
+    return [s for s in shares if s]
 
 
-def latency_new_connection(path: str, requests: int) -> list[float]:
-    """Sequential GETs, each on a new TCP connection (connect, GET, close), the targets taken in turn."""
-    targets = itertools.cycle(PATHS[path])
-    out = []
-    for i in range(requests + 20):  # the first 20 warm up
-        t = time.perf_counter()
-        client = Client(*next(targets))
-        client.get()
-        client.close()
-        if i >= 20:
-            out.append(time.perf_counter() - t)
+def parse_wrk(stdout: str) -> dict:
+    """The JSON line WRK_SCRIPT's done() printed (the last line starting with "{") -> its dict.
+    ValueError if wrk printed none (it failed before the end)."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError(f"no figures in wrk's output: {stdout[-300:]!r}")
+
+
+def failures(wrk: dict, mode: str) -> int:
+    """Failed requests of one wrk result: non-2xx/3xx answers, connect errors, timeouts, and (kept-alive
+    only) read and write errors; in the new-connection mode wrk counts each server close as a read error."""
+    e = wrk["errors"]
+    failed = e["status"] + e["connect"] + e["timeout"]
+    return failed + (e["read"] + e["write"] if mode == "keep-alive" else 0)
+
+
+def merge(results: list[dict], mode: str) -> dict:
+    """Several wrk results of one measurement (one per target) -> requests, requests/s (the sum of each
+    wrk's rate), p50 and p99 in seconds (request-weighted means of the per-target percentiles) and failed."""
+    total = sum(r["requests"] for r in results)
+    weights = [r["requests"] / total if total else 1 / len(results) for r in results]
+    return {
+        "requests": total,
+        "rps": sum(r["requests"] / (r["duration_us"] / 1e6) for r in results if r["duration_us"]),
+        "p50": sum(w * r["p50_us"] for w, r in zip(weights, results, strict=True)) / 1e6,
+        "p99": sum(w * r["p99_us"] for w, r in zip(weights, results, strict=True)) / 1e6,
+        "failed": sum(failures(r, mode) for r in results),
+    }
+
+
+def process_group(comm: str, cmdline: str, stock: bool) -> str:
+    """The CPU group of a lab process from its /proc comm and cmdline; `stock`: it or an ancestor was
+    started from the bench's stock configs (STOCK_DIR)."""
+    if comm in ("nginx", "haproxy"):
+        return f"{comm} (stock)" if stock else comm
+    if comm == "socat":
+        return "relay"
+    if comm == "keepalived":
+        return "keepalived"
+    if comm == "systemd-journal":
+        return "journald"
+    if "proxytier_exporter" in cmdline:
+        return "exporter"
+    if "backend_server" in cmdline:
+        return "backend"
+    if "salt-minion" in cmdline:
+        return "salt-minion"
+    return "other"
+
+
+TIER_GROUPS = ("haproxy", "nginx", "exporter", "keepalived", "journald")
+STOCK_GROUPS = ("haproxy (stock)", "nginx (stock)", "journald")
+
+
+def cpu_per_request(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], ticks_per_s: float,
+                    requests: int) -> dict[str, float]:
+    """CPU microseconds per request by group, from two samples {pid: (group, ticks)}: a process in both
+    counts its difference; one only in `after` (started meanwhile) counts all of its ticks."""
+    out: dict[str, float] = {}
+    for pid, (group, ticks) in after.items():
+        spent = ticks - before[pid][1] if pid in before else ticks
+        out[group] = out.get(group, 0.0) + max(spent, 0) / ticks_per_s * 1e6 / max(requests, 1)
     return out
 
 
-def throughput(path: str, concurrency: int, seconds: float) -> float:
-    counts = [0] * concurrency
-    errors: list[BaseException] = []
-    stop = time.monotonic() + seconds
-    targets = PATHS[path]
-
-    def worker(i: int) -> None:
-        try:
-            client = Client(*targets[i % len(targets)])
-            while time.monotonic() < stop:
-                client.get()
-                counts[i] += 1
-            client.close()
-        except BaseException as e:  # reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(seconds + 10)
-    if errors:
-        raise RuntimeError(f"{path}: {errors[0]!r}")
-    return sum(counts) / (time.monotonic() - t0)
+def path_total(path: str, cpu: dict[str, float]) -> float:
+    """CPU per request of the proxy daemons a path goes through, logging included (us): for the tier,
+    HAProxy, nginx, the exporter, keepalived and journald; for the stock paths their stock HAProxy and
+    nginx and journald; for the relays socat; 0 for direct."""
+    groups = {"tier": TIER_GROUPS, "nginx": TIER_GROUPS, "stock tier": STOCK_GROUPS,
+              "haproxy alone": STOCK_GROUPS, "relay": ("relay",), "relay x2": ("relay",)}.get(path, ())
+    return sum(cpu.get(g, 0.0) for g in groups)
 
 
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
+def targets_met(res: dict) -> list[tuple[str, str, bool | None]]:
+    """The issue's targets as (what, the figure, met) over medians `res[mode][conc][path]`; met is None
+    where the run lacks what the target needs."""
+    out: list[tuple[str, str, bool | None]] = []
+
+    def get(mode: str, conc: int, path: str) -> dict | None:
+        return res.get(mode, {}).get(str(conc), {}).get(path)
+
+    tier8 = get("keep-alive", 8, "tier")
+    if tier8 and tier8.get("cpu"):
+        total = path_total("tier", tier8["cpu"])
+        share = tier8["cpu"].get("exporter", 0.0) / total if total else None
+        out.append(("exporter CPU per request <= 10% of the tier's, 8 connections kept alive",
+                    "-" if share is None else f"{tier8['cpu'].get('exporter', 0.0):.1f} of {total:.1f} us "
+                    f"({100 * share:.1f}%)", None if share is None else share <= 0.10))
+    d1, r1, t1 = get("keep-alive", 1, "direct"), get("keep-alive", 1, "relay x2"), get("keep-alive", 1, "tier")
+    if d1 and r1 and t1:
+        floor, over = r1["p50"] - d1["p50"], t1["p50"] - d1["p50"]
+        ratio = over / floor if floor > 0 else None
+        out.append(("tier p50 over direct <= 1.5x the two-relay floor, 1 connection kept alive",
+                    f"+{over * 1e6:.0f} us vs +{floor * 1e6:.0f} us"
+                    + ("" if ratio is None else f" ({ratio:.2f}x)"), None if ratio is None else ratio <= 1.5))
+    r8 = get("keep-alive", 8, "relay x2")
+    if tier8 and r8:
+        ratio = tier8["rps"] / r8["rps"]
+        out.append(("tier requests/s >= 0.75x the two relays', 8 connections kept alive",
+                    f"{tier8['rps']:.0f} vs {r8['rps']:.0f} ({ratio:.2f}x)", ratio >= 0.75))
+    worse = []
+    compared = 0
+    for mode, by_conc in res.items():
+        for conc, by_path in by_conc.items():
+            t, s = by_path.get("tier"), by_path.get("stock tier")
+            if t and s:
+                compared += 1
+                if t["p50"] > s["p50"]:
+                    worse.append(f"{mode} {conc}: p50 {t['p50'] * 1e6:.0f} vs {s['p50'] * 1e6:.0f} us")
+                if t["rps"] < s["rps"]:
+                    worse.append(f"{mode} {conc}: {t['rps']:.0f} vs {s['rps']:.0f} req/s")
+    if compared:
+        out.append(("tier at least as fast as the stock tier (p50 and requests/s) at every concurrency",
+                    "; ".join(worse) if worse else f"{compared} of {compared} measurements", not worse))
+    return out
 
 
-# ---- the lab side: relays and CPU pinning
+def render(run: dict) -> str:
+    """The `throughput` section of BENCHMARKS.md from a run's JSON."""
+    res, s = run["results"], run["settings"]
+    us = 1e6
+    lines = [
+        f"## Throughput, latency and CPU per request (`bench/throughput`){s.get('title', '')}",
+        "",
+        f"Run {run['date']}, commit `{run['git_commit']}`, {report.machine_line(run['machine'])}.",
+        f"{s['rounds']} interleaved rounds of {s['seconds']} s per measurement, medians over rounds; load: wrk "
+        f"(one thread) at {', '.join(str(c) for c in s['concurrency'])} connections, kept alive or one new "
+        "connection per request. The client shares the 2 cores with every daemon and backend. `over direct`: "
+        "the p50 difference to `direct` at the same concurrency; `/ floor`: that difference over the two "
+        "relays' (`relay x2`) one; ratios of requests/s to `direct`, to `relay x2` and to the stock tier."
+        + (f" Settings: {s['pillar_note']}." if s.get("pillar_note") else ""),
+    ]
+    for mode in MODES:
+        by_conc = res.get(mode)
+        if not by_conc:
+            continue
+        lines += ["", f"### {mode}", "",
+                  "| connections | path | p50 (us) | p99 (us) | over direct | / floor | requests/s | vs direct "
+                  "| vs relay x2 | vs stock tier | failed |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for conc, by_path in by_conc.items():
+            base, floor, stock = by_path.get("direct"), by_path.get("relay x2"), by_path.get("stock tier")
+            for path, r in by_path.items():
+                over = "-" if not base else f"{(r['p50'] - base['p50']) * us:+.0f}"
+                fl = ("-" if not (base and floor) or floor["p50"] <= base["p50"] or path == "direct"
+                      else f"{(r['p50'] - base['p50']) / (floor['p50'] - base['p50']):.2f}")
+                ratios = " | ".join("-" if not other else f"{r['rps'] / other['rps']:.2f}"
+                                    for other in (base, floor, stock))
+                lines.append(f"| {conc} | {path} | {r['p50'] * us:.0f} | {r['p99'] * us:.0f} | {over} | {fl} "
+                             f"| {r['rps']:.0f} | {ratios} | {r['failed']} |")
+    groups = ["haproxy", "nginx", "exporter", "journald", "keepalived", "haproxy (stock)", "nginx (stock)",
+              "relay", "backend", "client", "salt-minion", "other"]
+    for mode in MODES:
+        conc = str(s.get("cpu_concurrency", 8))
+        by_path = res.get(mode, {}).get(conc)
+        if not by_path:
+            continue
+        lines += ["", f"### CPU per request (us), {mode}, {conc} connections", "",
+                  "| path | " + " | ".join(groups) + " | the path's proxies |",
+                  "| --- | " + " | ".join("---" for _ in groups) + " | --- |"]
+        for path, r in by_path.items():
+            cpu = r.get("cpu") or {}
+            lines.append(f"| {path} | " + " | ".join(f"{cpu[g]:.1f}" if g in cpu else "-" for g in groups)
+                         + f" | {path_total(path, cpu):.1f} |")
+    checks = targets_met(res)
+    if checks:
+        lines += ["", "Targets:", ""]
+        for what, figure, met in checks:
+            mark = {True: "met", False: "**not met**", None: "not measured"}[met]
+            lines.append(f"- {what}: {figure}: {mark}.")
+    paths = "; ".join(f"`{k}` " + ", ".join(f"{a}:{p}" for a, p in v) for k, v in run["paths"].items())
+    lines += ["", f"Paths: {paths}. Stock configs: Debian's nginx.conf and haproxy.cfg from the nodes' packages, "
+              "plus a tutorial's upstream/proxy_pass and roundrobin backend (bench/throughput/run.py)."]
+    return "\n".join(lines) + "\n"
+
+
+# ---- the lab side: relays, stock daemons, the nginx port, CPU samples, wrk
 
 
 def _die_with_parent() -> None:
@@ -200,17 +330,28 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-@contextlib.contextmanager
-def relays() -> Iterator[None]:
-    """socat relays in the nodes' network namespaces for the relay paths, stopped on the way out."""
-    from lab import nodes  # needs the lab (root): imported here so the client stays usable without it
+def _wait_listening(targets: list[Target], procs: list[subprocess.Popen] | None = None, what: str = "") -> None:
+    deadline = time.monotonic() + 10
+    for address, port in targets:
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
+                break
+            dead = [p for p in procs or [] if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                why = dead[0].stderr.read().decode(errors="replace").strip() if dead else "no answer in 10 s"
+                raise RuntimeError(f"{what} {address}:{port}: {why}")
+            time.sleep(0.05)
 
-    if not shutil.which("socat"):
-        raise SystemExit("socat is missing: run `make lab-up` (it installs the lab's host packages) or "
-                         "`apt-get install socat`")
+
+@contextlib.contextmanager
+def relays(backend_port: int) -> Iterator[None]:
+    """socat relays in the nodes' network namespaces for the relay paths, stopped on the way out."""
+    from lab import nodes  # needs the lab (root): imported here so the pure part stays usable without it
+
     procs = []
+    specs = relay_specs(backend_port)
     try:
-        for node, address, port, upstream in RELAYS:
+        for node, address, port, upstream in specs:
             procs.append(subprocess.Popen(
                 ["nsenter", "-t", str(nodes.leader(node)), "-n", "--", "socat",
                  f"TCP-LISTEN:{port},bind={config.check_lab_address(address)},reuseaddr,fork,nodelay",
@@ -218,16 +359,7 @@ def relays() -> Iterator[None]:
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 preexec_fn=_die_with_parent,
             ))
-        deadline = time.monotonic() + 10
-        for _node, address, port, _ in RELAYS:
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
-                    break
-                dead = [p for p in procs if p.poll() is not None]
-                if dead or time.monotonic() > deadline:
-                    why = dead[0].stderr.read().decode(errors="replace").strip() if dead else "no answer in 10 s"
-                    raise RuntimeError(f"relay {address}:{port}: {why}")
-                time.sleep(0.05)
+        _wait_listening([(a, p) for _n, a, p, _u in specs], procs, "relay")
         yield
     finally:
         for p in procs:
@@ -240,128 +372,337 @@ def relays() -> Iterator[None]:
                 p.kill()
 
 
-def lab_tasks() -> list[int]:
-    """Every thread of every process in the lab's network namespaces (nodes and backends)."""
+def _replace_once(text: str, old: str, new: str, what: str) -> str:
+    if text.count(old) != 1:
+        raise RuntimeError(f"Debian's default {what} no longer has exactly one {old!r}: update bench/throughput")
+    return text.replace(old, new)
+
+
+def stock_nginx_conf(debian: str, node_address: str, backend_port: int) -> str:
+    """Debian's default nginx.conf (`debian`, as nginx-common ships it) with its pid and access log moved
+    under STOCK_DIR and its conf.d/sites-enabled includes replaced by a tutorial's reverse proxy: a
+    round-robin `upstream` of the lab's backends (no keepalive: a tutorial's) and a server on
+    node_address:STOCK_NGINX_PORT that proxy_passes every request to it."""
+    text = _replace_once(debian, "pid /run/nginx.pid;", f"pid {STOCK_DIR}/nginx.pid;", "nginx.conf")
+    text = _replace_once(text, "access_log /var/log/nginx/access.log;",
+                         "access_log /var/log/nginx/proxytier-bench-access.log;", "nginx.conf")
+    text = _replace_once(text, "include /etc/nginx/conf.d/*.conf;", "", "nginx.conf")
+    servers = "".join(f"\t\tserver {be.address}:{backend_port};\n" for be in config.BACKENDS)
+    site = (f"upstream backends {{\n{servers}\t}}\n"
+            f"\tserver {{\n\t\tlisten {config.check_lab_address(node_address)}:{STOCK_NGINX_PORT};\n"
+            "\t\tlocation / {\n\t\t\tproxy_pass http://backends;\n\t\t\tproxy_set_header Host $host;\n"
+            "\t\t\tproxy_set_header X-Real-IP $remote_addr;\n"
+            "\t\t\tproxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\t\t}\n\t}\n")
+    return _replace_once(text, "include /etc/nginx/sites-enabled/*;", site, "nginx.conf")
+
+
+def stock_haproxy_cfg(debian: str, node_address: str, backend_port: int) -> str:
+    """Debian's default haproxy.cfg with its admin socket moved under STOCK_DIR, and a tutorial's two
+    proxies appended: node_address:STOCK_TIER_PORT balancing `roundrobin` over the stock nginx of every
+    node, and node_address:HAPROXY_ALONE_PORT over the backends, each server with `check`."""
+    text = _replace_once(debian, "stats socket /run/haproxy/admin.sock", f"stats socket {STOCK_DIR}/haproxy.sock",
+                         "haproxy.cfg")
+    addr = config.check_lab_address(node_address)
+    nginxes = "".join(f"    server {n.name} {n.address}:{STOCK_NGINX_PORT} check\n" for n in config.NODES)
+    backends = "".join(f"    server {be.name} {be.address}:{backend_port} check\n" for be in config.BACKENDS)
+    return (text.rstrip("\n") + "\n\n"
+            f"frontend stock_tier\n    bind {addr}:{STOCK_TIER_PORT}\n    default_backend nginx_nodes\n\n"
+            f"backend nginx_nodes\n    balance roundrobin\n{nginxes}\n"
+            f"frontend haproxy_alone\n    bind {addr}:{HAPROXY_ALONE_PORT}\n    default_backend backends\n\n"
+            f"backend backends\n    balance roundrobin\n{backends}")
+
+
+def _debian_default(node: config.Node, package: str, member: str) -> str:
+    from lab import image, nodes
+
+    cmd = f"dpkg-deb --fsys-tarfile {image.LOCAL_REPO}/{package}_*.deb | tar -xO .{member}"
+    return nodes.exec_(node, ["sh", "-ec", cmd]).stdout
+
+
+def _stop_stock(node: config.Node) -> None:
     from lab import nodes
 
-    spaces = {os.stat(f"/proc/{nodes.leader(n)}/ns/net").st_ino for n in config.NODES}
-    spaces |= {os.stat(f"/run/netns/{be.netns}").st_ino for be in config.BACKENDS}
-    tasks = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if os.stat(proc / "ns" / "net").st_ino in spaces:
-                tasks += [int(t.name) for t in (proc / "task").iterdir()]
-        except OSError:  # gone meanwhile
-            continue
-    return tasks
+    nodes.exec_(node, ["systemctl", "stop", *STOCK_UNITS], check=False)
+    nodes.exec_(node, ["systemctl", "reset-failed", *STOCK_UNITS], check=False)
 
 
 @contextlib.contextmanager
-def one_cpu(cpu: int = 0) -> Iterator[int]:
-    """Pin this process and every lab task to one CPU; give each back its own CPU set on the way out."""
-    saved: dict[int, set[int]] = {0: os.sched_getaffinity(0)}
+def stock_daemons(backend_port: int) -> Iterator[None]:
+    """The stock nginx on every node and the stock HAProxy on proxy1, as transient units inside the nodes
+    (each config checked by its daemon first), stopped on the way out; a unit a killed run left is
+    stopped before starting."""
+    from lab import nodes
+
+    first = config.NODES[0]
     try:
-        for tid in lab_tasks():
-            with contextlib.suppress(OSError):
-                saved[tid] = os.sched_getaffinity(tid)
-                os.sched_setaffinity(tid, {cpu})
-        os.sched_setaffinity(0, {cpu})
-        yield len(saved) - 1
+        for node in config.NODES:
+            _stop_stock(node)
+            conf = stock_nginx_conf(_debian_default(node, "nginx-common", "/etc/nginx/nginx.conf"), node.address,
+                                    backend_port)
+            nodes.exec_(node, ["sh", "-ec", f"mkdir -p {STOCK_DIR}; cat > {STOCK_DIR}/nginx.conf"], input_text=conf)
+            nodes.exec_(node, ["nginx", "-t", "-q", "-c", f"{STOCK_DIR}/nginx.conf"])
+            nodes.exec_(node, ["systemd-run", f"--unit={STOCK_UNITS[0]}", "--collect", "nginx",
+                               "-c", f"{STOCK_DIR}/nginx.conf", "-g", "daemon off;"])
+        cfg = stock_haproxy_cfg(_debian_default(first, "haproxy", "/etc/haproxy/haproxy.cfg"), first.address,
+                                backend_port)
+        nodes.exec_(first, ["sh", "-ec", f"cat > {STOCK_DIR}/haproxy.cfg"], input_text=cfg)
+        nodes.exec_(first, ["haproxy", "-c", "-q", "-f", f"{STOCK_DIR}/haproxy.cfg"])
+        nodes.exec_(first, ["systemd-run", f"--unit={STOCK_UNITS[1]}", "--collect", "haproxy", "-W", "-db",
+                            "-f", f"{STOCK_DIR}/haproxy.cfg"])
+        _wait_listening([(n.address, STOCK_NGINX_PORT) for n in config.NODES]
+                        + [(first.address, STOCK_TIER_PORT), (first.address, HAPROXY_ALONE_PORT)], what="stock")
+        time.sleep(2.5)  # HAProxy's first health checks (inter 2 s) mark the servers up
+        yield
     finally:
-        for tid, cpus in saved.items():
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(tid, cpus)
+        for node in config.NODES:
+            with contextlib.suppress(Exception):
+                _stop_stock(node)
 
 
-# ---- the report
+def fast_backend_conf(be: config.Backend, run_dir: str) -> str:
+    """nginx as a backend that costs next to nothing per request: one worker answering every request on
+    be.address:FAST_PORT with a fixed JSON body, no access log (the lab's Python backends parse every
+    header a proxy adds, which made each proxy hop look dearer than it is)."""
+    addr = config.check_lab_address(be.address)
+    return (f"worker_processes 1;\npid {run_dir}/{be.name}.pid;\nerror_log {run_dir}/{be.name}-error.log;\n"
+            "events { worker_connections 4096; }\n"
+            f"http {{\n    access_log off;\n    keepalive_requests 1000000;\n    server {{\n"
+            f"        listen {addr}:{FAST_PORT};\n        location / {{\n"
+            "            default_type application/json;\n"
+            f"            return 200 '{{\"backend\": \"{be.name}\", \"fast\": true}}\\n';\n        }}\n    }}\n}}\n")
 
 
-def render(run: dict) -> str:
-    res, s = run["results"], run["settings"]
-    us = 1e6
-    base = res["direct"]
-    lines = [
-        "## Throughput and latency (`bench/throughput`)",
-        "",
-        f"Run {run['date']}, commit `{run['git_commit']}`, {report.machine_line(run['machine'])}.",
-        f"{s['rounds']} interleaved rounds, medians over rounds. Keep-alive: {s['requests']} sequential GETs over "
-        f"kept-alive connections; new connection: {s['requests_new']} GETs, each on a new TCP connection; "
-        f"throughput: {s['concurrency']} keep-alive connections for {s['seconds']} s; one CPU: keep-alive again "
-        "with the client and every lab process pinned to CPU 0. The client shares the 2 cores with every "
-        "daemon and backend. Differences are against `direct` (the same backends, taken in turn).",
-        "",
-        "| path | keep-alive p50 (us) | over direct | p99 (us) | new connection p50 (us) | over direct "
-        "| requests/s | vs direct | one CPU p50 (us) | over direct |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for path, r in res.items():
-        new = ("- | -" if r["new_p50"] is None
-               else f"{r['new_p50'] * us:.0f} | {(r['new_p50'] - base['new_p50']) * us:+.0f}")
-        lines.append(
-            f"| {path} | {r['p50'] * us:.0f} | {(r['p50'] - base['p50']) * us:+.0f} | {r['p99'] * us:.0f} "
-            f"| {new} "
-            f"| {r['rps']:.0f} | {r['rps'] / base['rps']:.2f} "
-            f"| {r['cpu0_p50'] * us:.0f} | {(r['cpu0_p50'] - base['cpu0_p50']) * us:+.0f} |"
-        )
-    if {"tier", "relay x2"} <= set(res):
-        over = {k: (res["tier"][k] - res["relay x2"][k]) * us for k in ("p50", "cpu0_p50")}
-        lines += [
-            "",
-            f"The tier over two do-nothing relays (what HAProxy and nginx add beyond the hops themselves), "
-            f"keep-alive p50: {over['p50']:+.0f} us on both CPUs, {over['cpu0_p50']:+.0f} us on one CPU.",
-        ]
-    paths = "; ".join(f"`{k}` " + ", ".join(f"{a}:{p}" for a, p in v) for k, v in run["paths"].items())
-    lines += ["", f"Paths: {paths}."]
-    return "\n".join(lines) + "\n"
+@contextlib.contextmanager
+def fast_backends() -> Iterator[None]:
+    """The host's nginx in each backend's network namespace on FAST_PORT (fast_backend_conf), and the tier
+    applied with its site's servers on that port (a lab pillar override); the checkout's pillar applied
+    again and the nginxes stopped on the way out."""
+    from lab import tier
+
+    procs = []
+    with tempfile.TemporaryDirectory(prefix="proxytier-bench-") as run_dir:
+        try:
+            for be in config.BACKENDS:
+                conf = Path(run_dir) / f"{be.name}.conf"
+                conf.write_text(fast_backend_conf(be, run_dir))
+                procs.append(subprocess.Popen(
+                    ["ip", "netns", "exec", be.netns, "nginx", "-c", str(conf), "-g", "daemon off;"],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                    preexec_fn=_die_with_parent))
+            _wait_listening([(be.address, FAST_PORT) for be in config.BACKENDS], procs, "backend")
+            data = tier.current_pillar()
+            for site in data["proxytier"]["sites"]:
+                for server in site.get("backends") or []:
+                    host, _, _port = server["address"].rpartition(":")
+                    server["address"] = f"{host}:{FAST_PORT}"
+            tier.write_pillar(data)
+            tier.apply_ok("the bench's backends")
+            yield
+        finally:
+            try:
+                tier.back_to_checkout_pillar()
+            finally:
+                for p in procs:
+                    if p.poll() is None:
+                        p.terminate()
+                for p in procs:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        p.wait(5)
+
+
+@contextlib.contextmanager
+def host_to_nginx() -> Iterator[None]:
+    """Let the host reach proxytier's nginx on proxy1 (its filter admits only members) for the `nginx`
+    path: one accept rule inserted first in proxytier's input chain, deleted by its handle on the way out
+    (an apply meanwhile would reload the filter without it)."""
+    from lab import nodes
+
+    first = config.NODES[0]
+    comment = "proxytier-bench: the host to nginx"
+    nodes.exec_(first, ["nft", "insert", "rule", "inet", "proxytier_filter", "input", "ip", "saddr",
+                        config.check_lab_address(config.HOST_ADDR), "tcp", "dport", "8080", "accept",
+                        "comment", f'"{comment}"'])
+    try:
+        yield
+    finally:
+        listing = nodes.exec_(first, ["nft", "-a", "list", "chain", "inet", "proxytier_filter", "input"],
+                              check=False).stdout
+        for line in listing.splitlines():
+            if comment in line and "# handle " in line:
+                nodes.exec_(first, ["nft", "delete", "rule", "inet", "proxytier_filter", "input", "handle",
+                                    line.rsplit("# handle ", 1)[1].strip()], check=False)
+
+
+def _stock_roots() -> set[int]:
+    return {int(p.name) for p in Path("/proc").glob("[0-9]*") if _cmdline(int(p.name)).find(STOCK_DIR) >= 0}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def lab_pids() -> dict[int, bool]:
+    """Every process in the lab's network namespaces -> whether it is in a backend's (else a node's)."""
+    from lab import nodes
+
+    spaces = {os.stat(f"/proc/{nodes.leader(n)}/ns/net").st_ino: False for n in config.NODES}
+    spaces |= {os.stat(f"/run/netns/{be.netns}").st_ino: True for be in config.BACKENDS}
+    pids = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            space = os.stat(proc / "ns" / "net").st_ino
+            if space in spaces:
+                pids[int(proc.name)] = spaces[space]
+    return pids
+
+
+def cpu_sample(pids: dict[int, bool], stock: set[int]) -> dict[int, tuple[str, int]]:
+    """{pid: (group, utime + stime in clock ticks)} of `pids` (lab_pids: every process in a backend's
+    namespace is "backend"; the relays count their reaped children too, as socat forks one per
+    connection); a process gone meanwhile is left out."""
+    out = {}
+    for pid, in_backend in pids.items():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        ppid = int(fields[1])
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
+        group = "backend" if in_backend else process_group(comm, _cmdline(pid), pid in stock or ppid in stock)
+        if group == "relay":
+            ticks += int(fields[13]) + int(fields[14])  # cutime, cstime: the forked relays that ended
+        out[pid] = (group, ticks)
+    return out
+
+
+def run_wrk(targets: list[Target], connections: int, seconds: float, mode: str, script: str) -> dict:
+    """One measurement: a wrk per target (split_connections), all at once -> merge()."""
+    procs = []
+    for (address, port), conns in zip(targets, split_connections(connections, len(targets)), strict=False):
+        cmd = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", script]
+        if mode == "new connection":
+            cmd += ["-H", "Connection: close"]
+        cmd.append(f"http://{config.hostport(config.check_lab_address(address), port)}/lab")
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      preexec_fn=_die_with_parent))
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=seconds + 30)
+        if p.returncode:
+            raise RuntimeError(f"wrk exited {p.returncode}: {(out + err).strip()[-300:]}")
+        results.append(parse_wrk(out))
+    return merge(results, mode)
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's reaped children so far (wrk's, the relays' once they end)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def measure(path: str, conc: int, mode: str, seconds: float, script: str, pids: dict[int, bool],
+            stock: set[int]) -> dict:
+    """One path at one concurrency and mode: wrk's figures and the CPU per request of every lab group."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    before = cpu_sample(pids, stock)
+    client = _children_cpu()
+    r = run_wrk(PATHS[path], conc, seconds, mode, script)
+    after = cpu_sample(pids, stock)
+    r["cpu"] = cpu_per_request(before, after, ticks, r["requests"])
+    r["cpu"]["client"] = (_children_cpu() - client) * 1e6 / max(r["requests"], 1)
+    return r
 
 
 def main(argv: list[str] | None = None) -> int:
+    global PATHS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--requests", type=int, default=2000)
-    ap.add_argument("--seconds", type=float, default=4.0)
-    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--concurrency", default=",".join(str(c) for c in CONCURRENCY),
+                    help="comma-separated connection counts (default 1,8,64,256)")
+    ap.add_argument("--paths", default=",".join(PATHS), help="comma-separated paths (default: all)")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--backend", choices=("nginx", "python"), default="nginx",
+                    help="nginx: the bench's own nginx backends on each backend's address (default); python: "
+                         "the lab's Python backends")
+    ap.add_argument("--section", default="throughput", help="BENCHMARKS.md section to write")
+    ap.add_argument("--title", default="", help="appended to the section's heading")
+    ap.add_argument("--pillar-note", default="", help="what the applied pillar changes, for the report")
     ap.add_argument("--output", default=str(report.REPO / "BENCHMARKS.md"))
     args = ap.parse_args(argv)
     rounds = max(1, min(args.rounds, 20))
-    requests = max(100, min(args.requests, 20000))
-    requests_new = max(100, requests // 2)
-    seconds = max(1.0, min(args.seconds, 30.0))
-    concurrency = max(1, min(args.concurrency, 64))
-    keys = ("p50", "p99", "new_p50", "rps", "cpu0_p50")
-    per_round: dict[str, dict[str, list[float]]] = {p: {k: [] for k in keys} for p in PATHS}
-    with relays():
+    seconds = max(1, min(round(args.seconds), 30))  # wrk takes whole seconds
+    concs = [max(1, min(int(c), 1024)) for c in args.concurrency.split(",")]
+    paths = [p for p in args.paths.split(",") if p]
+    modes = [m for m in args.modes.split(",") if m]
+    if unknown := [p for p in paths if p not in PATHS] + [m for m in modes if m not in MODES]:
+        raise SystemExit(f"unknown path or mode {unknown}: paths {list(PATHS)}, modes {list(MODES)}")
+    for tool in ("wrk", "socat"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is missing: run `make lab-up` (it installs the lab's host packages) or "
+                             f"`apt-get install {tool}`")
+    cells = [(m, c, p) for m in modes for c in concs for p in paths if not (m != "keep-alive" and p in RELAY_PATHS)]
+    per_round: dict[str, dict[str, dict[str, list[dict]]]] = {}
+    port = FAST_PORT if args.backend == "nginx" else config.BACKENDS[0].port
+    PATHS = lab_paths(port)
+    with contextlib.ExitStack() as stack:
+        if args.backend == "nginx":
+            stack.enter_context(fast_backends())
+        script = stack.enter_context(tempfile.NamedTemporaryFile("w", suffix=".lua"))
+        stack.enter_context(relays(port))
+        stack.enter_context(stock_daemons(port))
+        stack.enter_context(host_to_nginx())
+        script.write(WRK_SCRIPT)
+        script.flush()
+        pids = lab_pids()
+        stock = _stock_roots()
+        for path in paths:  # warm up: connections, pools, the stock daemons' health checks
+            run_wrk(PATHS[path], 8, 1.0, "keep-alive", script.name)
         for rnd in range(rounds):
-            for path in PATHS:  # interleaved: every path sees the same machine weather
-                m = per_round[path]
-                lat = latency(path, requests)
-                m["p50"].append(pct(lat, 0.5))
-                m["p99"].append(pct(lat, 0.99))
-                if path not in RELAY_PATHS:
-                    m["new_p50"].append(pct(latency_new_connection(path, requests_new), 0.5))
-                m["rps"].append(throughput(path, concurrency, seconds))
-                with one_cpu():
-                    m["cpu0_p50"].append(pct(latency(path, requests), 0.5))
-                new = f"{m['new_p50'][-1] * 1e6:5.0f} us" if m["new_p50"] else "    -   "
-                print(f"round {rnd + 1} {path:<8} keep-alive p50 {m['p50'][-1] * 1e6:5.0f} us  "
-                      f"p99 {m['p99'][-1] * 1e6:6.0f} us  new connection p50 {new}  "
-                      f"{m['rps'][-1]:6.0f} req/s  one CPU p50 {m['cpu0_p50'][-1] * 1e6:5.0f} us", flush=True)
+            for mode, conc, path in cells:  # interleaved: every path sees the same machine weather
+                r = measure(path, conc, mode, seconds, script.name, pids, stock)
+                per_round.setdefault(mode, {}).setdefault(str(conc), {}).setdefault(path, []).append(r)
+                print(f"round {rnd + 1} {mode:<14} c={conc:<4} {path:<13} p50 {r['p50'] * 1e6:7.0f} us  "
+                      f"p99 {r['p99'] * 1e6:7.0f} us  {r['rps']:7.0f} req/s  failed {r['failed']}  "
+                      f"proxies {path_total(path, r['cpu']):6.1f} us/req", flush=True)
+    results = {
+        mode: {conc: {path: summarize(rs) for path, rs in by_path.items()} for conc, by_path in by_conc.items()}
+        for mode, by_conc in per_round.items()
+    }
     run = {
         "bench": "throughput", "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git_commit": report.git_commit(), "machine": report.machine_facts(),
-        "settings": {"rounds": rounds, "requests": requests, "requests_new": requests_new, "seconds": seconds,
-                     "concurrency": concurrency},
-        "paths": PATHS,
+        "settings": {"rounds": rounds, "seconds": seconds, "concurrency": concs, "cpu_concurrency": 8,
+                     "backend": args.backend,
+                     "title": args.title, "pillar_note": args.pillar_note},
+        "paths": {p: PATHS[p] for p in paths},
         "per_round": per_round,
-        "results": {p: {k: statistics.median(v) if v else None for k, v in d.items()}
-                    for p, d in per_round.items()},
+        "results": results,
     }
-    path = report.save_json(run, "throughput")
+    out = report.save_json(run, args.section)
     text = render(run)
     print(text)
-    report.write_section(Path(args.output), "throughput", text)
-    print(f"results: {path}; report: {args.output}")
+    report.write_section(Path(args.output), args.section, text)
+    print(f"results: {out}; report: {args.output}")
     return 0
+
+
+def summarize(rounds: list[dict]) -> dict:
+    """Per-round figures of one cell -> medians (p50, p99, rps, CPU per group), failed summed."""
+    groups = sorted({g for r in rounds for g in r.get("cpu", {})})
+    return {
+        "p50": statistics.median(r["p50"] for r in rounds),
+        "p99": statistics.median(r["p99"] for r in rounds),
+        "rps": statistics.median(r["rps"] for r in rounds),
+        "requests": sum(r["requests"] for r in rounds),
+        "failed": sum(r["failed"] for r in rounds),
+        "cpu": {g: statistics.median(r.get("cpu", {}).get(g, 0.0) for r in rounds) for g in groups},
+    }
 
 
 if __name__ == "__main__":

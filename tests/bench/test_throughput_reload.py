@@ -1,5 +1,5 @@
-"""bench/throughput's client and figures, and bench/reload's report, without the lab: against a local
-server with the lab backend's handler (loopback only)."""
+"""bench/throughput's pure parts (wrk's figures, merging, CPU groups, stock configs, the report) and
+bench/reload's report, without the lab (a local server on loopback where a real wrk runs)."""
 
 from __future__ import annotations
 
@@ -9,81 +9,134 @@ from bench.reload import run as reload_run
 from bench.throughput import run as tput
 from lab.load import Sample
 
-
-@pytest.fixture
-def local_paths(local_server, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple[str, int]]]:
-    servers = {name: local_server(f"127.0.0.{i}") for i, name in ((11, "direct"), (12, "nginx"), (13, "tier"))}
-    second = local_server("127.0.0.14")
-    paths = {name: [(s.address, s.port)] for name, s in servers.items()}
-    paths["direct"].append((second.address, second.port))  # two targets, taken in turn
-    monkeypatch.setattr(tput, "PATHS", paths)
-    return paths
+WRK_LINE = ('{"requests": %d, "duration_us": 2000000, "p50_us": %d, "p99_us": %d, "errors": '
+            '{"connect": 0, "read": %d, "write": 0, "status": %d, "timeout": 0}}')
 
 
-def test_client_reads_whole_answers_on_one_keepalive_connection(local_paths) -> None:
-    client = tput.Client(*local_paths["direct"][0])
-    try:
-        local = client.sock.getsockname()
-        for _ in range(200):
-            client.get()
-        assert client.buf == b""  # nothing left over: every body was read exactly
-        assert client.sock.getsockname() == local  # the same connection throughout
-    finally:
-        client.close()
+def test_wrk_script_prints_what_parse_wrk_reads_from_a_real_wrk(local_server) -> None:
+    """The Lua done() against a real wrk, when the host has it (the lab's host packages install it)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if not shutil.which("wrk"):
+        pytest.skip("wrk is not installed (lab/host-deps.sh installs it)")
+    server = local_server("127.0.0.21")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(tput.WRK_SCRIPT)
+        script.flush()
+        out = subprocess.run(["wrk", "-t1", "-c2", "-d1s", "-s", script.name, f"http://{server.address}:{server.port}/"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    got = tput.parse_wrk(out)
+    assert got["requests"] > 50 and 0 < got["p50_us"] <= got["p99_us"]
+    assert tput.failures(got, "keep-alive") == 0
 
 
-def test_client_refuses_addresses_outside_the_lab() -> None:
-    with pytest.raises(ValueError, match="outside"):
-        tput.Client("192.0.2.1", 80)
+def test_parse_wrk_takes_the_figures_line_and_names_a_missing_one() -> None:
+    out = "Running 2s test @ http://198.18.0.21:8081/lab\n  1 threads\n" + WRK_LINE % (100, 50, 90, 0, 0) + "\n"
+    assert tput.parse_wrk(out)["p99_us"] == 90
+    with pytest.raises(ValueError, match="no figures"):
+        tput.parse_wrk("unable to connect to 198.18.0.21:8081 Connection refused\n")
 
 
-def test_latency_and_throughput_measure_something_real(local_paths) -> None:
-    lat = tput.latency("direct", 300)
-    assert len(lat) == 300 and all(0 < x < 1 for x in lat)
-    assert tput.pct(lat, 0.5) <= tput.pct(lat, 0.99)
-    new = tput.latency_new_connection("direct", 100)
-    assert len(new) == 100 and all(0 < x < 1 for x in new)
-    rps = tput.throughput("nginx", concurrency=2, seconds=1.0)
-    assert rps > 50  # a local Python server answers hundreds per second
+def test_connections_split_evenly_over_targets() -> None:
+    assert tput.split_connections(8, 3) == [3, 3, 2]
+    assert tput.split_connections(1, 3) == [1]
+    assert tput.split_connections(256, 1) == [256]
+    assert sum(tput.split_connections(64, 3)) == 64
 
 
-def test_pct_picks_the_rank() -> None:
-    values = [float(i) for i in range(1, 101)]
-    assert tput.pct(values, 0.5) == 51.0
-    assert tput.pct(values, 0.99) == 100.0
+def test_merge_sums_rates_weights_percentiles_and_counts_failures_by_mode() -> None:
+    import json
+
+    a = json.loads(WRK_LINE % (3000, 100, 400, 0, 0))
+    b = json.loads(WRK_LINE % (1000, 200, 800, 1000, 2))
+    ka = tput.merge([a, b], "keep-alive")
+    assert ka["requests"] == 4000 and ka["rps"] == 2000.0
+    assert ka["p50"] == pytest.approx(125e-6) and ka["p99"] == pytest.approx(500e-6)
+    assert ka["failed"] == 1002  # kept alive, a read error is a failure
+    assert tput.merge([a, b], "new connection")["failed"] == 2  # there, each close reads as one (wrk)
 
 
-def test_throughput_report_gives_differences_and_ratios(local_paths) -> None:
-    def r(p50: float, new: float | None, rps: float, cpu0: float) -> dict:
-        return {"p50": p50 * 1e-6, "p99": 3 * p50 * 1e-6, "new_p50": None if new is None else new * 1e-6,
-                "rps": rps, "cpu0_p50": cpu0 * 1e-6}
-
-    run = {
-        "date": "2026-01-01T00:00:00Z", "git_commit": "abc", "machine": {"cpu_model": "x", "cpus": 2},
-        "settings": {"rounds": 1, "requests": 10, "requests_new": 5, "seconds": 1, "concurrency": 2},
-        "paths": {"direct": [("198.18.0.21", 8080)], "tier": [("198.18.0.101", 80)]},
-        "results": {"direct": r(100, 300, 1000.0, 80), "relay x2": r(160, None, 700.0, 110),
-                    "tier": r(230, 450, 500.0, 150)},
-    }
-    text = tput.render(run)
-    assert "| direct | 100 | +0 | 300 | 300 | +0 | 1000 | 1.00 | 80 | +0 |" in text
-    assert "| relay x2 | 160 | +60 | 480 | - | - | 700 | 0.70 | 110 | +30 |" in text
-    assert "| tier | 230 | +130 | 690 | 450 | +150 | 500 | 0.50 | 150 | +70 |" in text
-    assert "keep-alive p50: +70 us on both CPUs, +40 us on one CPU" in text
+def test_processes_are_grouped_by_daemon_and_stock_apart() -> None:
+    g = tput.process_group
+    assert g("haproxy", "/usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg", False) == "haproxy"
+    assert g("haproxy", f"haproxy -W -db -f {tput.STOCK_DIR}/haproxy.cfg", True) == "haproxy (stock)"
+    assert g("nginx", "nginx: worker process", True) == "nginx (stock)"
+    assert g("python3", "/usr/bin/python3 -m proxytier_exporter --web.listen-address=x", False) == "exporter"
+    assert g("systemd-journal", "/lib/systemd/systemd-journald", False) == "journald"
+    assert g("socat", "socat TCP-LISTEN:9901", False) == "relay"
+    assert g("salt-minion", "/opt/salt/bin/python3 /opt/salt/bin/salt-minion", False) == "salt-minion"
 
 
-def test_relays_chain_two_nodes_to_each_backend_on_lab_addresses() -> None:
+def test_cpu_per_request_counts_differences_and_new_processes() -> None:
+    before = {1: ("haproxy", 100), 2: ("nginx", 50), 3: ("nginx", 10)}
+    after = {1: ("haproxy", 110), 2: ("nginx", 55), 3: ("nginx", 12), 4: ("relay", 3)}  # 4 started meanwhile
+    cpu = tput.cpu_per_request(before, after, 100.0, 1000)  # 100 ticks/s: a tick is 10 ms
+    assert cpu == pytest.approx({"haproxy": 100.0, "nginx": 70.0, "relay": 30.0})
+    assert tput.path_total("tier", {**cpu, "exporter": 5.0, "backend": 40.0, "client": 9.0}) == pytest.approx(175.0)
+    assert tput.path_total("direct", cpu) == 0
+
+
+DEBIAN_NGINX = """user www-data;
+worker_processes auto;
+pid /run/nginx.pid;
+events {
+\tworker_connections 768;
+}
+http {
+\taccess_log /var/log/nginx/access.log;
+\tinclude /etc/nginx/conf.d/*.conf;
+\tinclude /etc/nginx/sites-enabled/*;
+}
+"""
+
+
+def test_stock_configs_are_debians_plus_a_tutorials_proxy_and_fail_loudly_if_debian_changes() -> None:
     from lab import config
 
-    by_port = {port: (node.name, address, upstream) for node, address, port, upstream in tput.RELAYS}
-    for i, be in enumerate(config.BACKENDS, start=1):
-        assert by_port[tput.relay_port(0, i)][2] == f"{be.address}:{be.port}"  # one hop
-        first = by_port[tput.relay_port(1, i)]  # two hops: proxy1 -> proxy2 -> the backend
-        second = by_port[tput.relay_port(2, i)]
-        assert first[0] != second[0] and first[2] == f"{second[1]}:{tput.relay_port(2, i)}"
-        assert second[2] == f"{be.address}:{be.port}"
-    for _name, address, _upstream in by_port.values():
-        config.check_lab_address(address)
+    conf = tput.stock_nginx_conf(DEBIAN_NGINX, config.NODES[0].address, tput.FAST_PORT)
+    assert f"pid {tput.STOCK_DIR}/nginx.pid;" in conf and "worker_processes auto;" in conf
+    assert "sites-enabled" not in conf and "conf.d" not in conf
+    assert f"listen {config.NODES[0].address}:{tput.STOCK_NGINX_PORT};" in conf
+    assert all(f"server {be.address}:{tput.FAST_PORT};" in conf for be in config.BACKENDS)
+    assert "keepalive" not in conf  # a tutorial's upstream: a new connection per request
+    with pytest.raises(RuntimeError, match=r"pid /run/nginx\.pid"):
+        tput.stock_nginx_conf(DEBIAN_NGINX.replace("pid /run/nginx.pid;", ""), config.NODES[0].address, 8080)
+    debian_haproxy = "global\n\tstats socket /run/haproxy/admin.sock mode 660 level admin\ndefaults\n\toption httplog\n"
+    cfg = tput.stock_haproxy_cfg(debian_haproxy, config.NODES[0].address, 8080)
+    assert f"stats socket {tput.STOCK_DIR}/haproxy.sock" in cfg and "option httplog" in cfg
+    assert cfg.count("balance roundrobin") == 2
+    assert all(f"server {n.name} {n.address}:{tput.STOCK_NGINX_PORT} check" in cfg for n in config.NODES)
+
+
+def _cell(p50: float, rps: float, cpu: dict | None = None) -> dict:
+    return {"p50": p50 * 1e-6, "p99": 3 * p50 * 1e-6, "rps": rps, "requests": int(rps), "failed": 0,
+            "cpu": cpu or {}}
+
+
+def test_report_gives_ratios_and_says_which_targets_are_met() -> None:
+    res = {
+        "keep-alive": {
+            "1": {"direct": _cell(40, 25000), "relay x2": _cell(110, 9000), "stock tier": _cell(230, 4000),
+                  "tier": _cell(140, 5000)},
+            "8": {"direct": _cell(80, 80000), "relay x2": _cell(340, 20000), "stock tier": _cell(1000, 7000),
+                  "tier": _cell(500, 16000, {"haproxy": 40.0, "nginx": 50.0, "exporter": 2.0, "backend": 20.0})},
+        },
+        "new connection": {"1": {"direct": _cell(30, 12000), "stock tier": _cell(300, 2500),
+                                 "tier": _cell(320, 3000)}},
+    }
+    run = {"date": "2026-01-01T00:00:00Z", "git_commit": "abc", "machine": {"cpu_model": "x", "cpus": 2},
+           "settings": {"rounds": 3, "seconds": 3, "concurrency": [1, 8], "cpu_concurrency": 8},
+           "paths": {"direct": [("198.18.0.21", 8081)], "tier": [("198.18.0.101", 80)]}, "results": res}
+    text = tput.render(run)
+    assert "| 1 | tier | 140 | 420 | +100 | 1.43 | 5000 | 0.20 | 0.56 | 1.25 | 0 |" in text
+    assert "| 8 | tier | 500 | 1500 | +420 | 1.62 | 16000 | 0.20 | 0.80 | 2.29 | 0 |" in text
+    assert "| tier | 40.0 | 50.0 | 2.0 | - |" in text and "| 92.0 |" in text
+    assert "2.0 of 92.0 us (2.2%): met" in text
+    assert "+100 us vs +70 us (1.43x): met" in text
+    assert "16000 vs 20000 (0.80x): met" in text
+    assert "new connection 1: p50 320 vs 300 us: **not met**" in text  # slower than stock there
 
 
 def test_reload_change_touches_all_three_configs_and_report_counts() -> None:
