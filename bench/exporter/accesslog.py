@@ -27,10 +27,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from proxytier_exporter.accesslog import TSV_FIELDS, AccessLogStats
-from proxytier_exporter.logfile import LogFollower
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "exporter"))  # the exporter's package, as `make test` and its unit file run it
 
-FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "exporter" / "fixtures"
+from proxytier_exporter.accesslog import TSV_FIELDS, AccessLogStats  # noqa: E402
+from proxytier_exporter.logfile import LogFollower  # noqa: E402
+
+FIXTURES = REPO / "tests" / "exporter" / "fixtures"
 BATCH = 3000
 
 
