@@ -115,6 +115,13 @@ def tls_pem(path: str) -> str:
     return _lib("proxytier_model").tls_pem(__pillar__.get("proxytier", {}), path, params=_os_params())  # noqa: F821
 
 
+def bgp_password(name: str) -> str:
+    """The TCP-MD5 password of BGP peer `name` (``peer<n>``, the model's bgp:peers:name) from pillar,
+    validated (proxytier_bgp.password). Only bird.conf.jinja calls it, so that the password is never
+    part of the model, state context or the job cache (the file states keep show_changes off)."""
+    return _lib("proxytier_bgp").password(__pillar__.get("proxytier", {}).get("bgp"), name)  # noqa: F821
+
+
 def monitoring(tplroot: str = "proxytier") -> dict[str, Any]:
     """The model of proxytier.monitoring for this Prometheus minion: pillar proxytier_monitoring over
     templates/monitoring/defaults.yaml, validated; targets from its nodes or the mine (proxytier_monitoring).
