@@ -124,7 +124,8 @@ BAD = [
     ("bgp:peers:0:password", "x" * 81, ["proxytier:bgp:peers:0:password = '***'", "1..80"]),
     ("bgp:peers:0:pasword", "x", ["proxytier:bgp:peers:0:pasword: unknown key", "did you mean 'password'"]),
     ("bgp:maintenance", "proxy3", ["proxytier:bgp:maintenance = 'proxy3'", "a list of member ids"]),
-    ("bgp:maintenance:0", "proxy9", ["proxytier:bgp:maintenance:0 = 'proxy9'", "not a member (proxy1, proxy2, proxy3)"]),
+    ("bgp:maintenance:0", "proxy9", ["proxytier:bgp:maintenance:0 = 'proxy9'",
+                                     "not a member (proxy1, proxy2, proxy3)"]),
     ("bgp:gate:table", 254, ["proxytier:bgp:gate:table = 254", "except 253, 254 and 255"]),
     ("bgp:gate:table", 0, ["proxytier:bgp:gate:table = 0"]),
     ("bgp:gate:interval", 0.01, ["proxytier:bgp:gate:interval = 0.01", "0.05..5"]),
@@ -179,3 +180,27 @@ def test_ibgp_is_recognised_and_asns_of_every_range_pass() -> None:
         p["bgp"]["peers"][0]["asn"] = peer
         m = build_model(p, "proxy1")
         assert m["bgp"]["asn"] == local and m["bgp"]["peers"][0]["ibgp"] is (local == peer)
+
+
+def test_verify_in_bgp_mode_asks_bird_the_gate_and_its_state(tmp_path: Any) -> None:
+    import proxytier_runtime
+
+    model = build_model(bgp_pillar(), "proxy1")
+    model["bgp"]["gate"] = {**model["bgp"]["gate"], "hold_file": str(tmp_path / "hold"),
+                            "state_file": str(tmp_path / "state.json")}
+    running = {"bird": True, "proxytier-bgp-gate": True}
+    checks = proxytier_runtime.bgp_checks(model, lambda unit: running[unit])
+    assert sorted(checks) == ["bird running", "proxytier-bgp-gate running",
+                              "the gate announces 198.18.0.100, 2001:2::100"]
+    announces = checks["the gate announces 198.18.0.100, 2001:2::100"]
+    assert not announces()  # no state file yet
+    state = {"announced": False, "addresses": ["198.18.0.100", "2001:2::100"]}
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    assert not announces()
+    (tmp_path / "hold").write_text("1\n")
+    assert announces()  # held: announcing nothing is right
+    (tmp_path / "hold").unlink()
+    (tmp_path / "state.json").write_text(json.dumps({**state, "announced": True}))
+    assert announces()
+    running["bird"] = False
+    assert not checks["bird running"]()

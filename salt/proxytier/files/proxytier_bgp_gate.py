@@ -51,6 +51,7 @@ def ip(*args: str) -> bool:
 
 
 def family(address: str) -> str:
+    """`ip`'s family flag for an address: -4 or -6."""
     return "-6" if ":" in address else "-4"
 
 
@@ -109,10 +110,12 @@ class Gate:
                            capture_output=True, timeout=5)
 
     def apply(self) -> None:
+        """Write the current decision into the kernel table again, for every address."""
         for a in self.cfg["addresses"]:
             self.route(a, self.announced)
 
     def set(self, announced: bool, why: str) -> None:
+        """Announce (True) or withdraw every address, log a change with `why`, write the state file."""
         if announced != self.announced:
             self.announced, self.since = announced, time.time()
             print(f"{'announce' if announced else 'withdraw'}: {why}", flush=True)
@@ -120,6 +123,7 @@ class Gate:
         self.write_state()
 
     def write_state(self) -> None:
+        """The state file (JSON, replaced atomically): announced, since (epoch s), addresses, healthy, held."""
         state = {"announced": self.announced, "since": self.since, "addresses": self.cfg["addresses"],
                  "healthy": self.last_ok, "held": self.held()}
         tmp = f"{self.cfg['state_file']}.tmp"
@@ -131,6 +135,7 @@ class Gate:
             print(f"state file: {e}", file=sys.stderr, flush=True)
 
     def held(self) -> bool:
+        """Whether the hold file (the run-time maintenance switch) exists."""
         return os.path.exists(self.cfg["hold_file"])
 
     def step(self) -> None:
@@ -147,6 +152,7 @@ class Gate:
             self.set(True, f"HAProxy passed {self.ups} check(s) in a row")
 
     def run(self) -> int:
+        """Load, start withdrawn, check every `interval` s until SIGTERM; -> exit status 0."""
         self.load()
         self.set(False, "starting")
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload_wanted", True))
