@@ -12,9 +12,11 @@ and what was run here against Debian 12's bird2 2.0.12):
 - Reload without dropping sessions: Debian's bird.service has ``ExecReload=/usr/sbin/birdc
   configure``. BIRD compares each protocol's old and new configuration and reconfigures it in place
   when it can (nest/proto.c proto_reconfigure, proto/bgp/bgp.c bgp_reconfigure): a changed export
-  filter only re-exports (the session stays up); a changed neighbor, ASN or timer restarts that one
-  session. FRR's reload is frr-reload.py (package frr-pythontools: "Without this package installed,
-  reload ... will not work"), which diffs the running configuration and replays vtysh commands.
+  filter only re-exports (measured, tests/render/test_render_bgp.py: the maintenance filter loaded
+  by ``birdc configure`` withdrew the addresses in 12 ms, and the router's sessions kept their
+  "Established since" time); a changed neighbor, ASN or timer restarts that one session. FRR's
+  reload is frr-reload.py (package frr-pythontools: "Without this package installed, reload ...
+  will not work"), which diffs the running configuration and replays vtysh commands.
 - BFD: ``protocol bfd`` plus ``bfd { min rx interval; min tx interval; multiplier; }`` in each BGP
   protocol (nest/config.Y bfd_item; doc/bird.sgml "bgp-bfd": on a BFD failure "the BGP session is
   restarted"). BIRD does not bound the interval or the multiplier (proto/bfd/config.Y): the bounds
@@ -31,7 +33,9 @@ proxytier-bgp-gate (files/proxytier_bgp_gate.py), a small service, polls HAProxy
 adds or deletes those routes. BIRD hears route changes on netlink at once (sysdep/linux/netlink.c
 nl_async_msg -> RTM_NEWROUTE/RTM_DELROUTE): here, a route deleted from the table was gone from
 BIRD's table within 50 ms, so the withdraw follows HAProxy's death by the gate's `interval` x
-`fall` plus one BGP UPDATE. Rejected alternatives:
+`fall` plus one BGP UPDATE (measured against a router running BIRD in network namespaces,
+tests/render/test_render_bgp.py: 0.27..0.38 s from HAProxy's last answer to the route gone from
+the router, at the defaults 0.2 s x 2). Rejected alternatives:
 - ``birdc disable/enable`` of a protocol: ``birdc configure`` resets a protocol's runtime state to
   the config's (nest/proto.c v2.0.12 proto_reconfigure: ``nc->disabled != p->disabled`` restarts it),
   so every reload would re-announce a withdrawn node, or withdraw an announcing one.

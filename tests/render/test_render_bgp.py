@@ -172,6 +172,9 @@ def test_a_router_gets_the_addresses_only_while_haproxy_answers(tmp_path: Path) 
     p["bgp"]["extra"] = {"peer": ["connect delay time 1;"]}
     model = build_model(p, "proxy1", params=os_params())
     (tmp_path / "node.conf").write_text(bird_conf(model))
+    (tmp_path / "node-serving.conf").write_text(bird_conf(model))
+    p["bgp"]["maintenance"] = ["proxy1"]
+    (tmp_path / "node-maintenance.conf").write_text(bird_conf(build_model(p, "proxy1", params=os_params())))
     (tmp_path / "router.conf").write_text(ROUTER)
     gate = {**model["bgp"]["gate"], "hold_file": str(tmp_path / "hold"), "state_file": str(tmp_path / "state.json")}
     (tmp_path / "gate.json").write_text(json.dumps(gate))
@@ -194,5 +197,11 @@ def test_a_router_gets_the_addresses_only_while_haproxy_answers(tmp_path: Path) 
     assert out["haproxy_back_announced_s"] is not None, out
     assert out["held_withdrawn_s"] is not None and out["held_withdrawn_s"] < 1.0, out
     assert out["unheld_announced_s"] is not None, out
+    # maintenance through the config and a reload: withdrawn, the sessions never restarted
+    assert "Reconfigured" in out["maintenance_configure"], out["maintenance_configure"]
+    assert out["maintenance_withdrawn_s"] is not None and out["maintenance_withdrawn_s"] < 1.0, out
+    assert out["maintenance_over_announced_s"] is not None, out
+    assert len(out["sessions"]) == 2 and all("Established" in line for line in out["sessions"]), out["sessions"]
+    assert out["sessions_kept_over_maintenance"] and out["sessions_kept_after_maintenance"], out
     assert out["gate_stopped_withdrawn_s"] is not None and out["gate_stopped_withdrawn_s"] < 1.0, out
     assert out["gate_table_after_stop"].strip() == ""
