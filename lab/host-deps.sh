@@ -3,7 +3,7 @@
 # Services of these packages are NOT started on the host: a temporary policy-rc.d refuses
 # service starts while apt runs (the daemons only run inside the lab's nodes).
 set -eu
-PKGS="nginx haproxy keepalived nftables systemd-container debootstrap iproute2 prometheus python3-venv curl jq make socat wrk shellcheck git"
+PKGS="nginx haproxy keepalived bird2 nftables systemd-container debootstrap iproute2 prometheus python3-venv curl jq make socat wrk shellcheck git"
 
 missing=""
 for p in $PKGS; do

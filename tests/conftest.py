@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 #: what the non-lab suites run for real (lab/host-deps.sh installs them all)
-REQUIRED_TOOLS = ("nginx", "haproxy", "keepalived", "nft", "unshare", "openssl", "promtool", "prometheus",
+REQUIRED_TOOLS = ("nginx", "haproxy", "keepalived", "bird", "nft", "unshare", "openssl", "promtool", "prometheus",
                   "socat", "shellcheck", "ip")
 
 

@@ -115,6 +115,13 @@ def tls_pem(path: str) -> str:
     return _lib("proxytier_model").tls_pem(__pillar__.get("proxytier", {}), path, params=_os_params())  # noqa: F821
 
 
+def bgp_password(name: str) -> str:
+    """The TCP-MD5 password of BGP peer `name` (``peer<n>``, the model's bgp:peers:name) from pillar,
+    validated (proxytier_bgp.password). Only bird.conf.jinja calls it, so that the password is never
+    part of the model, state context or the job cache (the file states keep show_changes off)."""
+    return _lib("proxytier_bgp").password(__pillar__.get("proxytier", {}).get("bgp"), name)  # noqa: F821
+
+
 def monitoring(tplroot: str = "proxytier") -> dict[str, Any]:
     """The model of proxytier.monitoring for this Prometheus minion: pillar proxytier_monitoring over
     templates/monitoring/defaults.yaml, validated; targets from its nodes or the mine (proxytier_monitoring).
@@ -256,19 +263,24 @@ def verify(timeout: float = 30.0, vips: bool = True, vrrp: bool = True) -> dict[
     URI, HAProxy sees this node's nginx UP, keepalived runs, and (unless vips=False, for a node
     whose VIPs were handed over) the node holds the VIPs it owns. vrrp=False (a joining node whose
     keepalived is held down) checks neither keepalived nor VIPs. Waits up to `timeout` seconds,
-    then fails naming what is still wrong. CLI: ``salt proxy1 proxytier.verify``."""
+    then fails naming what is still wrong. With vip_mode bgp, instead of keepalived and VIPs: BIRD
+    and the BGP gate run and the gate announces (proxytier_runtime.bgp_checks).
+    CLI: ``salt proxy1 proxytier.verify``."""
     runtime = _lib("proxytier_runtime")
     m = model()
     sock = m["params"].get("haproxy_stats_socket", "/run/haproxy/stats.sock")
     keepalived = m["params"].get("services", {}).get("keepalived", "keepalived")
+    bgp = "bgp" in m
     checks = runtime.serving_checks(
         m,
         lambda cmd: runtime.unix_command(sock, cmd),
-        (lambda: bool(__salt__["service.status"](keepalived))) if vrrp else None,  # noqa: F821
+        (lambda: bool(__salt__["service.status"](keepalived))) if vrrp and not bgp else None,  # noqa: F821
         _held_addresses,
-        vips=vips and vrrp,
+        vips=vips and vrrp and not bgp,
         guarded=_guarded,
     )
+    if bgp:
+        checks.update(runtime.bgp_checks(m, lambda unit: bool(__salt__["service.status"](unit))))  # noqa: F821
     return runtime.wait_all(m["node"]["id"], checks, timeout)
 
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import proxytier_bgp as bgp_
 import proxytier_members as members_
 import proxytier_vrrp as vrrp_
 from proxytier_exporter_cfg import EXPORTER_DEFAULTS, exporter
@@ -24,6 +25,7 @@ from proxytier_nginx import NGINX_DEFAULTS, health_path, nginx
 from proxytier_schema import (
     ProxytierError,
     abs_path,
+    choice,
     fail,
     merge,
     package_name,
@@ -75,6 +77,16 @@ PARAM_KINDS: dict[str, Any] = {
     "exporter_service": "unit",
     "python3": "path",
     "tmpfiles_dir": "path",
+    # vip_mode bgp (proxytier_bgp): BIRD's package, unit, user, files, and the health gate's files
+    "bird_pkg": "package",
+    "bird_service": "unit",
+    "bird_user": "user",
+    "bird_config": "path",
+    "bird_bin": "path",
+    "bgp_gate_config": "path",
+    "bgp_hold_file": "path",
+    "bgp_gate_state_file": "path",
+    "ip_bin": "path",
 }
 _CHECK: dict[str, Callable[[Any, tuple[Any, ...]], Any]] = {
     "path": abs_path,
@@ -118,6 +130,7 @@ WORD_RE = re.compile(r"[A-Za-z0-9_.:/@+=,*-]*")
 
 DEFAULTS: dict[str, Any] = {
     "lookup": {},
+    "vip_mode": "vrrp",
     "interface": "eth0",
     "members": None,
     "members_from_mine": None,
@@ -125,6 +138,7 @@ DEFAULTS: dict[str, Any] = {
     "vip_pool": vrrp_.VIP_POOL_DEFAULTS,
     "dns_name": None,
     "vrrp": vrrp_.VRRP_DEFAULTS,
+    "bgp": bgp_.BGP_DEFAULTS,
     "haproxy": HAPROXY_DEFAULTS,
     "nginx": NGINX_DEFAULTS,
     "exporter": EXPORTER_DEFAULTS,
@@ -165,15 +179,29 @@ def build_model(
     check_params(params)
     cfg = merge(DEFAULTS, pillar, ())
     interface = vrrp_.interface(cfg["interface"], ("interface",))
-    vip_list, pool_list, contested, (found, source, ignored) = _vips_and_members(cfg, mine, interface)
+    bgp_mode = vip_mode(cfg["vip_mode"], pillar)
+    nginx_cfg, haproxy_cfg, exporter_cfg = cfg["nginx"], cfg["haproxy"], cfg["exporter"]
+    if bgp_mode:
+        # every node announces every service address (proxytier_bgp); no VRRP instance, no pool
+        bgp = bgp_.settings(cfg["bgp"])
+        vip_list = bgp_.service_addresses(cfg["vips"], (pillar or {}).get("vip_pool"))
+        pool_list, contested = [], []
+        found, source, ignored = members_.members_checked(cfg, mine, {str(v["iface"].ip) for v in vip_list})
+        bgp_.check_reach(vip_list, bgp, found)
+        bgp_.check_exporter(pillar)
+        exporter_cfg = {**exporter_cfg, "keepalived_source": "none"}
+    else:
+        vip_list, pool_list, contested, (found, source, ignored) = _vips_and_members(cfg, mine, interface)
     me = members_.me(found, minion_id, ignored)
     dns_name = vrrp_.dns_name(cfg["dns_name"])
     vip_addrs = [str(v["iface"].ip) for v in vip_list]
     vrrp = vrrp_.settings(cfg["vrrp"], len(found))
-    vrrp_.check_families(vip_list, vrrp)
-    nginx_cfg, haproxy_cfg, exporter_cfg = cfg["nginx"], cfg["haproxy"], cfg["exporter"]
     check_path = health_path(nginx_cfg["health_path"])
-    instances = vrrp_.instances(vip_list, found, vrrp, minion_id)
+    if bgp_mode:
+        instances: list[dict[str, Any]] = []
+    else:
+        vrrp_.check_families(vip_list, vrrp)
+        instances = vrrp_.instances(vip_list, found, vrrp, minion_id)
     pools, site_list, crt_lists = _sites(cfg, params, file_exists)
     status_port = port(nginx_cfg["status_port"], ("nginx", "status_port"))
     exp = exporter(exporter_cfg, me["address"], vip_addrs, status_port, params)
@@ -185,12 +213,13 @@ def build_model(
         "members_source": source,
         # minions of the mine target the allow-list kept out: {"id", "address", "why"} (a warning)
         "members_ignored": ignored,
-        "mode": "seed" if len(instances) == 1 else "active-active",
+        # bgp mode: every node serves every address at once
+        "mode": "active-active" if bgp_mode else "seed" if len(instances) == 1 else "active-active",
         "interface": interface,
         "peers": [m["address"] for m in found if m["id"] != minion_id],
         "vips": vip_addrs,
         # one record per VIP, for round robin (`salt proxy1 proxytier.model` shows them)
-        "dns": vrrp_.dns_records(instances, dns_name),
+        "dns": _dns(vip_addrs, dns_name) if bgp_mode else vrrp_.dns_records(instances, dns_name),
         # proxytier:vip_pool: {member id: its pool VIP}; contested: members whose pool VIP depends
         # on another member staying ({"id", "address", "first_choice", "held_by"}; pin them)
         "vip_pool": {
@@ -215,14 +244,36 @@ def build_model(
             for s in site_list if s["tls"] and s["tls"]["file"]
         ],
         "exporter": exp,
-        "systemd_dropins": systemd_dropins(params, instances),
+        "systemd_dropins": systemd_dropins(params, instances, vrrp=not bgp_mode),
         "firewall": firewall(found, site_list, params, vip_addrs),
+        # only with vip_mode bgp: BIRD's configuration and the health gate's (proxytier_bgp), and no
+        # VRRP instance above (keepalived is stopped: proxytier.bgp)
+        **({"vip_mode": "bgp", "bgp": bgp_.node_bgp(
+            bgp, vip_list, me, found, params, port(haproxy_cfg["monitor_port"], ("haproxy", "monitor_port")),
+        )} if bgp_mode else {}),
         # the crt-lists of shared TLS ports (paths and host names, no key), only when there are some
         **({"crt_lists": crt_lists} if crt_lists else {}),
         # only in a tier with IPv6 (VIPs or member addresses): HAProxy binds IPv6 VIPs the node does
         # not hold (net.ipv6.ip_nonlocal_bind, proxytier.common)
         **({"ipv6": ipv6_summary(vip_list, found)} if vrrp_.uses_ipv6(vip_list, found) else {}),
     }
+
+
+def vip_mode(value: Any, pillar: Any) -> bool:
+    """proxytier:vip_mode: "vrrp" (the default: keepalived moves each VIP between the nodes) or
+    "bgp" (every node announces every address to routers, proxytier_bgp); -> True for bgp. A
+    `bgp` section beside vip_mode vrrp is refused (it would silently do nothing)."""
+    choice(value, ("vip_mode",), ("vrrp", "bgp"), "'vrrp' (keepalived VIPs, the default) or 'bgp' (every node "
+           "announces the addresses to the routers in proxytier:bgp)")
+    if value == "vrrp" and isinstance(pillar, dict) and pillar.get("bgp") is not None:
+        raise fail(("vip_mode",), value, "proxytier:bgp is set but the VIPs are VRRP's: set vip_mode: bgp, or "
+                   "remove the bgp section")
+    return value == "bgp"
+
+
+def _dns(addresses: list[str], name: str | None) -> list[dict[str, Any]]:
+    """bgp mode: one record per service address, owned by no node (every node announces it)."""
+    return [{"name": name, "type": "AAAA" if ":" in a else "A", "address": a, "owner": None} for a in addresses]
 
 
 def tls_pem(
@@ -310,17 +361,24 @@ def _listener_ports(
     return check_ports(site_list, fixed)
 
 
-def systemd_dropins(params: dict[str, Any], instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def systemd_dropins(
+    params: dict[str, Any], instances: list[dict[str, Any]], vrrp: bool = True
+) -> list[dict[str, Any]]:
     """The systemd drop-ins for the daemons in params `restart_on_failure`: each comes back by
     itself when killed (Restart=always); keepalived stops after HAProxy and nginx on shutdown (so
     its priority-0 advert hands the VIPs over while they still serve) and, however it ends (a
     SIGKILL leaves its addresses behind, FIELD-NOTES), removes its VIPs from the interface.
+    `vrrp` False (vip_mode bgp): keepalived does not run, and gets no drop-in; BIRD gets one
+    (Debian's unit restarts it only on abort).
     -> [{"service", "path", "after": [units], "exec_stop_post": [command lines]}]."""
     services = params.get("services", {})
     dropin_dir = params.get("systemd_dropin_dir", "/etc/systemd/system")
     out = []
-    for daemon in params.get("restart_on_failure", []):
-        service = services.get(daemon, daemon)
+    daemons = list(params.get("restart_on_failure", []))
+    if not vrrp:
+        daemons = [d for d in daemons if d != "keepalived"] + ["bird"]
+    for daemon in daemons:
+        service = params.get("bird_service", "bird") if daemon == "bird" else services.get(daemon, daemon)
         after, stop_post = [], []
         if daemon == "keepalived":
             after = [f"{services.get(d, d)}.service" for d in ("haproxy", "nginx")]

@@ -231,6 +231,42 @@ def serving_checks(
     return checks
 
 
+def bgp_checks(
+    model: dict[str, Any], service_running: Callable[[str], bool], read_text: Callable[[str], str] | None = None,
+) -> dict[str, Callable[[], bool]]:
+    """vip_mode bgp: the checks of "is this node serving?" besides nginx's and HAProxy's, by name:
+    BIRD and proxytier-bgp-gate run, and the gate announces the model's addresses (its state file,
+    files/proxytier_bgp_gate.py), unless the node is in maintenance (bgp:maintenance) or held (its
+    hold file exists), where it must announce nothing. `service_running(unit)`: is that unit active;
+    `read_text(path)`: a file's text (raises OSError when it is missing)."""
+    import json
+    import os
+
+    def _read(path: str) -> str:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+
+    read = read_text or _read
+    bgp = model["bgp"]
+    gate = bgp["gate"]
+
+    def announces() -> bool:
+        try:
+            state = json.loads(read(gate["state_file"]))
+        except (OSError, ValueError):
+            return False
+        held = os.path.exists(gate["hold_file"])
+        want = not held and not bgp["maintenance"]
+        # in maintenance BIRD exports nothing whatever the gate says; the gate still gates
+        return state.get("addresses") == gate["addresses"] and (bool(state.get("announced")) or not want)
+
+    return {
+        f"{bgp['service']} running": lambda: service_running(bgp["service"]),
+        "proxytier-bgp-gate running": lambda: service_running("proxytier-bgp-gate"),
+        f"the gate announces {', '.join(gate['addresses'])}": announces,
+    }
+
+
 def wait_until(what: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
     """Poll `what` every `step` s until it is true (True) or `timeout` s pass (False)."""
     deadline = time.monotonic() + timeout

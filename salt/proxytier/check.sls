@@ -31,10 +31,13 @@ proxytier-check-exporter-log-dir:
     - mode: "0755"
     - makedirs: True
 {%- endif %}
+{#- vip_mode bgp: BIRD's configuration (`bird -p`: parse only) instead of keepalived's #}
+{%- set vip_daemon = ("bird", "bird.conf.jinja", (pt.bgp.paths.bin | quote) ~ " -p -c") if pt.bgp is defined
+      else ("keepalived", "keepalived.conf.jinja", (pt.params.libexec_dir ~ "/check-keepalived") | quote) %}
 {%- for daemon, template, check in [
       ("nginx", "nginx.conf.jinja", (pt.params.bin.nginx | quote) ~ " -t -q -c"),
       ("haproxy", "haproxy.cfg.jinja", (pt.params.bin.haproxy | quote) ~ " -c -q -f"),
-      ("keepalived", "keepalived.conf.jinja", (pt.params.libexec_dir ~ "/check-keepalived") | quote),
+      vip_daemon,
       ("filter", "filter.nft.jinja", (pt.params.nft | quote) ~ " -c -f"),
     ] %}
 
@@ -48,6 +51,9 @@ proxytier-check-{{ daemon }}:
     - user: root
     - group: root
     - mode: "0600"
+{%- if daemon == "bird" %}
+    - show_changes: False  # the peers' passwords
+{%- endif %}
     - check_cmd: {{ check | yaml_dquote }}
     - require:
       - file: proxytier-check-staging-dir
@@ -71,5 +77,5 @@ proxytier-check-all:
     - require:
       - file: proxytier-check-nginx
       - file: proxytier-check-haproxy
-      - file: proxytier-check-keepalived
+      - file: proxytier-check-{{ vip_daemon[0] }}
       - file: proxytier-check-filter

@@ -1,6 +1,7 @@
 {#- The whole tier on a node. Every configuration is checked first (proxytier.check: all or
     nothing); then the daemons are reloaded in this order: nginx, then HAProxy, then keepalived;
-    the exporter, which reads all three, comes last. -#}
+    the exporter, which reads all three, comes last. With vip_mode bgp, proxytier.keepalived is
+    proxytier.bgp (BIRD and its health gate; keepalived stopped). -#}
 include:
   - proxytier.packages
   - proxytier.common

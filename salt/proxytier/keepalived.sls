@@ -4,6 +4,12 @@
     reloads keepalived (SIGHUP), it is never restarted for config. -#}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import pt with context %}
+{%- if pt.bgp is defined %}
+{#- vip_mode bgp: the routers, not VRRP, bring clients to the nodes; keepalived is stopped there. #}
+
+include:
+  - {{ tplroot }}.bgp
+{%- else %}
 
 include:
   - {{ tplroot }}.check
@@ -43,3 +49,4 @@ proxytier-keepalived-service:
 {%- endif %}
     - watch:
       - file: proxytier-keepalived-config
+{%- endif %}

@@ -11,3 +11,6 @@ proxytier-packages:
       - {{ pt.params.pkgs.nginx }}
       - {{ pt.params.pkgs.haproxy }}
       - {{ pt.params.pkgs.keepalived }}
+{%- if pt.bgp is defined %}
+      - {{ pt.bgp.package }}  # vip_mode bgp: BIRD 2 (its check, bird -p, runs before any change)
+{%- endif %}

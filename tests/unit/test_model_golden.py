@@ -24,6 +24,8 @@ PILLARS = {
     "vhosts": ROOT / "tests" / "pillar" / "vhosts.sls",
     # dual stack: members with address6, three IPv4 and three IPv6 VIPs, backends of both families and a name
     "dual-stack": ROOT / "tests" / "pillar" / "dual-stack.sls",
+    # vip_mode bgp: every node announces an IPv4 and an IPv6 address to two routers, one node in maintenance
+    "bgp": ROOT / "tests" / "pillar" / "bgp.sls",
     **{f"kitchen-{p.stem}": p for p in sorted((ROOT / "tests" / "kitchen" / "pillar").glob("*.sls"))},
 }
 LAB = ROOT / "pillar" / "proxytier.sls"  # members from the mine, a VIP per member from the pool

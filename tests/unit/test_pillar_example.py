@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import proxytier_bgp
 import proxytier_members
 import proxytier_model
 import proxytier_sites
@@ -31,7 +32,7 @@ def test_every_schema_key_is_documented() -> None:
     for defaults in (proxytier_model.DEFAULTS, proxytier_sites.SITE_DEFAULTS, proxytier_tls.TLS_DEFAULTS,
                      proxytier_sites.BACKEND_DEFAULTS, proxytier_vrrp.VIP_DEFAULTS, proxytier_members.MEMBER_DEFAULTS,
                      proxytier_members.MINE_DEFAULTS, proxytier_sites.UPSTREAM_DEFAULTS,
-                     proxytier_sites.ROUTE_DEFAULTS):
+                     proxytier_sites.ROUTE_DEFAULTS, proxytier_bgp.PEER_DEFAULTS):
         schema |= keys(defaults)
     missing = sorted(k for k in schema if not re.search(rf"^\s*(#\s*)?(- )?{re.escape(k)}:", TEXT, re.M))
     assert not missing, f"pillar.example does not document: {missing}"
