@@ -30,8 +30,12 @@ PemSource = Callable[[str], str]
 
 
 def model_builds_per_apply() -> int:
-    """How many times one `state.apply proxytier` builds the model: once per SLS file that imports map.jinja
-    (each SLS is rendered on its own; its `import ... with context` runs ``proxytier.model``)."""
+    """How many times one `state.apply proxytier` builds the model: once when map.jinja asks
+    ``proxytier.model`` with cache=True (one model per state run, salt/_modules/proxytier.py: _run_cache);
+    otherwise once per SLS file that imports map.jinja (each SLS is rendered on its own; its
+    `import ... with context` runs ``proxytier.model``)."""
+    if "cache=True)" in (FORMULA / "map.jinja").read_text():
+        return 1
     return sum("/map.jinja\" import pt" in p.read_text() for p in FORMULA.rglob("*.sls"))
 
 

@@ -55,8 +55,9 @@ def _no_lab(run: dict[str, Any]) -> list[str]:
         "crt-list, one tls.pem per site, the unit files), as tests/formula.py renders them. Figures are medians "
         f"of {s['reps']} repetitions per node (after a warm-up that compiles the templates), then the median "
         "over the nodes; \"worst node\" is the slowest node's total. One `state.apply proxytier` builds the "
-        f"model {builds} times (once per SLS file that imports map.jinja): \"per apply\" = {builds} x model + "
-        "every render.", "",
+        + (f"model {builds} times (once per SLS file that imports map.jinja)" if builds > 1 else
+           "model once (map.jinja's proxytier.model caches it for the state run)")
+        + f": \"per apply\" = {builds} x model + every render.", "",
         "| sites | backends | nodes | model (ms) | " + " | ".join(f"{g} (ms)" for g in SHOWN)
         + " | total (ms) | worst node (ms) | per apply (s) | nginx.conf (KiB) | haproxy.cfg (KiB) "
         "| keepalived.conf (KiB) | tls.pem files |",

@@ -151,6 +151,15 @@ def test_the_section_shows_cases_growth_before_after_and_checks() -> None:
     assert "- a note" in text
 
 
+def test_one_model_per_apply_since_map_jinja_caches_it() -> None:
+    # map.jinja asks proxytier.model with cache=True: one model per state run, not one per SLS file
+    assert formula_cost.model_builds_per_apply() == 1
+    text = scale_report.render({**_run(), "model_builds_per_apply": 1})
+    assert "builds the model once (map.jinja's proxytier.model caches it for the state run)" in text
+    # 50 sites: per apply 1 x 0.1 + 7 x 0.01 s
+    assert " | 500.0 | 500.0 | 0.17 | " in text
+
+
 def test_a_lab_run_has_its_own_heading_and_table() -> None:
     run = {**_run(), "cases": [], "growth": [], "pem_before_after": []}
     del run["checks"]
