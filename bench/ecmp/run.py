@@ -406,7 +406,21 @@ def main(argv: list[str] | None = None) -> int:
            "bird": subprocess.run(["bird", "--version"], capture_output=True, text=True).stderr.strip().split()[-1],
            "settings": {"connections": args.connections, "observe": args.observe, "interval": args.interval,
                         "timeout": args.timeout, "new": args.new, "buckets": args.buckets, "leavers": leavers},
-           "profiles": PROFILES, "scenarios": [], "notes": []}
+           "profiles": PROFILES, "scenarios": [], "notes": [
+               "Plain ECMP is the kernel's hash-threshold: each next hop owns a contiguous range of the hash in "
+               "BIRD's order (by address here, n1 first); a leaver's range is split between its neighbours, so "
+               "flows of the nodes that stay move (and reset) when the first or the last node leaves, and none when "
+               "the middle one does (its neighbours only grow).",
+               "A resilient group moves only the leaver's buckets on a leave; on a join at idle_timer 0 every bucket "
+               "counts as idle, so the joiner takes its share of buckets with their flows. With idle_timer above the "
+               "flows' packet interval (here 3 s vs 0.5 s) and unbalanced_timer 0, a joiner gets only buckets no "
+               "flow uses (with 512 buckets and ~320 flows about half are unused, enough for its share); buckets in "
+               "use stay until their flows end.",
+               "resilient-drain is the graceful leave for a node that still serves: its buckets with live flows stay "
+               "on it (weight 1) until idle, so its own connections finish there; new flows that hash into those "
+               "buckets reach it too, which is why it must keep serving until the helper drops it (no busy "
+               "bucket, the drain timeout, or its BGP session down: a dead node is never drained).",
+           ]}
     t0 = time.monotonic()
     try:
         lab.build()
