@@ -67,4 +67,13 @@ proxytier-exporter-socket-unit-retired:
     - name: {{ unit_dir }}.socket
     - require:
       - service: proxytier-exporter-socket-unit-retired
+
+{#- A socket that failed before it was retired (e.g. 'service-start-limit-hit': it activated the exporter
+    before the exporter was installed) stays in systemd's failed list, unit file gone, until reset. #}
+proxytier-exporter-socket-unit-reset:
+  cmd.run:
+    - name: systemctl daemon-reload && systemctl reset-failed {{ pt.params.exporter_service }}.socket
+    - onlyif: systemctl is-failed --quiet {{ pt.params.exporter_service }}.socket
+    - require:
+      - file: proxytier-exporter-socket-unit-retired
 {%- endif %}
