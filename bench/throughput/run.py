@@ -53,6 +53,7 @@ import ctypes
 import datetime as dt
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -273,10 +274,12 @@ def render(run: dict) -> str:
         f"Run {run['date']}, commit `{run['git_commit']}`, {report.machine_line(run['machine'])}.",
         f"{s['rounds']} interleaved rounds of {s['seconds']} s per measurement, medians over rounds; load: wrk "
         f"(one thread) at {', '.join(str(c) for c in s['concurrency'])} connections, kept alive or one new "
-        "connection per request. The client shares the 2 cores with every daemon and backend. `over direct`: "
+        "connection per request. The client shares the 2 cores with every daemon and backend. Tier pillar "
+        f"over the lab's: `{json.dumps(s.get('pillar') or {})}`; the stock daemons sized alike (nginx "
+        f"worker_processes {s.get('sizing', {}).get('worker_processes', 'auto')}, HAProxy nbthread "
+        f"{s.get('sizing', {}).get('nbthread', 'auto')}). `over direct`: "
         "the p50 difference to `direct` at the same concurrency; `/ floor`: that difference over the two "
-        "relays' (`relay x2`) one; ratios of requests/s to `direct`, to `relay x2` and to the stock tier."
-        + (f" Settings: {s['pillar_note']}." if s.get("pillar_note") else ""),
+        "relays' (`relay x2`) one; ratios of requests/s to `direct`, to `relay x2` and to the stock tier.",
     ]
     for mode in MODES:
         by_conc = res.get(mode)
@@ -378,12 +381,14 @@ def _replace_once(text: str, old: str, new: str, what: str) -> str:
     return text.replace(old, new)
 
 
-def stock_nginx_conf(debian: str, node_address: str, backend_port: int) -> str:
+def stock_nginx_conf(debian: str, node_address: str, backend_port: int, workers: str = "auto") -> str:
     """Debian's default nginx.conf (`debian`, as nginx-common ships it) with its pid and access log moved
     under STOCK_DIR and its conf.d/sites-enabled includes replaced by a tutorial's reverse proxy: a
     round-robin `upstream` of the lab's backends (no keepalive: a tutorial's) and a server on
     node_address:STOCK_NGINX_PORT that proxy_passes every request to it."""
     text = _replace_once(debian, "pid /run/nginx.pid;", f"pid {STOCK_DIR}/nginx.pid;", "nginx.conf")
+    if workers != "auto":  # sized as the tier is (sizing())
+        text = _replace_once(text, "worker_processes auto;", f"worker_processes {int(workers)};", "nginx.conf")
     text = _replace_once(text, "access_log /var/log/nginx/access.log;",
                          "access_log /var/log/nginx/proxytier-bench-access.log;", "nginx.conf")
     text = _replace_once(text, "include /etc/nginx/conf.d/*.conf;", "", "nginx.conf")
@@ -396,12 +401,16 @@ def stock_nginx_conf(debian: str, node_address: str, backend_port: int) -> str:
     return _replace_once(text, "include /etc/nginx/sites-enabled/*;", site, "nginx.conf")
 
 
-def stock_haproxy_cfg(debian: str, node_address: str, backend_port: int) -> str:
+def stock_haproxy_cfg(debian: str, node_address: str, backend_port: int, nbthread: str = "auto") -> str:
     """Debian's default haproxy.cfg with its admin socket moved under STOCK_DIR, and a tutorial's two
     proxies appended: node_address:STOCK_TIER_PORT balancing `roundrobin` over the stock nginx of every
     node, and node_address:HAPROXY_ALONE_PORT over the backends, each server with `check`."""
     text = _replace_once(debian, "stats socket /run/haproxy/admin.sock", f"stats socket {STOCK_DIR}/haproxy.sock",
                          "haproxy.cfg")
+    if nbthread != "auto":  # sized as the tier is (sizing())
+        text, found = re.subn(r"(?m)^global$", f"global\n\tnbthread {int(nbthread)}", text, count=1)
+        if not found:
+            raise RuntimeError("Debian's default haproxy.cfg no longer has a global section: update bench/throughput")
     addr = config.check_lab_address(node_address)
     nginxes = "".join(f"    server {n.name} {n.address}:{STOCK_NGINX_PORT} check\n" for n in config.NODES)
     backends = "".join(f"    server {be.name} {be.address}:{backend_port} check\n" for be in config.BACKENDS)
@@ -427,7 +436,7 @@ def _stop_stock(node: config.Node) -> None:
 
 
 @contextlib.contextmanager
-def stock_daemons(backend_port: int) -> Iterator[None]:
+def stock_daemons(backend_port: int, size: dict[str, str] | None = None) -> Iterator[None]:
     """The stock nginx on every node and the stock HAProxy on proxy1, as transient units inside the nodes
     (each config checked by its daemon first), stopped on the way out; a unit a killed run left is
     stopped before starting."""
@@ -438,13 +447,13 @@ def stock_daemons(backend_port: int) -> Iterator[None]:
         for node in config.NODES:
             _stop_stock(node)
             conf = stock_nginx_conf(_debian_default(node, "nginx-common", "/etc/nginx/nginx.conf"), node.address,
-                                    backend_port)
+                                    backend_port, (size or {}).get("worker_processes", "auto"))
             nodes.exec_(node, ["sh", "-ec", f"mkdir -p {STOCK_DIR}; cat > {STOCK_DIR}/nginx.conf"], input_text=conf)
             nodes.exec_(node, ["nginx", "-t", "-q", "-c", f"{STOCK_DIR}/nginx.conf"])
             nodes.exec_(node, ["systemd-run", f"--unit={STOCK_UNITS[0]}", "--collect", "nginx",
                                "-c", f"{STOCK_DIR}/nginx.conf", "-g", "daemon off;"])
         cfg = stock_haproxy_cfg(_debian_default(first, "haproxy", "/etc/haproxy/haproxy.cfg"), first.address,
-                                backend_port)
+                                backend_port, (size or {}).get("nbthread", "auto"))
         nodes.exec_(first, ["sh", "-ec", f"cat > {STOCK_DIR}/haproxy.cfg"], input_text=cfg)
         nodes.exec_(first, ["haproxy", "-c", "-q", "-f", f"{STOCK_DIR}/haproxy.cfg"])
         nodes.exec_(first, ["systemd-run", f"--unit={STOCK_UNITS[1]}", "--collect", "haproxy", "-W", "-db",
@@ -474,11 +483,8 @@ def fast_backend_conf(be: config.Backend, run_dir: str) -> str:
 
 @contextlib.contextmanager
 def fast_backends() -> Iterator[None]:
-    """The host's nginx in each backend's network namespace on FAST_PORT (fast_backend_conf), and the tier
-    applied with its site's servers on that port (a lab pillar override); the checkout's pillar applied
-    again and the nginxes stopped on the way out."""
-    from lab import tier
-
+    """The host's nginx in each backend's network namespace on FAST_PORT (fast_backend_conf), stopped on
+    the way out."""
     procs = []
     with tempfile.TemporaryDirectory(prefix="proxytier-bench-") as run_dir:
         try:
@@ -490,24 +496,54 @@ def fast_backends() -> Iterator[None]:
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                     preexec_fn=_die_with_parent))
             _wait_listening([(be.address, FAST_PORT) for be in config.BACKENDS], procs, "backend")
-            data = tier.current_pillar()
-            for site in data["proxytier"]["sites"]:
-                for server in site.get("backends") or []:
-                    host, _, _port = server["address"].rpartition(":")
-                    server["address"] = f"{host}:{FAST_PORT}"
-            tier.write_pillar(data)
-            tier.apply_ok("the bench's backends")
             yield
         finally:
-            try:
-                tier.back_to_checkout_pillar()
-            finally:
-                for p in procs:
-                    if p.poll() is None:
-                        p.terminate()
-                for p in procs:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        p.wait(5)
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+            for p in procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(5)
+
+
+def tier_pillar(base: dict, backend_port: int, override: dict) -> dict:
+    """The lab pillar `base` with every site's servers on `backend_port` and `override` (a mapping under
+    `proxytier`, e.g. {"nginx": {"access_log": "off"}}) merged in key by key (lab.tier.deep_merge)."""
+    from lab import tier
+
+    data = tier.deep_merge(base, {"proxytier": override})
+    for site in data["proxytier"]["sites"]:
+        for server in site.get("backends") or []:
+            host, _, _port = server["address"].rpartition(":")
+            server["address"] = f"{host}:{backend_port}"
+    return data
+
+
+def sizing(pillar: dict) -> dict[str, str]:
+    """The daemons' sizing a tier pillar sets, for the stock daemons to match: nginx worker_processes and
+    HAProxy nbthread ("auto": Debian's defaults, nginx's `auto` and HAProxy's one thread per CPU)."""
+    pt = pillar.get("proxytier") or {}
+    return {"worker_processes": str((pt.get("nginx") or {}).get("worker_processes", "auto")),
+            "nbthread": str((pt.get("haproxy") or {}).get("nbthread", "auto"))}
+
+
+@contextlib.contextmanager
+def tier_applied() -> Iterator[None]:
+    """The checkout's pillar applied again on the way out (the bench writes lab pillar overrides)."""
+    from lab import tier
+
+    try:
+        yield
+    finally:
+        tier.back_to_checkout_pillar()
+
+
+def apply_tier(data: dict, what: str) -> float:
+    """`data` written as the lab's pillar override and applied on every node -> seconds."""
+    from lab import tier
+
+    tier.write_pillar(data)
+    return tier.apply_ok(what)
 
 
 @contextlib.contextmanager
@@ -630,9 +666,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", choices=("nginx", "python"), default="nginx",
                     help="nginx: the bench's own nginx backends on each backend's address (default); python: "
                          "the lab's Python backends")
-    ap.add_argument("--section", default="throughput", help="BENCHMARKS.md section to write")
+    ap.add_argument("--pillar", type=json.loads, default={},
+                    help='JSON merged under proxytier: into the tier\'s pillar for the whole run, e.g. '
+                         '\'{"haproxy": {"nbthread": 1}}\'; the stock daemons get the same sizing (sizing())')
+    ap.add_argument("--variants", action="store_true",
+                    help="A/B the TRIMS pillar variants on the tier path instead of comparing paths "
+                         "(section throughput-trims unless --section)")
+    ap.add_argument("--section", default=None, help="BENCHMARKS.md section to write (default throughput)")
     ap.add_argument("--title", default="", help="appended to the section's heading")
-    ap.add_argument("--pillar-note", default="", help="what the applied pillar changes, for the report")
     ap.add_argument("--output", default=str(report.REPO / "BENCHMARKS.md"))
     args = ap.parse_args(argv)
     rounds = max(1, min(args.rounds, 20))
@@ -646,16 +687,27 @@ def main(argv: list[str] | None = None) -> int:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: run `make lab-up` (it installs the lab's host packages) or "
                              f"`apt-get install {tool}`")
-    cells = [(m, c, p) for m in modes for c in concs for p in paths if not (m != "keep-alive" and p in RELAY_PATHS)]
-    per_round: dict[str, dict[str, dict[str, list[dict]]]] = {}
+    from lab import tier
+
+    section = args.section or ("throughput-trims" if args.variants else "throughput")
     port = FAST_PORT if args.backend == "nginx" else config.BACKENDS[0].port
     PATHS = lab_paths(port)
+    base = tier.current_pillar()
+    pillar = tier_pillar(base, port, args.pillar)
+    settings = {"rounds": rounds, "seconds": seconds, "concurrency": concs, "cpu_concurrency": 8,
+                "backend": args.backend, "title": args.title, "pillar": args.pillar, "sizing": sizing(pillar)}
+    if args.variants:
+        return run_variants(settings, base, port, modes, section, args.output)
+    cells = [(m, c, p) for m in modes for c in concs for p in paths if not (m != "keep-alive" and p in RELAY_PATHS)]
+    per_round: dict[str, dict[str, dict[str, list[dict]]]] = {}
     with contextlib.ExitStack() as stack:
+        stack.enter_context(tier_applied())
+        apply_tier(pillar, "the bench's tier pillar")
         if args.backend == "nginx":
             stack.enter_context(fast_backends())
         script = stack.enter_context(tempfile.NamedTemporaryFile("w", suffix=".lua"))
         stack.enter_context(relays(port))
-        stack.enter_context(stock_daemons(port))
+        stack.enter_context(stock_daemons(port, sizing(pillar)))
         stack.enter_context(host_to_nginx())
         script.write(WRK_SCRIPT)
         script.flush()
@@ -677,19 +729,99 @@ def main(argv: list[str] | None = None) -> int:
     run = {
         "bench": "throughput", "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git_commit": report.git_commit(), "machine": report.machine_facts(),
-        "settings": {"rounds": rounds, "seconds": seconds, "concurrency": concs, "cpu_concurrency": 8,
-                     "backend": args.backend,
-                     "title": args.title, "pillar_note": args.pillar_note},
+        "settings": settings,
         "paths": {p: PATHS[p] for p in paths},
         "per_round": per_round,
         "results": results,
     }
-    out = report.save_json(run, args.section)
+    out = report.save_json(run, section)
     text = render(run)
     print(text)
-    report.write_section(Path(args.output), args.section, text)
+    report.write_section(Path(args.output), section, text)
     print(f"results: {out}; report: {args.output}")
     return 0
+
+
+# the A/B of --variants: proxytier's own per-request work that a pillar key turns off or resizes
+TRIMS: dict[str, dict] = {
+    "defaults": {},
+    "nginx access_log off": {"nginx": {"access_log": "off"}},
+    "haproxy nbthread 1": {"haproxy": {"nbthread": 1}},
+    "nginx worker_processes 1": {"nginx": {"worker_processes": 1}},
+    "all three": {"nginx": {"access_log": "off", "worker_processes": 1}, "haproxy": {"nbthread": 1}},
+}
+
+
+def run_variants(settings: dict, base: dict, port: int, modes: list[str], section: str, output: str) -> int:
+    """--variants: per round, each TRIMS variant applied (its pillar over --pillar's, `state.apply` on every
+    node) and the tier path measured at each concurrency and mode; medians over rounds, written as
+    `section` of `output`."""
+    from lab import tier
+
+    per_round: dict[str, dict[str, dict[str, list[dict]]]] = {}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(tier_applied())
+        if settings["backend"] == "nginx":
+            stack.enter_context(fast_backends())
+        script = stack.enter_context(tempfile.NamedTemporaryFile("w", suffix=".lua"))
+        script.write(WRK_SCRIPT)
+        script.flush()
+        for rnd in range(settings["rounds"]):
+            for name, override in TRIMS.items():
+                apply_tier(tier_pillar(base, port, tier.deep_merge(settings["pillar"], override)), name)
+                time.sleep(2.5)  # HAProxy's health checks see every nginx up again after the reloads
+                run_wrk(PATHS["tier"], 8, 1, "keep-alive", script.name)  # warm up
+                pids = lab_pids()
+                for mode in modes:
+                    for conc in settings["concurrency"]:
+                        r = measure("tier", conc, mode, settings["seconds"], script.name, pids, set())
+                        per_round.setdefault(mode, {}).setdefault(str(conc), {}).setdefault(name, []).append(r)
+                        print(f"round {rnd + 1} {name:<26} {mode:<14} c={conc:<4} p50 {r['p50'] * 1e6:7.0f} us  "
+                              f"{r['rps']:7.0f} req/s  proxies {path_total('tier', r['cpu']):6.1f} us/req",
+                              flush=True)
+    run = {
+        "bench": "throughput-trims", "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git_commit": report.git_commit(), "machine": report.machine_facts(), "settings": settings,
+        "variants": TRIMS, "per_round": per_round,
+        "results": {mode: {conc: {v: summarize(rs) for v, rs in by_v.items()} for conc, by_v in by_conc.items()}
+                    for mode, by_conc in per_round.items()},
+    }
+    out = report.save_json(run, section)
+    text = render_variants(run)
+    print(text)
+    report.write_section(Path(output), section, text)
+    print(f"results: {out}; report: {output}")
+    return 0
+
+
+def render_variants(run: dict) -> str:
+    """The trims section: per mode and concurrency, each variant's p50, p99, requests/s and CPU per request
+    (HAProxy, nginx, the exporter, the tier's total: path_total), and its ratios to the first variant."""
+    s = run["settings"]
+    lines = [
+        f"## Trims A/B through the tier (`bench/throughput --variants`){s.get('title', '')}",
+        "",
+        f"Run {run['date']}, commit `{run['git_commit']}`, {report.machine_line(run['machine'])}. "
+        f"{s['rounds']} interleaved rounds; in each, every variant applied with `state.apply` on every node, "
+        f"then wrk for {s['seconds']} s per concurrency through VIP-1; medians over rounds. Variants (pillar "
+        "under `proxytier:`): " + "; ".join(f"{k}: `{json.dumps(v)}`" for k, v in run["variants"].items())
+        + (f". Under every variant: `{json.dumps(s['pillar'])}`" if s.get("pillar") else "") + ".",
+    ]
+    for mode, by_conc in run["results"].items():
+        for conc, by_v in by_conc.items():
+            first = next(iter(by_v.values()))
+            first_total = path_total("tier", first["cpu"])
+            lines += ["", f"### {mode}, {conc} connections", "",
+                      "| variant | p50 (us) | p99 (us) | requests/s | vs first | HAProxy | nginx | exporter "
+                      "| the tier's CPU per request (us) | vs first |",
+                      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            for name, r in by_v.items():
+                cpu, total = r["cpu"], path_total("tier", r["cpu"])
+                lines.append(
+                    f"| {name} | {r['p50'] * 1e6:.0f} | {r['p99'] * 1e6:.0f} | {r['rps']:.0f} "
+                    f"| {r['rps'] / first['rps']:.2f} | {cpu.get('haproxy', 0):.1f} | {cpu.get('nginx', 0):.1f} "
+                    f"| {cpu.get('exporter', 0):.1f} | {total:.1f} | {total / first_total if first_total else 0:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def summarize(rounds: list[dict]) -> dict:

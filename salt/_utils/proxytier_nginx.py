@@ -15,12 +15,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from proxytier_schema import extra, fail, integer, join_hostport, port
+from proxytier_schema import choice, extra, fail, integer, join_hostport, port
 from proxytier_sites import port_groups
 
 NGINX_DEFAULTS: dict[str, Any] = {
     "worker_processes": "auto",
     "worker_connections": 4096,
+    # the operator's access log (/var/log/nginx/access.log, combined, buffered) beside the exporter's;
+    # off saves its formatting and writes: 7.5 of 96 us of the proxies' CPU per request, 7% more
+    # requests/s at 8 connections (bench/throughput A/B, BENCHMARKS.md section throughput-trims)
+    "access_log": "combined",
     "status_port": 8407,
     "health_path": "/proxytier-health",
     "extra": {"main": [], "events": [], "http": []},
@@ -81,6 +85,10 @@ def nginx(
             })
     out = {
         "worker_processes": _worker_processes(raw["worker_processes"]),
+        "access_log": choice(
+            raw["access_log"], (*path, "access_log"), ("combined", "off"),
+            "combined (nginx's access.log for operators, beside the exporter's log) or off",
+        ),
         "worker_connections": integer(
             raw["worker_connections"], (*path, "worker_connections"), 16, 1_000_000, "worker_connections"
         ),

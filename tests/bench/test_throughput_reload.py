@@ -110,6 +110,41 @@ def test_stock_configs_are_debians_plus_a_tutorials_proxy_and_fail_loudly_if_deb
     assert all(f"server {n.name} {n.address}:{tput.STOCK_NGINX_PORT} check" in cfg for n in config.NODES)
 
 
+def test_stock_daemons_are_sized_as_the_tier_pillar_sizes_proxytier() -> None:
+    from lab import config
+
+    assert tput.sizing({"proxytier": {}}) == {"worker_processes": "auto", "nbthread": "auto"}
+    sized = tput.sizing({"proxytier": {"nginx": {"worker_processes": 1}, "haproxy": {"nbthread": 1}}})
+    assert sized == {"worker_processes": "1", "nbthread": "1"}
+    conf = tput.stock_nginx_conf(DEBIAN_NGINX, config.NODES[0].address, 8080, sized["worker_processes"])
+    assert "worker_processes 1;" in conf and "auto" not in conf
+    debian = "global\n\tlog /dev/log local0\n\tstats socket /run/haproxy/admin.sock mode 660\ndefaults\n\tlog\tglobal\n"
+    cfg = tput.stock_haproxy_cfg(debian, config.NODES[0].address, 8080, sized["nbthread"])
+    assert cfg.startswith("global\n\tnbthread 1\n\tlog /dev/log") and cfg.count("nbthread") == 1
+
+
+def test_tier_pillar_moves_the_servers_and_merges_the_override() -> None:
+    base = {"proxytier": {"sites": [{"name": "app", "backends": [{"address": "198.18.0.21:8080"}]}],
+                          "nginx": {"worker_processes": "auto"}}}
+    got = tput.tier_pillar(base, tput.FAST_PORT, {"nginx": {"access_log": "off"}})
+    assert got["proxytier"]["sites"][0]["backends"] == [{"address": f"198.18.0.21:{tput.FAST_PORT}"}]
+    assert got["proxytier"]["nginx"] == {"worker_processes": "auto", "access_log": "off"}
+    assert base["proxytier"]["sites"][0]["backends"][0]["address"].endswith(":8080")  # base untouched
+
+
+def test_trims_report_gives_each_variant_against_the_first() -> None:
+    res = {"keep-alive": {"8": {"defaults": _cell(500, 13500, {"haproxy": 43.0, "nginx": 51.0, "exporter": 2.0}),
+                                "haproxy nbthread 1": _cell(450, 15600, {"haproxy": 31.0, "nginx": 47.0,
+                                                                         "exporter": 2.0})}}}
+    run = {"date": "2026-01-01T00:00:00Z", "git_commit": "abc", "machine": {"cpu_model": "x", "cpus": 2},
+           "settings": {"rounds": 5, "seconds": 3, "pillar": {}}, "variants": {"defaults": {},
+                                                                                    "haproxy nbthread 1": {}},
+           "results": res}
+    text = tput.render_variants(run)
+    assert "| defaults | 500 | 1500 | 13500 | 1.00 | 43.0 | 51.0 | 2.0 | 96.0 | 1.00 |" in text
+    assert "| haproxy nbthread 1 | 450 | 1350 | 15600 | 1.16 | 31.0 | 47.0 | 2.0 | 80.0 | 0.83 |" in text
+
+
 def _cell(p50: float, rps: float, cpu: dict | None = None) -> dict:
     return {"p50": p50 * 1e-6, "p99": 3 * p50 * 1e-6, "rps": rps, "requests": int(rps), "failed": 0,
             "cpu": cpu or {}}
@@ -127,7 +162,8 @@ def test_report_gives_ratios_and_says_which_targets_are_met() -> None:
                                  "tier": _cell(320, 3000)}},
     }
     run = {"date": "2026-01-01T00:00:00Z", "git_commit": "abc", "machine": {"cpu_model": "x", "cpus": 2},
-           "settings": {"rounds": 3, "seconds": 3, "concurrency": [1, 8], "cpu_concurrency": 8},
+           "settings": {"rounds": 3, "seconds": 3, "concurrency": [1, 8], "cpu_concurrency": 8, "pillar": {},
+                        "sizing": {"worker_processes": "auto", "nbthread": "auto"}},
            "paths": {"direct": [("198.18.0.21", 8081)], "tier": [("198.18.0.101", 80)]}, "results": res}
     text = tput.render(run)
     assert "| 1 | tier | 140 | 420 | +100 | 1.43 | 5000 | 0.20 | 0.56 | 1.25 | 0 |" in text

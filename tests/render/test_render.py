@@ -148,6 +148,27 @@ def test_haproxy_logs_only_abnormal_requests_by_default(log_requests: str | None
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.parametrize(("access_log", "exporter", "lines"), [
+    ("combined", True, ["access.log combined buffer=64k", "nginx-access.log proxytier_tsv"]),
+    ("off", True, ["nginx-access.log proxytier_tsv"]),  # an `access_log off` here would cancel it too
+    ("off", False, ["access_log off;"]),  # no line at all would be nginx's default access.log
+])
+def test_nginx_access_log_switch_keeps_the_exporters_log(access_log: str, exporter: bool, lines: list[str],
+                                                         tmp_path: Path) -> None:
+    pillar = example_pillar()
+    pillar.setdefault("nginx", {})["access_log"] = access_log
+    pillar.setdefault("haproxy", {})["nbthread"] = 1
+    pillar.setdefault("exporter", {})["enabled"] = exporter
+    model, paths = render_node(pillar, "proxy1", tmp_path)
+    http = paths["nginx"].read_text().split("http {", 1)[1].split("server {", 1)[0]
+    got = [ln.strip() for ln in http.splitlines() if ln.strip().startswith("access_log")]
+    assert len(got) == len(lines) and all(want in line for want, line in zip(lines, got, strict=True)), got
+    assert "\n    nbthread 1\n" in paths["haproxy"].read_text()
+    for daemon in ("nginx", "haproxy"):
+        res = check(daemon, paths[daemon], model["node"]["address"])
+        assert res.returncode == 0, res.stdout + res.stderr
+
+
 BROKEN_EXTRA = {
     "nginx": (("nginx", "extra", "http"), "no_such_directive on;", "no_such_directive"),
     "haproxy": (("haproxy", "extra", "defaults"), "no-such-keyword 1", "no-such-keyword"),
