@@ -24,7 +24,8 @@ HAPROXY_DEFAULTS: dict[str, Any] = {
     "maxconn": None,
     # threads of the one HAProxy process: auto (HAProxy's own: one per CPU it may run on) or a number.
     # Fewer than the CPUs when the node does not own them: on the lab's 2 CPUs shared by 3 nodes, 1
-    # thread took 31 us of CPU per request against 43 with 2, 15% more requests/s (bench/throughput A/B)
+    # thread took 29.9 us of CPU per request against 38.1 with 2, and gave 1.10x the requests/s at 8
+    # connections (bench/throughput --variants, BENCHMARKS.md section throughput-trims)
     "nbthread": "auto",
     "retries": 2,
     # nginx logs every request (its access log and the exporter's stream); HAProxy logs the

@@ -22,8 +22,8 @@ NGINX_DEFAULTS: dict[str, Any] = {
     "worker_processes": "auto",
     "worker_connections": 4096,
     # the operator's access log (/var/log/nginx/access.log, combined, buffered) beside the exporter's;
-    # off saves its formatting and writes: 7.5 of 96 us of the proxies' CPU per request, 7% more
-    # requests/s at 8 connections (bench/throughput A/B, BENCHMARKS.md section throughput-trims)
+    # off: no access.log. Buffered, it costs no measurable CPU per request (bench/throughput --variants,
+    # BENCHMARKS.md section throughput-trims: off gave 0.95x the requests/s at 8 connections, noise)
     "access_log": "combined",
     "status_port": 8407,
     "health_path": "/proxytier-health",
