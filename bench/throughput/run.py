@@ -74,7 +74,7 @@ STOCK_DIR = "/run/proxytier-bench"  # inside the nodes: the stock daemons' confi
 STOCK_NGINX_PORT = 8280
 STOCK_TIER_PORT = 8281
 HAPROXY_ALONE_PORT = 8282
-STOCK_UNITS = ("proxytier-bench-nginx", "proxytier-bench-haproxy")
+STOCK_UNIT = "proxytier-bench-{daemon}-{pid}"  # transient units in the nodes; the pid: a name never used before
 MODES = ("keep-alive", "new connection")
 CONCURRENCY = (1, 8, 64, 256)
 Target = tuple[str, int]
@@ -429,10 +429,16 @@ def _debian_default(node: config.Node, package: str, member: str) -> str:
 
 
 def _stop_stock(node: config.Node) -> None:
+    """Stop every stock unit in the node, this run's and a killed run's. Listed first: naming a unit that
+    does not exist to `systemctl stop` loads a stub of it, and `systemd-run` then refuses that name for a
+    moment ("already loaded"), which is also why each run's units have names of their own."""
     from lab import nodes
 
-    nodes.exec_(node, ["systemctl", "stop", *STOCK_UNITS], check=False)
-    nodes.exec_(node, ["systemctl", "reset-failed", *STOCK_UNITS], check=False)
+    listed = nodes.exec_(node, ["systemctl", "list-units", "--all", "--plain", "--no-legend",
+                                STOCK_UNIT.format(daemon="*", pid="*")], check=False).stdout
+    units = [line.split()[0] for line in listed.splitlines() if line.strip()]
+    if units:
+        nodes.exec_(node, ["systemctl", "stop", *units], check=False)
 
 
 @contextlib.contextmanager
@@ -450,13 +456,15 @@ def stock_daemons(backend_port: int, size: dict[str, str] | None = None) -> Iter
                                     backend_port, (size or {}).get("worker_processes", "auto"))
             nodes.exec_(node, ["sh", "-ec", f"mkdir -p {STOCK_DIR}; cat > {STOCK_DIR}/nginx.conf"], input_text=conf)
             nodes.exec_(node, ["nginx", "-t", "-q", "-c", f"{STOCK_DIR}/nginx.conf"])
-            nodes.exec_(node, ["systemd-run", f"--unit={STOCK_UNITS[0]}", "--collect", "nginx",
+            nodes.exec_(node, ["systemd-run", f"--unit={STOCK_UNIT.format(daemon='nginx', pid=os.getpid())}",
+                               "--collect", "nginx",
                                "-c", f"{STOCK_DIR}/nginx.conf", "-g", "daemon off;"])
         cfg = stock_haproxy_cfg(_debian_default(first, "haproxy", "/etc/haproxy/haproxy.cfg"), first.address,
                                 backend_port, (size or {}).get("nbthread", "auto"))
         nodes.exec_(first, ["sh", "-ec", f"cat > {STOCK_DIR}/haproxy.cfg"], input_text=cfg)
         nodes.exec_(first, ["haproxy", "-c", "-q", "-f", f"{STOCK_DIR}/haproxy.cfg"])
-        nodes.exec_(first, ["systemd-run", f"--unit={STOCK_UNITS[1]}", "--collect", "haproxy", "-W", "-db",
+        nodes.exec_(first, ["systemd-run", f"--unit={STOCK_UNIT.format(daemon='haproxy', pid=os.getpid())}",
+                            "--collect", "haproxy", "-W", "-db",
                             "-f", f"{STOCK_DIR}/haproxy.cfg"])
         _wait_listening([(n.address, STOCK_NGINX_PORT) for n in config.NODES]
                         + [(first.address, STOCK_TIER_PORT), (first.address, HAPROXY_ALONE_PORT)], what="stock")
