@@ -347,22 +347,16 @@ def _wait_listening(targets: list[Target], procs: list[subprocess.Popen] | None 
 
 
 @contextlib.contextmanager
-def relays(backend_port: int) -> Iterator[None]:
-    """socat relays in the nodes' network namespaces for the relay paths, stopped on the way out."""
-    from lab import nodes  # needs the lab (root): imported here so the pure part stays usable without it
-
-    procs = []
-    specs = relay_specs(backend_port)
+def listeners(commands: list[list[str]], targets: list[Target], what: str) -> Iterator[None]:
+    """`commands` started (each dies with this process: _die_with_parent) until every target accepts
+    connections (RuntimeError naming `what` and the first one that died, with its stderr, or did not
+    answer in 10 s); each terminated, then killed after 5 s, on the way out."""
+    procs: list[subprocess.Popen] = []
     try:
-        for node, address, port, upstream in specs:
-            procs.append(subprocess.Popen(
-                ["nsenter", "-t", str(nodes.leader(node)), "-n", "--", "socat",
-                 f"TCP-LISTEN:{port},bind={config.check_lab_address(address)},reuseaddr,fork,nodelay",
-                 f"TCP:{upstream},nodelay"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                preexec_fn=_die_with_parent,
-            ))
-        _wait_listening([(a, p) for _n, a, p, _u in specs], procs, "relay")
+        for cmd in commands:
+            procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, preexec_fn=_die_with_parent))
+        _wait_listening(targets, procs, what)
         yield
     finally:
         for p in procs:
@@ -373,6 +367,19 @@ def relays(backend_port: int) -> Iterator[None]:
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@contextlib.contextmanager
+def relays(backend_port: int) -> Iterator[None]:
+    """socat relays in the nodes' network namespaces for the relay paths, stopped on the way out."""
+    from lab import nodes  # needs the lab (root): imported here so the pure part stays usable without it
+
+    specs = relay_specs(backend_port)
+    commands = [["nsenter", "-t", str(nodes.leader(node)), "-n", "--", "socat",
+                 f"TCP-LISTEN:{port},bind={config.check_lab_address(address)},reuseaddr,fork,nodelay",
+                 f"TCP:{upstream},nodelay"] for node, address, port, upstream in specs]
+    with listeners(commands, [(a, p) for _n, a, p, _u in specs], "relay"):
+        yield
 
 
 def _replace_once(text: str, old: str, new: str, what: str) -> str:
@@ -493,25 +500,14 @@ def fast_backend_conf(be: config.Backend, run_dir: str) -> str:
 def fast_backends() -> Iterator[None]:
     """The host's nginx in each backend's network namespace on FAST_PORT (fast_backend_conf), stopped on
     the way out."""
-    procs = []
     with tempfile.TemporaryDirectory(prefix="proxytier-bench-") as run_dir:
-        try:
-            for be in config.BACKENDS:
-                conf = Path(run_dir) / f"{be.name}.conf"
-                conf.write_text(fast_backend_conf(be, run_dir))
-                procs.append(subprocess.Popen(
-                    ["ip", "netns", "exec", be.netns, "nginx", "-c", str(conf), "-g", "daemon off;"],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                    preexec_fn=_die_with_parent))
-            _wait_listening([(be.address, FAST_PORT) for be in config.BACKENDS], procs, "backend")
+        commands = []
+        for be in config.BACKENDS:
+            conf = Path(run_dir) / f"{be.name}.conf"
+            conf.write_text(fast_backend_conf(be, run_dir))
+            commands.append(["ip", "netns", "exec", be.netns, "nginx", "-c", str(conf), "-g", "daemon off;"])
+        with listeners(commands, [(be.address, FAST_PORT) for be in config.BACKENDS], "backend"):
             yield
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.terminate()
-            for p in procs:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    p.wait(5)
 
 
 def tier_pillar(base: dict, backend_port: int, override: dict) -> dict:
