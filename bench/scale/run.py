@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the previous tls_pem (a whole model per file: about a minute at 200 sites)")
     ap.add_argument("--lab", action="store_true", help="measure in the running lab instead (bench/scale/lab.py)")
     ap.add_argument("--max-minutes", type=float, default=30.0, help="--lab: stop starting cases after this")
+    ap.add_argument("--section", default=None,
+                    help="BENCHMARKS.md section (default scale, or scale-lab with --lab; e.g. scale-lab-5nodes)")
     ap.add_argument("--output", default=str(report.REPO / "BENCHMARKS.md"))
     args = ap.parse_args(argv)
     if not (all(1 <= s <= 1000 for s in args.sites) and all(1 <= b <= 100 for b in args.backends)
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         no_lab(args, run, tls)
     # the lab's figures go to a section of their own, so a lab run keeps the no-lab one and back
-    name = f"{scale_report.BENCH}-lab" if args.lab else scale_report.BENCH
+    name = args.section or (f"{scale_report.BENCH}-lab" if args.lab else scale_report.BENCH)
     report.publish(run, name, scale_report.render(run), args.output)
     return 0
 
