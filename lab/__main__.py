@@ -1,14 +1,15 @@
-"""python -m lab {up,down,status,demo,load,apply,add-node,remove-node,vhosts,dualstack}: the lab's command line
+"""python -m lab {up,down,status,demo,load,apply,add-node,remove-node,vhosts,dualstack,bgp}: the lab's command line
 (run as root)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
 
-from lab import cluster, config, dualstack, master, nodes, prometheus, tier, vhosts
+from lab import bgp, cluster, config, dualstack, master, nodes, prometheus, router, tier, vhosts
 from lab.load import run_load, table
 from lab.sh import LabError, log, step
 
@@ -25,6 +26,8 @@ How to use the lab
                                  .venv/bin/python -m lab remove-node proxyN   (proxytier.orch.leave, power off)
   Many sites on the VIPs:         .venv/bin/python -m lab vhosts [--off]   (3 host-routed sites, TLS by SNI)
   Dual stack (IPv6 VIPs too):     .venv/bin/python -m lab dualstack [--off]  (2001:2::10K beside 198.18.0.10K)
+  BGP mode (a router, ECMP):      .venv/bin/python -m lab bgp [--profile resilient] [--off]
+                                     (every node announces {config.BGP_SERVICE}; a client at {config.CLIENT_ADDR})
   A shell on a node:             nsenter -t $(.venv/bin/python -m lab leader proxy1) -a /bin/bash
   Pillar served to the nodes:    pillar/ of this checkout (override a file by copying it into
                                  {config.PILLAR_OVERRIDE}/ and editing the copy)
@@ -96,6 +99,21 @@ def show_dualstack() -> None:
     print("  back to IPv4 only: .venv/bin/python -m lab dualstack --off")
 
 
+def show_bgp(profile: str) -> None:
+    """BGP mode on (or its router's profile switched), then who answers through the service address."""
+    if tier.current_pillar() == bgp.pillar() and router.running():
+        with step(f"the router's ECMP: {profile}", "5 s"):
+            bgp.set_profile(profile)
+    else:
+        with step(f"BGP mode: router {config.ROUTER_ADDR} ({profile} ECMP), every node announcing "
+                  f"{config.BGP_SERVICE}", "1 min"):
+            bgp.enable(profile)
+    print("\n".join(bgp.show()))
+    print(f"  a shell on the client: ip netns exec {config.CLIENT_NETNS} curl -s http://{config.BGP_SERVICE}/lab")
+    print(f"  the router: ip netns exec {config.ROUTER_NETNS} birdc -s {router.BIRD_CTL} show route")
+    print("  back to VRRP: .venv/bin/python -m lab bgp --off")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -114,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                    ).add_argument("--off", action="store_true", help="back to the checkout's pillar")
     sub.add_parser("dualstack", help="apply the dual-stack pillar (IPv6 VIPs too), show who answers on each VIP"
                    ).add_argument("--off", action="store_true", help="back to the checkout's pillar (IPv4 only)")
+    p_bgp = sub.add_parser("bgp", help="BGP mode: a router and a client, every node announcing one service "
+                           "address; show who answers")
+    p_bgp.add_argument("--off", action="store_true", help="back to the checkout's pillar (VRRP), router removed")
+    p_bgp.add_argument("--profile", choices=router.PROFILES, default="plain",
+                       help="the router's ECMP: plain multipath or a resilient next-hop group")
     p_leader = sub.add_parser("leader", help="host pid of a node's init (for nsenter -t PID -a)")
     p_leader.add_argument("node")
     p_load = sub.add_parser("load", help="bounded load through the VIPs (or --target)")
@@ -122,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p_load.add_argument("--seconds", type=float, default=30)
     p_load.add_argument("--concurrency", type=int, default=4)
     p_load.add_argument("--keepalive", action="store_true", help="reuse connections (default: new per request)")
+    p_load.add_argument("--json", action="store_true", help="print the counts as one JSON line, not a table")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "up":
@@ -129,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "down":
             cluster.down()
         elif args.cmd == "status":
-            print("\n".join(cluster.status()))
+            print("\n".join(cluster.status() + router.status()))
             for vip, held in nodes.vip_holders(tier.served_vips()).items():
                 print(f"VIP {vip:<15} held by {', '.join(held) or 'nobody'}")
         elif args.cmd == "demo":
@@ -156,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
                 dualstack.disable()
             else:
                 show_dualstack()
+        elif args.cmd == "bgp":
+            if args.off:
+                bgp.disable()
+            else:
+                show_bgp(args.profile)
         elif args.cmd == "leader":
             print(nodes.leader(config.node(args.node)))
         elif args.cmd == "load":
@@ -166,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 new_connection=not args.keepalive,
             )
-            print(table(result))
+            print(json.dumps(result.as_dict()) if args.json else table(result))
             return 0 if result.failed == 0 else 1
     except LabError as e:
         log(f"ERROR: {e}")

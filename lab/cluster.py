@@ -8,7 +8,7 @@ import shutil
 import time
 from typing import Any
 
-from lab import config, image, master, net, nodes, prometheus, tier
+from lab import config, image, master, net, nodes, prometheus, router, tier
 from lab.sh import LabError, log, run, step, wait_for
 
 
@@ -18,10 +18,13 @@ def require_root() -> None:
 
 
 def down() -> None:
-    """Remove everything the lab made (also what a killed run left): nodes, backends, master, bridge, state."""
+    """Remove everything the lab made (also what a killed run left): nodes, the BGP router and client,
+    backends, master, bridge, state."""
     require_root()
-    with step("lab down: stopping nodes, backends, salt-master, Prometheus; removing bridge and state", "10 s"):
+    with step("lab down: stopping nodes, router, backends, salt-master, Prometheus; removing bridge and state",
+              "10 s"):
         nodes.clean_nodes()
+        router.clean()  # before the backends': that deletes every ptlab-* namespace, not the processes in them
         net.clean_backends()
         prometheus.stop()
         master.stop()

@@ -95,6 +95,19 @@ class Backend:
         return f"02:70:{a:02x}:{b:02x}:{c:02x}:{d:02x}"
 
 
+# BGP mode (lab.router, lab.bgp): a router on the bridge peering with every node, and a client network
+# behind it. The router is the lab's only gateway to CLIENT_NET; nothing routes further.
+ROUTER_NETNS = "ptlab-router"
+CLIENT_NETNS = "ptlab-client"
+ROUTER_VETH = "ptl-router"  # the router's bridge port on the host (ptl-*: cleaned with the backends' links)
+ROUTER_ADDR = "198.18.0.2"  # the router on the bridge: the nodes' BGP peer
+CLIENT_NET = ipaddress.ip_network("198.18.9.0/24")  # the router's other link, to the client namespace only
+ROUTER_CLIENT_ADDR = "198.18.9.1"
+CLIENT_ADDR = "198.18.9.2"
+BGP_SERVICE = "198.18.0.200"  # the one service address every node announces in BGP mode (not a VRRP VIP)
+ROUTER_ASN = 64496  # documentation range (RFC 5398): the network's AS
+TIER_ASN = 64512  # private range (RFC 6996): the tier's AS
+
 EXPORTER_PORT = 8408  # proxytier:exporter:port default of the formula
 
 MAX_NODES = 5  # the lab pillar's VIP pool has 5 addresses (198.18.0.101..105), one per possible node

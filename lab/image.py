@@ -1,7 +1,7 @@
 """The node image: Debian bookworm or trixie (debootstrap; config.RELEASE), a salt-minion venv
 (config.SALT_VERSION), and an offline apt repository.
 
-nginx, haproxy and keepalived are NOT installed in the image; their .debs (and dependencies) are
+nginx, haproxy, keepalived and bird2 are NOT installed in the image; their .debs (and dependencies) are
 downloaded at build time into a local apt repository inside the image so that the formula's
 `pkg.installed` installs them for real, offline, on every node.
 
@@ -48,6 +48,7 @@ OFFLINE_PACKAGES = [
     "curl",
     "nftables",
     "logrotate",  # the formula installs it with the exporter (it rotates the access log nginx writes for it)
+    "bird2",  # vip_mode bgp: the formula's proxytier.packages installs BIRD 2 (lab.bgp)
 ]
 
 STAMP = config.CACHE / f"{config.IMAGE.name}.recipe"
@@ -314,7 +315,7 @@ def build_base() -> dict[str, float]:
     (tmp / "etc/apt/sources.list").write_text("\n".join(lines) + "\n")
     for f in (tmp / "etc/apt/sources.list.d").glob("*"):  # debootstrap's own (trixie writes debian.sources)
         f.unlink()
-    with step("node image: downloading nginx/haproxy/keepalived .debs", "1 min") as t:
+    with step("node image: downloading nginx/haproxy/keepalived/bird2 .debs", "1 min") as t:
         nspawn_run(tmp, PACKAGES_SCRIPT, timeout=1500)
     timings["packages"] = t["seconds"]
     shutil.rmtree(BASE, ignore_errors=True)

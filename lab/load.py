@@ -6,6 +6,7 @@ client-observed outage of a failover can be measured.
 
     python -m lab load --requests 600 --concurrency 4            # through every VIP
     python -m lab load --target 198.18.0.101 --seconds 10
+    python -m lab load --target 198.18.0.101 --json              # the counts as one JSON line
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ class LoadResult:
         if not done:
             points.append(max(s.end for s in self.samples if target is None or s.target == target))
         return max((b - a for a, b in itertools.pairwise(points)), default=0.0)
+
+    def as_dict(self) -> dict[str, object]:
+        """The counts without the samples, for JSON: {"ok", "failed", "seconds", "errors", "by_node",
+        "by_backend", "by_target", "clients"} (each by_* a {name: requests})."""
+        return {"ok": self.ok, "failed": self.failed, "seconds": round(self.seconds, 2),
+                **{k: dict(getattr(self, k)) for k in ("errors", "by_node", "by_backend", "by_target", "clients")}}
 
     def summary(self) -> str:
         err = ", ".join(f"{k}: {v}" for k, v in self.errors.most_common(5))

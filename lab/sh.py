@@ -43,8 +43,9 @@ def run(
     timeout: float = 300,
     input_text: str | None = None,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command (no shell). On failure raise LabError with its output tail."""
+    """Run a command (no shell), in `cwd` if given. On failure raise LabError with its output tail."""
     args = [str(c) for c in cmd]
     try:
         proc = subprocess.run(
@@ -55,6 +56,7 @@ def run(
             text=True,
             timeout=timeout,
             env=env,
+            cwd=cwd,
             check=False,
         )
     except subprocess.TimeoutExpired as e:
@@ -160,8 +162,10 @@ def _signal(pid: int, sig: signal.Signals, group: bool) -> None:
         pass
 
 
-def spawn(cmd: Sequence[str | Path], log_path: Path, pid_path: Path, env: dict[str, str] | None = None) -> int:
-    """Start a daemon in its own session (so it survives us and can be stopped by group), record its pid."""
+def spawn(cmd: Sequence[str | Path], log_path: Path, pid_path: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> int:
+    """Start a daemon in its own session (so it survives us and can be stopped by group), in `cwd` if
+    given, record its pid."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
@@ -171,6 +175,7 @@ def spawn(cmd: Sequence[str | Path], log_path: Path, pid_path: Path, env: dict[s
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            cwd=cwd,
         )
     pid_path.write_text(f"{proc.pid}\n")
     return proc.pid

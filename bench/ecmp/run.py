@@ -16,7 +16,7 @@ that answers with its name (bench/ecmp/flows.py). The router's BIRD learns the n
 - plain: the router forwards on BIRD's own multipath route (`ip rule to SERVICE lookup 100`);
 - resilient (idle_timer 0), resilient-idle (idle_timer --idle-timer, unbalanced_timer 0) and
   resilient-drain (the same, and a withdrawn node whose session stays up is kept at weight 1 until its
-  buckets are idle): the service route on a resilient next-hop group that bench/ecmp/resilient.py
+  buckets are idle): the service route on a resilient next-hop group that lab/resilient.py
   programs from BIRD's routes in the main table (see its docstring for the kernel facts).
 
 Events, each from a fresh start (n1..n3 announced, n4 not; --connections long-lived connections from the
@@ -49,7 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import report
-from bench.ecmp.resilient import parse_routes
+from lab.resilient import parse_routes
 
 BENCH = "ecmp"
 PREFIX = "ptecmp-"
@@ -148,7 +148,7 @@ def render(run: dict) -> str:
              f"{s['connections']} long-lived TCP connections from one client address, each pinged every "
              f"{s['interval']} s for {s['observe']} s after the event; broken = reset, closed or unanswered for "
              f"{s['timeout']} s. Resilient groups: {s['buckets']} buckets, programmed by "
-             "`bench/ecmp/resilient.py` from `birdc show route`. Then "
+             "`lab/resilient.py` from `birdc show route`. Then "
              f"{s['new']} new connections show where new flows go.", "",
              "Leave: the node deletes its route from the gate's table (what the gate does on its hold file); "
              "its server keeps serving.", "",
@@ -335,7 +335,7 @@ def scenario(lab: Lab, event: str, node: str, profile: str, args: argparse.Names
     helper = None
     rule = ["rule", "add", "to", f"{SERVICE}/32", "lookup", str(BIRD_TABLE), "pref", "1000"]
     if p["resilient"]:
-        helper = lab.start(ROUTER, sys.executable, "-m", "bench.ecmp.resilient", "--socket",
+        helper = lab.start(ROUTER, sys.executable, "-m", "lab.resilient", "--socket",
                            str(lab.tmp / "router.ctl"), "--prefix", f"{SERVICE}/32", "--buckets", str(args.buckets),
                            "--idle-timer", str(p["idle_timer"]), "--unbalanced-timer", str(p["unbalanced_timer"]),
                            *(["--drain"] if p["drain"] else []), "--seconds", "120")

@@ -215,6 +215,13 @@ def bgp_password(name: str) -> str:
     return _lib("proxytier_bgp").password(__pillar__.get("proxytier", {}).get("bgp"), name)  # noqa: F821
 
 
+def bgp_files(params: dict[str, Any] | None = None) -> dict[str, str]:
+    """Where vip_mode bgp puts BIRD's and the health gate's files and units on this node
+    (proxytier_bgp.files), from `params` (default: this minion's ``proxytier.params``). keepalived.sls
+    asks in VRRP mode, to take away what BGP mode left. CLI: ``salt proxy1 proxytier.bgp_files``."""
+    return _lib("proxytier_bgp").files(params if params is not None else _os_params())
+
+
 def monitoring(tplroot: str = "proxytier") -> dict[str, Any]:
     """The model of proxytier.monitoring for this Prometheus minion: pillar proxytier_monitoring over
     templates/monitoring/defaults.yaml, validated; targets from its nodes or the mine (proxytier_monitoring).

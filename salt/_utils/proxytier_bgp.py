@@ -337,6 +337,7 @@ def node_bgp(
                    "router_id per node (pillar targeted at it), an IPv4 address unique among the speakers")
     v4 = [str(a["iface"].ip) for a in addrs if a["iface"].version == 4]
     v6 = [str(a["iface"].ip) for a in addrs if a["iface"].version == 6]
+    where = files(params)
     gate_cfg = {
         "table": bgp["gate"]["table"],
         "interval": bgp["gate"]["interval"],
@@ -374,21 +375,39 @@ def node_bgp(
         "extra": bgp["extra"],
         "gate_unit": {
             "user": params.get("check_user", "proxytier-check"),
-            "script": f"{params.get('libexec_dir', '/usr/local/libexec/proxytier')}/proxytier_bgp_gate.py",
+            "script": where["gate_script"],
             "python3": params.get("python3", "/usr/bin/python3"),
             "ip": params.get("ip_bin", "/usr/sbin/ip"),
             "runtime_directory": _runtime_directory(gate_cfg["state_file"]),
             "after": [f"{params.get('services', {}).get(d, d)}.service" for d in ("haproxy",)],
         },
-        "paths": {
-            "config": params.get("bird_config", "/etc/bird/bird.conf"),
-            "bin": params.get("bird_bin", "/usr/sbin/bird"),
-            "gate_config": params.get("bgp_gate_config", "/etc/proxytier/bgp-gate.json"),
-            "gate_unit": f"{params.get('systemd_dropin_dir', '/etc/systemd/system')}/proxytier-bgp-gate.service",
-        },
+        "paths": {k: where[k] for k in ("config", "bin", "gate_config", "gate_unit")},
+        "package": where["package"],
+        "service": where["service"],
+        "user": where["user"],
+    }
+
+
+def files(params: dict[str, Any]) -> dict[str, str]:
+    """Where BGP mode puts things on a node, from the OS parameters (each key's default here):
+    {"package" (bird2), "service" (bird), "user" (bird), "config" (/etc/bird/bird.conf), "bin"
+    (/usr/sbin/bird), "gate_config" (/etc/proxytier/bgp-gate.json), "gate_unit"
+    (<systemd_dropin_dir>/proxytier-bgp-gate.service), "gate_script"
+    (<libexec_dir>/proxytier_bgp_gate.py), "bird_dropin" (BIRD's proxytier drop-in, systemd_dropins)}.
+    The model of BGP mode reads them here, and so does keepalived.sls in VRRP mode
+    (``proxytier.bgp_files``), to take away what BGP mode left."""
+    dropin_dir = params.get("systemd_dropin_dir", "/etc/systemd/system")
+    service = params.get("bird_service", "bird")
+    return {
         "package": params.get("bird_pkg", "bird2"),
-        "service": params.get("bird_service", "bird"),
+        "service": service,
         "user": params.get("bird_user", "bird"),
+        "config": params.get("bird_config", "/etc/bird/bird.conf"),
+        "bin": params.get("bird_bin", "/usr/sbin/bird"),
+        "gate_config": params.get("bgp_gate_config", "/etc/proxytier/bgp-gate.json"),
+        "gate_unit": f"{dropin_dir}/proxytier-bgp-gate.service",
+        "gate_script": f"{params.get('libexec_dir', '/usr/local/libexec/proxytier')}/proxytier_bgp_gate.py",
+        "bird_dropin": f"{dropin_dir}/{service}.service.d/proxytier.conf",
     }
 
 

@@ -18,6 +18,47 @@ include:
 {%- if pt.exporter.enabled %}
   - {{ tplroot }}.exporter.room
 {%- endif %}
+{%- set off = salt["proxytier.bgp_files"](pt.params) %}
+
+# Back from vip_mode bgp (nothing to do, and no change, on a node that never ran it): the health
+# gate stops (its unit withdraws every address as it stops) and goes; the addresses and routes it
+# leaves by design go (proxytier_bgp_gate.py --retire); BIRD stops and is disabled, only where the
+# gate's configuration shows that this formula ran it (a BIRD of the node's own is left alone); then
+# the gate's files and BIRD's drop-in go. bird2 stays installed, /etc/bird/bird.conf stays.
+proxytier-bgp-off-gate:
+  service.dead:
+    - name: proxytier-bgp-gate
+    - enable: False
+
+proxytier-bgp-off-addresses:
+  cmd.run:
+    - name: {{ pt.params.python3 }} {{ off.gate_script }} --retire {{ off.gate_config }}
+    - onlyif: test -f {{ off.gate_config }}
+    - require:
+      - service: proxytier-bgp-off-gate
+
+proxytier-bgp-off-bird:
+  service.dead:
+    - name: {{ off.service }}
+    - enable: False
+    - onlyif: test -f {{ off.gate_config }}
+    - require:
+      - cmd: proxytier-bgp-off-addresses
+{%- for path in (off.gate_config, off.gate_unit, off.gate_script, off.bird_dropin) %}
+
+proxytier-bgp-off-{{ path }}:
+  file.absent:
+    - name: {{ path }}
+    - require:
+      - service: proxytier-bgp-off-bird
+{%- endfor %}
+
+proxytier-bgp-off-daemon-reload:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: proxytier-bgp-off-{{ off.gate_unit }}
+      - file: proxytier-bgp-off-{{ off.bird_dropin }}
 
 proxytier-keepalived-config:
   file.managed:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.ecmp import resilient as res
 from bench.ecmp import run as ecmp
+from lab import resilient as res
 
 SHOW_ROUTE = """BIRD 2.0.12 ready.
 Table master4:

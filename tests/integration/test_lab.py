@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -29,7 +30,22 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab import chaos, cluster, config, dualstack, master, net, nodecheck, nodes, prometheus, spoof, tier, vhosts
+from lab import (
+    bgp,
+    chaos,
+    cluster,
+    config,
+    dualstack,
+    master,
+    net,
+    nodecheck,
+    nodes,
+    prometheus,
+    router,
+    spoof,
+    tier,
+    vhosts,
+)
 from lab.load import BackgroundLoad, run_load, table
 from lab.sh import run, wait_for
 from lab.tlsgen import make_cert
@@ -1200,6 +1216,138 @@ def assert_lost_nothing(event: str, result: Any, min_ok: int, watch: tier.VipWat
     MEASURED[f"{event}_failed_requests"] = result.failed
     assert result.failed == 0, result.summary()
     assert not watch.moves(vips), f"{event}: a VIP of a node that stays moved: {watch.moves(vips)[:10]}"
+
+
+@pytest.fixture(scope="class")
+def bgp_mode(lab: None) -> Iterator[None]:
+    """The lab in BGP mode for a class's tests (lab.bgp: the router and the client up, the BGP-mode pillar
+    applied, the router forwarding to every node); back to VRRP at the end if a test left it there (the
+    class's last test makes that switch and checks it)."""
+    tier.clear_pillar_override()
+    try:
+        t0 = time.monotonic()
+        MEASURED["bgp_first_apply"] = bgp.enable("plain")
+        MEASURED["bgp_enable_to_three_next_hops"] = round(time.monotonic() - t0, 2)
+        yield
+    finally:
+        if router.running() or tier.current_pillar() != tier.default_pillar():
+            bgp.disable()
+
+
+def wait_next_hop_gone(address: str, since: float, timeout: float = 10) -> float:
+    """Seconds from `since` (time.monotonic()) until the router no longer forwards the service address to
+    `address` (polled as fast as `ip` answers, a few ms); AssertionError after `timeout`."""
+    while time.monotonic() - since < timeout:
+        if address not in router.next_hops():
+            return time.monotonic() - since
+        time.sleep(0.005)
+    raise AssertionError(f"the router still forwards {config.BGP_SERVICE} to {address}: {router.next_hops()}")
+
+
+@pytest.mark.bgp
+@pytest.mark.usefixtures("bgp_mode")
+class TestBgpMode:
+    """vip_mode bgp in the lab (lab.bgp, lab.router): every node announces 198.18.0.200 to a router running
+    BIRD with ECMP, a client behind the router reaches the tier through that one address; a dead HAProxy
+    takes its node out of the router's route; the lab goes back to VRRP mode and nothing of BGP mode stays."""
+
+    def test_8a_bgp_mode_converges_and_the_router_has_one_next_hop_per_node(self, measure) -> None:
+        """The BGP-mode apply converged (the fixture); BIRD and the gate active on every node, bird2 installed by
+        apt, keepalived stopped; every session Established; the router's route has every node as a next hop;
+        a second apply changes nothing."""
+        addresses = sorted(n.address for n in config.NODES)
+        for node in config.NODES:
+            active = nodes.exec_(node, ["systemctl", "is-active", "bird", "proxytier-bgp-gate", "haproxy", "nginx",
+                                        "keepalived"], check=False).stdout.split()
+            assert active == ["active"] * 4 + ["inactive"], f"{node.name}: {active}"
+            history = nodes.exec_(node, ["cat", "/var/log/apt/history.log"]).stdout
+            assert " bird2:" in history, f"{node.name}: bird2 not installed by apt"
+        assert router.sessions() == dict.fromkeys(node_names(), "Established"), router.sessions()
+        assert router.bird_next_hops() == addresses and router.next_hops() == addresses
+        route = router.ns_run(config.ROUTER_NETNS, "ip", "route", "show", router.service_prefix(), "table",
+                              str(router.BIRD_TABLE))
+        print(f"router: {route.strip()}")
+        assert route.count("nexthop via") == len(config.NODES), route
+        res = apply_ok()
+        measure("bgp_noop_apply", res.seconds)
+        changed = {n: m.changed for n, m in res.minions.items() if m.changed}
+        assert not changed, f"second apply in BGP mode changed states: {changed}"
+
+    @pytest.mark.parametrize("profile", router.PROFILES)
+    def test_8b_bgp_new_connections_reach_every_haproxy_and_every_nginx(self, profile: str) -> None:
+        """From the client namespace, through the router, to the one service address, a new connection per
+        request: 0 failed; every node's HAProxy accepted a share of at least 0.45/N of the connections (its own
+        counter, from its exporter), every nginx and every backend answered, the client's address reached the
+        backends."""
+        bgp.set_profile(profile)
+        before = bgp.haproxy_connections()
+        result = router.client_load(requests=300, seconds=60, concurrency=4)
+        after = bgp.haproxy_connections()
+        per_haproxy = {n: after[n] - before.get(n, 0) for n in after}
+        print(f"{profile}: {result['ok']} ok, {result['failed']} failed; connections per HAProxy {per_haproxy}; "
+              f"requests per nginx {result['by_node']}; per backend {result['by_backend']}")
+        assert result["failed"] == 0, result
+        assert sum(per_haproxy.values()) >= result["ok"], per_haproxy
+        for name, count in per_haproxy.items():
+            assert count >= result["ok"] * 0.45 / len(per_haproxy), f"{profile}: HAProxy of {name}: {per_haproxy}"
+        assert set(result["by_node"]) == node_names(), result["by_node"]
+        assert set(result["by_backend"]) == BACKEND_NAMES, result["by_backend"]
+        assert result["clients"] == {config.CLIENT_ADDR: result["ok"]}, result["clients"]
+
+    @pytest.mark.parametrize("profile", router.PROFILES)
+    def test_8c_bgp_haproxy_killed_withdraws_its_node_from_the_router_within_a_second(self, profile: str,
+                                                                                    measure) -> None:
+        """HAProxy SIGKILLed (kept down) on one node under new-connection load from the client: the router stops
+        forwarding to that node within a second (the gate's 0.2 s x 2 checks, then BGP), its BGP session stays
+        up (a withdraw, not a lost peer), the other nodes keep serving; HAProxy back, the node is a next hop
+        again. Requests that fail: at most one per load client (the one in flight on the killed HAProxy)."""
+        bgp.set_profile(profile)
+        victim = config.NODES[router.PROFILES.index(profile) % len(config.NODES)]
+        others = sorted(n.address for n in config.NODES if n != victim)
+        load: dict[str, Any] = {}
+        thread = threading.Thread(target=lambda: load.update(router.client_load(requests=100000, seconds=8,
+                                                                                  concurrency=2)))
+        thread.start()
+        try:
+            time.sleep(1.5)
+            t_kill = kill_haproxy_for_good(victim)
+            withdrawn = wait_next_hop_gone(victim.address, t_kill)
+            measure(f"bgp_{profile}_haproxy_kill_to_route_withdrawn", withdrawn)
+            assert router.next_hops() == others
+            assert router.sessions()[victim.name] == "Established", router.sessions()
+            thread.join(timeout=30)
+            t_heal = time.monotonic()
+            heal_haproxy(victim)
+            router.wait_next_hops(sorted(n.address for n in config.NODES), timeout=30)
+            measure(f"bgp_{profile}_haproxy_back_to_route_announced", time.monotonic() - t_heal)
+        finally:
+            heal_haproxy(victim)
+            thread.join(timeout=30)
+        print(f"{profile}: HAProxy of {victim.name} killed: withdrawn in {withdrawn:.3f} s; client load "
+              f"{load.get('ok')} ok, {load.get('failed')} failed {load.get('errors')}, nginx {load.get('by_node')}")
+        MEASURED[f"bgp_{profile}_haproxy_kill_failed_requests"] = load["failed"]
+        assert withdrawn <= 1.0, f"route withdrawn {withdrawn:.2f} s after the kill"
+        assert load["ok"] > 0 and load["failed"] <= 2, load
+
+    def test_8z_bgp_back_to_vrrp_mode_converges_and_leaves_nothing_of_bgp_mode(self, measure) -> None:
+        """The checkout's pillar (VRRP) applied: 0 failed states; keepalived back and every node home to its
+        VIP; BIRD stopped and disabled, the gate and its unit gone, the service address off every node; the
+        router and client removed; every VIP reaches every nginx and backend; a second apply changes nothing."""
+        measure("bgp_back_to_vrrp_apply", bgp.disable())
+        assert not router.running() and config.ROUTER_NETNS not in net.netns_list()
+        assert config.CLIENT_NETNS not in net.netns_list()
+        for node in config.NODES:
+            assert tier.services_active(node) == dict.fromkeys(tier.DAEMONS, "active"), node.name
+            left = bgp.leftovers(node)
+            assert left == {"bird": "inactive", "gate": "inactive", "bird_enabled": "disabled", "gate_unit": False,
+                            "service_address": False}, f"{node.name}: {left}"
+        tier.wait_vips_settled()
+        holders = nodes.vip_holders()
+        assert {h[0] for h in holders.values()} == node_names(), holders
+        assert_serving()
+        res = apply_ok()
+        changed = {n: m.changed for n, m in res.minions.items() if m.changed}
+        assert not changed, f"second apply after BGP mode changed states: {changed}"
 
 
 def join_under_load(measure: Callable[[str, float], None]) -> config.Node:

@@ -5,6 +5,7 @@ They use loopback only and need no root.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -162,3 +163,79 @@ def test_the_lab_platform_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
             m.setattr(config, key, bad)
             with pytest.raises(ValueError, match=words):
                 config.check_platform()
+
+
+def test_the_bgp_lab_addresses_are_in_the_benchmark_range_and_free() -> None:
+    """The router, the client network and the service address: lab addresses no node, backend, VIP or
+    the host uses; the client network is not the bridge's."""
+    new = [config.ROUTER_ADDR, config.ROUTER_CLIENT_ADDR, config.CLIENT_ADDR, config.BGP_SERVICE]
+    for a in new:
+        config.check_lab_address(a)
+    used = {config.HOST_ADDR, *config.VIPS, *(config.home_vip(i) for i in range(1, config.MAX_NODES + 1)),
+            *(n.address for n in config.ALL_NODES), *(config.backend(i).address for i in range(1, 10))}
+    assert not used & set(new)
+    assert not config.CLIENT_NET.overlaps(config.LAB_NET)
+    assert config.check_lab_address(str(config.CLIENT_NET.network_address))
+
+
+def test_the_bgp_lab_pillar_is_a_valid_bgp_tier_for_every_node() -> None:
+    """lab.bgp's pillar, built by the formula's model with the lab's mine: every node announces the one
+    service address to the router, in the router's AS view (eBGP), keepalived holds nothing."""
+    from formula import build_model, os_params
+
+    from lab import bgp
+
+    mine = {f"proxy{i}": [f"198.18.0.{10 + i}"] for i in (1, 2, 3)}
+    for node in mine:
+        model = build_model(bgp.pillar()["proxytier"], node, mine=mine, params=os_params())
+        assert model["vip_mode"] == "bgp" and model["vips"] == [config.BGP_SERVICE]
+        assert model["vrrp"]["instances"] == []
+        [peer] = model["bgp"]["peers"]
+        assert (peer["address"], peer["asn"], peer["ibgp"], peer["bfd"]) == (config.ROUTER_ADDR, config.ROUTER_ASN,
+                                                                           False, True)
+        assert model["bgp"]["asn"] == config.TIER_ASN and model["bgp"]["router_id"] == mine[node][0]
+
+
+def test_the_router_config_peers_with_every_lab_node_and_bird_accepts_it(tmp_path: Path) -> None:
+    from lab import router
+
+    text = router.bird_conf(config.ALL_NODES)
+    assert "merge paths on" in text and f"kernel table {router.BIRD_TABLE}" in text
+    for n in config.ALL_NODES:
+        assert (f"protocol bgp {n.name} {{ description \"{n.name} at {n.address}\"; local {config.ROUTER_ADDR} as "
+                f"{config.ROUTER_ASN}; neighbor {n.address} as {config.TIER_ASN}; direct;") in text
+    if shutil.which("bird") is None:
+        pytest.skip("needs bird (Debian's bird2) to parse the config")
+    (tmp_path / "bird.conf").write_text(text)
+    res = subprocess.run(["bird", "-p", "-c", str(tmp_path / "bird.conf")], capture_output=True, text=True,
+                         timeout=10)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_router_reads_its_sessions_and_next_hops_back() -> None:
+    from lab import router
+
+    protocols = """BIRD 2.0.12 ready.
+Name       Proto      Table      State  Since         Info
+device1    Device     ---        up     21:00:23.321
+bfd1       BFD        ---        up     21:00:23.321
+ecmp4      Kernel     master4    up     21:00:23.321
+proxy1     BGP        ---        up     21:00:25.100  Established
+proxy2     BGP        ---        start  21:00:23.321  Active        Socket: Connection refused
+proxy4     BGP        ---        start  21:00:23.321  Connect
+"""
+    assert router.parse_sessions(protocols) == {"proxy1": "Established", "proxy2": "Active        Socket: "
+                                                "Connection refused", "proxy4": "Connect"}
+    multipath = [{"dst": "198.18.0.200", "protocol": "bird", "metric": 32, "flags": [], "nexthops": [
+        {"gateway": "198.18.0.13", "dev": "eth0", "weight": 1, "flags": []},
+        {"gateway": "198.18.0.11", "dev": "eth0", "weight": 1, "flags": []}]}]
+    assert router.parse_route_next_hops(multipath) == ["198.18.0.11", "198.18.0.13"]
+    one = [{"dst": "198.18.0.200", "gateway": "198.18.0.12", "dev": "eth0", "protocol": "bird", "flags": []}]
+    assert router.parse_route_next_hops(one) == ["198.18.0.12"]
+    assert router.parse_route_next_hops([]) == []
+    nexthops = [{"id": 101, "gateway": "198.18.0.11", "dev": "eth0", "scope": "link", "flags": []},
+                {"id": 103, "gateway": "198.18.0.13", "dev": "eth0", "scope": "link", "flags": []},
+                {"id": 100, "group": [{"id": 103, "weight": 64}, {"id": 101, "weight": 64}], "type": "resilient",
+                 "resilient_args": {"buckets": 512}, "flags": []}]
+    assert router.parse_group_next_hops(nexthops, 100) == ["198.18.0.11", "198.18.0.13"]
+    assert router.parse_group_next_hops(nexthops[:2], 100) == []

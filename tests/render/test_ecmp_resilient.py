@@ -1,4 +1,4 @@
-"""The ECMP bench's resilient helper (bench/ecmp/resilient.py) programs a resilient next-hop group this
+"""The ECMP bench's resilient helper (lab/resilient.py) programs a resilient next-hop group this
 kernel accepts, and `ip nexthop replace` of the group keeps its bucket table (net/ipv4/nexthop.c
 replace_nexthop_grp_res): a leaver's buckets move and no other; a joiner's buckets come from the others,
 which keep the rest; with no next hop left nothing remains.

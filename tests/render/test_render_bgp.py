@@ -137,6 +137,62 @@ def test_keepalived_sls_is_the_bgp_sls_in_bgp_mode() -> None:
     assert "bird2" in _args(packages["proxytier-packages"])["pkgs"]
 
 
+def test_back_in_vrrp_mode_keepalived_sls_takes_away_what_bgp_mode_left() -> None:
+    """VRRP mode stops and removes the gate, takes its addresses off the interface, stops BIRD only where
+    the formula ran it (the gate's configuration exists), removes the formula's files; every path is the
+    one BGP mode used (one source: proxytier_bgp.files)."""
+    import proxytier_bgp
+
+    lab = build_model(yaml.safe_load((ROOT / "tests" / "pillar" / "lab-static.sls").read_text())["proxytier"],
+                      "proxy1", params=os_params())
+    states = render_sls("keepalived", lab, {"proxytier.bgp_files": proxytier_bgp.files})
+    where = proxytier_bgp.files(lab["params"])
+    bgp = build_model(bgp_pillar(), "proxy1", params=os_params())["bgp"]
+    assert where["gate_config"] == bgp["paths"]["gate_config"] == "/etc/proxytier/bgp-gate.json"
+    assert where["gate_unit"] == bgp["paths"]["gate_unit"] and where["gate_script"] == bgp["gate_unit"]["script"]
+    assert where["service"] == bgp["service"] == "bird"
+    gate = _args(states["proxytier-bgp-off-gate"])
+    assert gate["name"] == "proxytier-bgp-gate" and gate["enable"] is False
+    addresses = _args(states["proxytier-bgp-off-addresses"])
+    assert addresses["name"] == ("/usr/bin/python3 /usr/local/libexec/proxytier/proxytier_bgp_gate.py --retire "
+                                 "/etc/proxytier/bgp-gate.json")
+    assert addresses["onlyif"] == "test -f /etc/proxytier/bgp-gate.json"
+    assert addresses["require"] == [{"service": "proxytier-bgp-off-gate"}]
+    bird = _args(states["proxytier-bgp-off-bird"])
+    assert (bird["name"], bird["enable"], bird["onlyif"]) == ("bird", False, "test -f /etc/proxytier/bgp-gate.json")
+    for path in (where["gate_config"], where["gate_unit"], where["gate_script"],
+                 "/etc/systemd/system/bird.service.d/proxytier.conf"):
+        assert _args(states[f"proxytier-bgp-off-{path}"]) == {"name": path,
+                                                               "require": [{"service": "proxytier-bgp-off-bird"}]}
+    reload_ = _args(states["proxytier-bgp-off-daemon-reload"])
+    assert {"file": f"proxytier-bgp-off-{where['gate_unit']}"} in reload_["onchanges"]
+    assert "proxytier-keepalived-service" in states
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare")
+def test_the_gate_retire_removes_its_addresses_and_routes(tmp_path: Path) -> None:
+    """proxytier_bgp_gate.py --retire, in a network namespace of the test's own: what the gate left (the
+    addresses on lo, the routes in its table) goes; a second run finds nothing and still exits 0."""
+    cfg = {"table": 200, "interface": "lo", "addresses": ["198.18.0.100", "2001:2::100"]}
+    (tmp_path / "gate.json").write_text(json.dumps(cfg))
+    gate = FORMULA / "files" / "proxytier_bgp_gate.py"
+    script = f"""set -e
+ip link set lo up
+ip addr add 198.18.0.100/32 dev lo
+ip -6 addr add 2001:2::100/128 dev lo preferred_lft 0
+ip route add 198.18.0.100/32 dev lo table 200 proto static
+ip -6 route add 2001:2::100/128 dev lo table 200 proto static
+{sys.executable} {gate} --retire {tmp_path / "gate.json"}
+echo "rc2 $({sys.executable} {gate} --retire {tmp_path / "gate.json"} >/dev/null; echo $?)"
+echo "left: $(ip addr show dev lo | grep -cE '198.18.0.100|2001:2::100') $(ip route show table 200 | wc -l)"
+"""
+    res = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "ip -4 addr del 198.18.0.100/32 dev lo" in res.stdout and "ip -6 route del 2001:2::100/128 table 200" \
+        in res.stdout, res.stdout
+    assert "rc2 0" in res.stdout and "left: 0 0" in res.stdout, res.stdout
+
+
 def test_the_gate_unit_runs_unprivileged_and_withdraws_however_it_ends() -> None:
     model = build_model(bgp_pillar(), "proxy1", params=os_params())
     unit = render("bgp-gate.service.jinja", model)

@@ -16,14 +16,16 @@ from formula import FORMULA, ROOT, build_model, os_params
 VHOSTS = ROOT / "tests" / "pillar" / "vhosts.sls"
 
 
-def render_sls(name: str, model: dict[str, Any]) -> dict[str, Any]:
+def render_sls(name: str, model: dict[str, Any], functions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The SLS `name` rendered for `model`, as YAML data; `functions`: the execution functions it calls
+    (``salt["proxytier.x"]``), by name."""
     opts = salt.config.minion_config(None)
     text = (FORMULA / f"{name}.sls").read_text()
     # map.jinja asks the execution module for the model: answer with the one built here
     text = text.replace('{%- from tplroot ~ "/map.jinja" import pt with context %}', "")
     out = salt.utils.templates.render_jinja_tmpl(
-        text, {"salt": {}, "pillar": {}, "grains": {}, "opts": opts, "saltenv": "base", "sls": f"proxytier.{name}",
-               "tpldir": "proxytier", "pt": model},
+        text, {"salt": functions or {}, "pillar": {}, "grains": {}, "opts": opts, "saltenv": "base",
+               "sls": f"proxytier.{name}", "tpldir": "proxytier", "pt": model},
     )
     return yaml.safe_load(out)
 

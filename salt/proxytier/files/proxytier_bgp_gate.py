@@ -18,8 +18,12 @@ fall, rise, interface, addresses, monitor_url, hold_file, state_file), adds new 
 removes the ones it added that are gone. ``state_file`` gets {"announced", "since", "addresses",
 "healthy", "held"} on every change, for the exporter.
 
+``--retire`` (root; keepalived.sls runs it when a node goes back to VRRP mode, after the gate has
+stopped) takes away what the gate leaves by design: its routes and the addresses it put on the
+interface (a stopped gate leaves them, so that established connections outlive a restart).
+
 Standard library only; runs as an unprivileged user with CAP_NET_ADMIN (its unit).
-Usage: proxytier_bgp_gate.py CONFIG.json
+Usage: proxytier_bgp_gate.py CONFIG.json | proxytier_bgp_gate.py --retire CONFIG.json
 """
 
 from __future__ import annotations
@@ -177,9 +181,39 @@ class Gate:
         return 0
 
 
+def retire_commands(cfg: dict[str, Any]) -> list[list[str]]:
+    """The `ip` argument lists that take away what a gate with configuration `cfg` leaves on the node:
+    per address, its route in the gate's table, then the address on the interface."""
+    out = []
+    for a in cfg["addresses"]:
+        out.append([family(a), "route", "del", prefix(a), "table", str(cfg["table"])])
+        out.append([family(a), "addr", "del", prefix(a), "dev", cfg["interface"]])
+    return out
+
+
+def retire(path: str) -> int:
+    """Run retire_commands for the configuration at `path` (one already gone is not an error: exit 0,
+    each `ip` that finds nothing to delete is ignored); prints what it removed. Exit 1 if the file
+    cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"{path}: {e}", file=sys.stderr)
+        return 1
+    for args in retire_commands(cfg):
+        done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=5)
+        if done.returncode == 0:
+            print(f"ip {' '.join(args)}", flush=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[1] == "--retire":
+        return retire(argv[2])
     if len(argv) != 2:
-        print("usage: proxytier_bgp_gate.py CONFIG.json", file=sys.stderr)
+        print("usage: proxytier_bgp_gate.py CONFIG.json | proxytier_bgp_gate.py --retire CONFIG.json",
+              file=sys.stderr)
         return 2
     return Gate(argv[1]).run()
 

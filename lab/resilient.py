@@ -13,7 +13,8 @@ BGP sessions), and keeps, with `ip`:
     ip nexthop replace id G group ... type resilient idle_timer I unbalanced_timer U   on every change
 
 BIRD's own kernel export must go elsewhere (a kernel table of its own, or none), so that only this route
-serves PREFIX. Standard library only; needs CAP_NET_ADMIN in the router's network namespace.
+serves PREFIX. The lab's router runs it in its resilient profile (lab/router.py), and so does the ECMP
+bench (bench/ecmp/run.py). Standard library only; needs CAP_NET_ADMIN in the router's network namespace.
 
 Kernel facts this relies on (Linux >= 5.13: the resilient groups were merged into net-next as
 2a0186a37700 "Merge branch 'nexthop-Resilient-next-hop-groups'" on 2021-03-11, after 5.12's merge
@@ -49,7 +50,7 @@ drained). New flows whose hash falls in a draining node's busy buckets still rea
 them. Run with `unbalanced_timer 0` (else the kernel moves busy buckets after U s anyway).
 
 Usage (in the router's namespace):
-    python -m bench.ecmp.resilient --socket /run/bird.ctl --prefix 198.19.255.100/32 \\
+    python -m lab.resilient --socket /run/bird.ctl --prefix 198.19.255.100/32 \\
         [--group 100] [--buckets 512] [--idle-timer 0] [--unbalanced-timer 0] [--drain] [--seconds 600]
 Prints one JSON line per change: {"t": epoch s, "members": [[address, dev, weight, draining]], "argv": [...]}.
 Runs until SIGTERM or --seconds (at most 3600); with --cleanup (the default) it deletes its route, group
