@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,6 +65,17 @@ def run(
         out = ((proc.stdout or "") + (proc.stderr or "")).strip()[-3000:]
         raise LabError(f"exit {proc.returncode}: {' '.join(args)}\n{out}")
     return proc
+
+
+def seconds_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> float | None:
+    """Seconds (rounded to ms) until predicate() is true, polled every `interval` s; None after `timeout`
+    (for figures where a timeout is a result, not an error: wait_for raises instead)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if predicate():
+            return round(time.monotonic() - t0, 3)
+        time.sleep(interval)
+    return None
 
 
 def wait_for(what: str, predicate: object, timeout: float, interval: float = 0.5) -> float:

@@ -50,6 +50,7 @@ from pathlib import Path
 
 from bench import report
 from lab.resilient import parse_routes
+from lab.sh import seconds_until
 
 BENCH = "ecmp"
 PREFIX = "ptecmp-"
@@ -267,19 +268,11 @@ class Lab:
                       check=False)
         return {r.via for r in parse_routes(out)}
 
-    def wait(self, what: Callable[[], bool], timeout: float) -> float | None:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            if what():
-                return round(time.monotonic() - t0, 3)
-            time.sleep(0.02)
-        return None
-
     def membership(self, members: list[str], timeout: float = 30) -> float:
         for n in NODES:
             self.announce(n, n in members)
         want = {f"{link_net(n)}.2" for n in members}
-        took = self.wait(lambda: self.router_vias() == want, timeout)
+        took = seconds_until(lambda: self.router_vias() == want, timeout)
         if took is None:
             raise RuntimeError(f"the router did not converge on {members}: {sorted(self.router_vias())}")
         return took
@@ -339,7 +332,8 @@ def scenario(lab: Lab, event: str, node: str, profile: str, args: argparse.Names
                            str(lab.tmp / "router.ctl"), "--prefix", f"{SERVICE}/32", "--buckets", str(args.buckets),
                            "--idle-timer", str(p["idle_timer"]), "--unbalanced-timer", str(p["unbalanced_timer"]),
                            *(["--drain"] if p["drain"] else []), "--seconds", "120")
-        ok = lab.wait(lambda: lab.sh(ROUTER, "ip", "nexthop", "show", "id", "100", check=False).count("/") == 2, 10)
+        ok = seconds_until(
+            lambda: lab.sh(ROUTER, "ip", "nexthop", "show", "id", "100", check=False).count("/") == 2, 10)
         if ok is None:
             raise RuntimeError("the resilient helper did not program the group")
     else:
@@ -358,7 +352,7 @@ def scenario(lab: Lab, event: str, node: str, profile: str, args: argparse.Names
         client.stdin.write("GO\n")
         client.stdin.flush()
         want = {f"{link_net(n)}.2" for n in after}
-        converged = lab.wait(lambda: lab.router_vias() == want, 10)
+        converged = seconds_until(lambda: lab.router_vias() == want, 10)
         if converged is not None:
             converged = round(time.monotonic() - t_event, 3)
         result = read_line(client, "RESULT", args.observe + 60)
