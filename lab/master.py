@@ -34,7 +34,7 @@ GITFS_BRANCH = "proxytier-lab"  # in the bare clone: this checkout's HEAD (also 
 
 def fileserver_conf() -> dict[str, Any]:
     """Where the master serves salt/ from: file_roots on this checkout, or gitfs (pygit2) from a bare
-    clone of it with gitfs_root salt (the formula, its _modules and _utils, top.sls), as an operator
+    clone of it with gitfs_root salt (the formula, its _modules, _states and _utils, top.sls), as an operator
     serves a formula from its repository."""
     if config.FORMULA_SOURCE == "gitfs":
         return {

@@ -50,12 +50,20 @@ def example_pillar() -> dict[str, Any]:
 
 
 _env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    # templates by their name under templates/; what they import (proxytier/map.jinja) from salt/
+    loader=jinja2.FileSystemLoader([str(TEMPLATES), str(ROOT / "salt")]),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
 )
 
 
 def render(template: str, pt: dict[str, Any], **context: Any) -> str:
-    """A template rendered with the model as `pt` (and any other context its state passes)."""
-    return _env.get_template(template).render(pt=pt, **context)
+    """A template rendered as its file state renders it, with the model `pt` (and any other context its
+    state passes): a template that imports map.jinja gets `pt` from it, through stand-ins for
+    proxytier.params and proxytier.model (with any other execution functions given as `salt`)."""
+    salt = {
+        "proxytier.params": lambda tplroot="proxytier", cache=False: {},
+        "proxytier.model": lambda params=None, cache=False: pt,
+        **context.pop("salt", {}),
+    }
+    return _env.get_template(template).render(pt=pt, tplroot="proxytier", salt=salt, **context)

@@ -5,7 +5,7 @@ the templates as plain Jinja with the model as `pt`).
 Per node, files and what they are rendered from (the states that write them):
 - nginx.conf, haproxy.cfg, keepalived.conf, filter.nft (proxytier.check: the model as `pt`);
 - crt-list: one per TLS port shared by several sites (proxytier.tls: `crt_list`);
-- tls.pem: one per TLS site (proxytier.tls: the template asks ``proxytier.tls_pem(path)`` for its PEM);
+- tls.pem: one per TLS site (proxytier.tls: the state function proxytier.tls_file writes ``proxytier.tls_pem(path)``);
 - units: filter.service, the systemd drop-ins (restart.conf per daemon), the exporter's units.
 """
 
@@ -59,15 +59,14 @@ TEMPLATES = {"nginx.conf": "nginx.conf.jinja", "haproxy.cfg": "haproxy.cfg.jinja
 
 
 def render_group(model: dict[str, Any], group: str, pem: PemSource) -> list[str]:
-    """The rendered texts of one group of FILES for one node's model; `pem` answers tls.pem.jinja's
-    ``salt["proxytier.tls_pem"](path)``."""
+    """The rendered texts of one group of FILES for one node's model; `pem` stands for
+    ``proxytier.tls_pem(path)``, what the state proxytier.tls_file writes."""
     if group in TEMPLATES:
         return [render(TEMPLATES[group], model)]
     if group == "crt-list":
         return [render("crt-list.jinja", model, crt_list=c) for c in model.get("crt_lists", [])]
     if group == "tls.pem":
-        salt = {"proxytier.tls_pem": pem}
-        return [render("tls.pem.jinja", model, path=f["path"], salt=salt) for f in model["tls_files"]]
+        return [pem(f["path"]) for f in model["tls_files"]]
     if group == "units":
         units = [render("filter.service.jinja", model)]
         units += [render("restart.conf.jinja", model, dropin=d) for d in model["systemd_dropins"]]
@@ -89,7 +88,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def time_pems(model: dict[str, Any], pem: PemSource) -> float:
-    """Seconds to render every tls.pem of `model` with `pem` answering the template."""
+    """Seconds to build every tls.pem of `model` with `pem`."""
     return _timed(lambda: render_group(model, "tls.pem", pem))[0]
 
 

@@ -67,7 +67,11 @@ def params(tplroot: str = "proxytier", cache: bool = False) -> dict[str, Any]:
     def read(rel: str) -> str | None:
         return __salt__["cp.get_file_str"](f"salt://{tplroot}/parameters/{rel}") or None  # noqa: F821
 
-    lookup = __salt__["pillar.get"]("proxytier:lookup", {})  # noqa: F821
+    # __pillar__, not pillar.get: Salt 3008's pillar.get returns every value masked ("**********",
+    # salt/utils/secret.py) unless a template is being rendered, so a state function (tls_file)
+    # asking for the parameters would get masked paths
+    pillar = __pillar__.get("proxytier")  # noqa: F821 - injected by Salt
+    lookup = pillar.get("lookup", {}) if isinstance(pillar, dict) else {}
     grains = __grains__  # noqa: F821 - injected by Salt
     load = _lib("proxytier_params").load_params
     if not cache:

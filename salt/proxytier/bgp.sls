@@ -64,7 +64,7 @@ proxytier-bgp-gate-unit:
     - source: salt://{{ tplroot }}/templates/bgp-gate.service.jinja
     - template: jinja
     - context:
-        pt: {{ pt | json }}
+        tplroot: {{ tplroot | json }}  # the template imports map.jinja (one model per run), not a copy of it here
     - user: root
     - group: root
     - mode: "0644"

@@ -47,7 +47,7 @@ proxytier-check-{{ daemon }}:
     - source: salt://{{ tplroot }}/templates/{{ template }}
     - template: jinja
     - context:
-        pt: {{ pt | json }}
+        tplroot: {{ tplroot | json }}  # the template imports map.jinja (one model per run), not a copy of it here
     - user: root
     - group: root
     - mode: "0600"

@@ -26,7 +26,7 @@ proxytier-firewall-unit:
     - source: salt://{{ tplroot }}/templates/filter.service.jinja
     - template: jinja
     - context:
-        pt: {{ pt | json }}
+        tplroot: {{ tplroot | json }}  # the template imports map.jinja (one model per run), not a copy of it here
     - mode: "0644"
     - require:
       - test: proxytier-check-all

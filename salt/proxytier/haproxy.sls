@@ -40,8 +40,11 @@ proxytier-haproxy-service:
       - cmd: proxytier-systemd-daemon-reload
     - watch:
       - file: proxytier-haproxy-config
-{%- for f in pt.tls_files + (pt.crt_lists | default([])) %}
-      - file: proxytier-tls-{{ f.path }}
+{%- for f in pt.tls_files %}
+      - proxytier: proxytier-tls-{{ f.path }}
+{%- endfor %}
+{%- for c in pt.crt_lists | default([]) %}
+      - file: proxytier-tls-{{ c.path }}
 {%- endfor %}
 
 # Debian's reload exits 0 even when the new process cannot load the config (the old worker keeps

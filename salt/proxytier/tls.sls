@@ -1,7 +1,8 @@
 {#- The TLS certificates HAProxy terminates with, from pillar PEM text: each staged file is loaded
     by HAProxy itself (check-haproxy-crt) before it replaces the live one; 0600 root. Key
-    material is in no state's data: the model carries each file's path and sha256 only, the
-    template fetches the PEM from proxytier.tls_pem on the node, and show_changes is off. -#}
+    material is in no state's data: the model carries each file's path and sha256 only, and the
+    state function proxytier.tls_file (salt/_states) gets the PEM from proxytier.tls_pem on the
+    node and hands it to file.managed in process, with show_changes off. -#}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import pt with context %}
 
@@ -20,17 +21,12 @@ proxytier-tls-dir:
 {%- for f in pt.tls_files %}
 
 proxytier-tls-{{ f.path }}:
-  file.managed:
+  proxytier.tls_file:
     - name: {{ f.path }}
-    - source: salt://{{ tplroot }}/templates/tls.pem.jinja
-    - template: jinja
-    - context:
-        path: {{ f.path | json }}  # the template asks proxytier.tls_pem: no key material in the state's data
     - user: root
     - group: root
     - mode: "0600"
-    - show_changes: False
-    - check_cmd: {{ ((pt.params.libexec_dir ~ "/check-haproxy-crt") | quote) | yaml_dquote }}
+    - check: {{ ((pt.params.libexec_dir ~ "/check-haproxy-crt") | quote) | yaml_dquote }}
     - require:
       - file: proxytier-tls-dir
       - file: proxytier-common-check-haproxy-crt
@@ -59,7 +55,7 @@ proxytier-tls-{{ c.path }}:
       - file: proxytier-tls-dir
       - file: proxytier-common-check-haproxy-crt
 {%- for f in pt.tls_files %}
-      - file: proxytier-tls-{{ f.path }}
+      - proxytier: proxytier-tls-{{ f.path }}
 {%- endfor %}
     - require_in:
       - test: proxytier-tls-files

@@ -85,6 +85,7 @@ def test_provisioner_copies_formula_model_and_top(kitchen: dict[str, Any]) -> No
     assert (tree / "proxytier" / "init.sls").is_file()
     assert (tree / "proxytier" / "map.jinja").is_file()
     assert (tree / "_modules" / "proxytier.py").is_file()
+    assert (tree / "_states" / "proxytier.py").is_file()
     assert (tree / "_utils" / "proxytier_model.py").is_file()
     assert prov["state_top_from_file"] is True
     assert (tree / "top.sls").is_file()

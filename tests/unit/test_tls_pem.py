@@ -1,4 +1,4 @@
-"""proxytier_model.tls_pem (what tls.pem.jinja writes, through proxytier.tls_pem): for every TLS file of
+"""proxytier_model.tls_pem (what the state proxytier.tls_file writes, through proxytier.tls_pem): for every TLS file of
 a model, the same bytes as the model built with secrets, without building the model; no file for a path
 no site writes."""
 

@@ -33,7 +33,7 @@ proxytier-exporter-{{ id }}:
     - source: salt://{{ tplroot }}/templates/exporter/{{ template }}
     - template: jinja
     - context:
-        pt: {{ pt | json }}
+        tplroot: {{ tplroot | json }}  # the template imports map.jinja (one model per run), not a copy of it here
     - mode: "0644"
     - require:
       - user: proxytier-exporter-user
