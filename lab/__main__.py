@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p_load.add_argument("--seconds", type=float, default=30)
     p_load.add_argument("--concurrency", type=int, default=4)
     p_load.add_argument("--keepalive", action="store_true", help="reuse connections (default: new per request)")
+    p_load.add_argument("--timeout", type=float, default=2.0, help="seconds a request may take (default 2)")
     p_load.add_argument("--json", action="store_true", help="print the counts as one JSON line, not a table")
     args = ap.parse_args(argv)
     try:
@@ -194,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 seconds=args.seconds,
                 concurrency=args.concurrency,
                 new_connection=not args.keepalive,
+                timeout=args.timeout,
             )
             print(json.dumps(result.as_dict()) if args.json else table(result))
             return 0 if result.failed == 0 else 1

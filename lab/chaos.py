@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lab import config, net, nodes, tier
+from lab import config, net, nodes, router, tier
 from lab.load import run_load
 from lab.sh import read_pidfile, run, wait_for
 
@@ -106,6 +106,49 @@ EVENTS: dict[str, Event] = {
               other_vips_fail=True),
     )
 }
+
+
+#: vip_mode bgp: the daemons every node runs (keepalived is stopped) and the gate's process name (its
+#: script's file name, cut to the kernel's 15 characters)
+BGP_UNITS = ("haproxy", "nginx", "bird", "proxytier-bgp-gate")
+GATE_COMM = "proxytier_bgp_g"
+
+#: The faults of the chaos matrix in BGP mode (lab.bgp). moves_vip here: the victim leaves the router's
+#: route (its clients' new connections go to the other nodes). The keepalived faults do not apply (no
+#: keepalived runs); BIRD and the health gate take their place.
+BGP_EVENTS: dict[str, Event] = {
+    e.name: e
+    for e in (
+        EVENTS["haproxy_sigkill"],
+        EVENTS["nginx_sigkill"],
+        EVENTS["backend_sigkill"],
+        EVENTS["node_lost"],
+        EVENTS["link_down"],
+        Event("bird_sigkill", "BIRD SIGKILLed: no goodbye to the router, whose BFD session times out", True,
+              _killer("bird", signal.SIGKILL)),
+        Event("gate_sigkill", "the health gate SIGKILLed: its unit withdraws the routes (ExecStopPost)", True,
+              _killer(GATE_COMM, signal.SIGKILL)),
+    )
+}
+
+
+def bgp_settled() -> bool:
+    """BGP mode whole again: every node running its BGP_UNITS, every session Established at the router, and
+    the router forwarding the service address to every node."""
+    if not all(nodes.running(n) for n in config.NODES):
+        return False
+    for n in config.NODES:
+        active = nodes.exec_(n, ["systemctl", "is-active", *BGP_UNITS], check=False).stdout.split()
+        if active != ["active"] * len(BGP_UNITS):
+            return False
+    return (set(router.sessions().values()) == {"Established"}
+            and router.next_hops() == sorted(n.address for n in config.NODES))
+
+
+def wait_bgp_settled(timeout: float = 120) -> float:
+    """Wait for bgp_settled() -> seconds."""
+    return wait_for("BGP mode to settle (daemons active, sessions Established, every node a next hop)",
+                    bgp_settled, timeout=timeout, interval=0.2)
 
 
 def home() -> dict[str, list[str]]:

@@ -65,9 +65,13 @@ class LoadResult:
 
     def as_dict(self) -> dict[str, object]:
         """The counts without the samples, for JSON: {"ok", "failed", "seconds", "errors", "by_node",
-        "by_backend", "by_target", "clients"} (each by_* a {name: requests})."""
+        "by_backend", "by_target", "clients"} (each by_* a {name: requests}), "max_gap" (s) and
+        "failed_at": [[start, error], ...] of the failed requests, start in time.monotonic() seconds
+        (CLOCK_MONOTONIC: the same clock in every process and network namespace of the machine)."""
         return {"ok": self.ok, "failed": self.failed, "seconds": round(self.seconds, 2),
-                **{k: dict(getattr(self, k)) for k in ("errors", "by_node", "by_backend", "by_target", "clients")}}
+                **{k: dict(getattr(self, k)) for k in ("errors", "by_node", "by_backend", "by_target", "clients")},
+                "max_gap": round(self.max_gap(), 3),
+                "failed_at": [[round(s.start, 3), s.error] for s in self.samples if not s.ok]}
 
     def summary(self) -> str:
         err = ", ".join(f"{k}: {v}" for k, v in self.errors.most_common(5))

@@ -1329,6 +1329,70 @@ class TestBgpMode:
         assert withdrawn <= 1.0, f"route withdrawn {withdrawn:.2f} s after the kill"
         assert load["ok"] > 0 and load["failed"] <= 2, load
 
+    @pytest.mark.parametrize("event", sorted(chaos.BGP_EVENTS))
+    def test_8d_bgp_chaos_the_tier_recovers_unaided_and_fails_only_around_the_fault(self, event: str,
+                                                                                   measure) -> None:
+        """The chaos matrix in BGP mode (chaos.BGP_EVENTS: the VRRP matrix's faults but keepalived's, plus BIRD
+        and the health gate SIGKILLed), each on one node under new-connection load from the client through the
+        router (plain ECMP). The tier recovers unaided (after the repair an operator would make, for faults that
+        need one): every daemon active, every session Established, every node a next hop. Bounds:
+        - faults that take no node out of the route fail no request;
+        - the others fail requests only within MOVE_WINDOW s of the fault or of its repair, at most one per
+          client for each time the victim leaves and rejoins the route (the request it had in flight there),
+          plus one more per client after a silent fault (link down: other nodes' HAProxies still send it
+          requests until their health checks mark its nginx down);
+        - link down (a node lost without a goodbye): the router drops the victim within a second (BFD 100 ms
+          x 3), and no request that started later than that fails."""
+        ev = chaos.BGP_EVENTS[event]
+        if router.profile() != "plain":
+            bgp.set_profile("plain")
+        chaos.wait_bgp_settled()
+        victim = config.NODES[sorted(chaos.BGP_EVENTS).index(event) % len(config.NODES)]
+        # the load covers the fault, the repair and a node's boot (node_lost), then stops by itself
+        seconds = {"node_lost": 90.0, "link_down": 25.0}.get(event, 15.0)
+        load: dict[str, Any] = {}
+        thread = threading.Thread(target=lambda: load.update(router.client_load(
+            requests=1_000_000, seconds=seconds, concurrency=CHAOS_CONCURRENCY, timeout=CHAOS_TIMEOUT)))
+        thread.start()
+        t_repair = t_repaired = None
+        try:
+            time.sleep(1.5)
+            t_fault = time.monotonic()
+            repair = ev.inject(victim)
+            if event == "link_down":
+                withdrawn = wait_next_hop_gone(victim.address, t_fault)
+                measure("bgp_chaos_link_down_to_route_withdrawn", withdrawn)
+            if repair:
+                time.sleep(REPAIR_AFTER)
+                t_repair = time.monotonic()
+                repair()
+                if event == "node_lost":
+                    bgp.node_routes(True)  # a booted node has lost the lab's route back to the client network
+                t_repaired = time.monotonic()
+            settled = chaos.wait_bgp_settled()
+            measure(f"bgp_chaos_{event}_to_settled", time.monotonic() - (t_repaired or t_fault))
+        finally:
+            thread.join(timeout=seconds + 90)
+        assert load.get("ok", 0) > 100, load
+        failed = [(round(start - t_fault, 2), error) for start, error in load["failed_at"]]
+        print(f"BGP {event} on {victim.name}: {load['ok']} ok, {load['failed']} failed {failed}; nginx "
+              f"{load['by_node']}; settled {settled:.1f} s after")
+        MEASURED[f"bgp_chaos_{event}_failed_requests"] = load["failed"]
+        MEASURED[f"bgp_chaos_{event}_max_gap_s"] = load["max_gap"]
+        if not ev.moves_vip:
+            assert not failed, f"BGP {event} takes no node out of the route, yet: {failed}"
+        windows = [(0.0, MOVE_WINDOW)]
+        if t_repair and t_repaired:
+            windows.append((t_repair - t_fault, t_repaired - t_fault + MOVE_WINDOW))
+        outside = [f for f in failed if not any(a - 0.1 <= f[0] <= b for a, b in windows)]
+        assert not outside, f"BGP {event}: requests failed outside the windows of the fault and its repair: {failed}"
+        moves = 2 + (1 if ev.other_vips_fail else 0)
+        assert len(failed) <= moves * CHAOS_CONCURRENCY, f"BGP {event}: more than one failure per client and move"
+        if event == "link_down":
+            late = [f for f in failed if withdrawn < f[0] < (t_repair or 1e9) - t_fault]
+            assert not late, f"requests that started after the route was withdrawn ({withdrawn:.2f} s) failed"
+            assert withdrawn <= 1.0, f"the router forwarded to a node with its link down for {withdrawn:.2f} s"
+
     def test_8z_bgp_back_to_vrrp_mode_converges_and_leaves_nothing_of_bgp_mode(self, measure) -> None:
         """The checkout's pillar (VRRP) applied: 0 failed states; keepalived back and every node home to its
         VIP; BIRD stopped and disabled, the gate and its unit gone, the service address off every node; the
