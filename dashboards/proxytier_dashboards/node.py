@@ -1,10 +1,15 @@
-"""Per-node drill-down: one node's VRRP instances and VIPs, HAProxy, nginx and exporter."""
+"""Per-node drill-down: one node's VRRP instances and VIPs (or its BGP gate, sessions and BFD), HAProxy, nginx and
+exporter."""
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
 from proxytier_dashboards.panels import (
+    BFD_CODES,
+    BGP_CODES,
+    GATE_CODE,
+    GATE_CODES,
     RATE,
     SEL,
     SERVER_CODES,
@@ -46,6 +51,39 @@ def vrrp_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
                            f"[{RATE}]))", "became MASTER {{vrrp_instance}}"),
                      Query(f"sum by (vrrp_instance) (increase(proxytier_keepalived_vrrp_release_master_total{{{SEL}}}"
                            f"[{RATE}]))", "released MASTER {{vrrp_instance}}")]))
+    )
+
+
+def bgp_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    """vip_mode bgp (the exporter's bgp collector); empty in VRRP mode, where these metrics do not exist."""
+    return (
+        d.with_row(dashboard.Row("BGP (vip_mode bgp)"))
+        .with_panel(states(
+            "Announcement (BGP gate)",
+            "vip_mode bgp: whether this node's gate announces the service addresses (HAProxy answers its monitor "
+            "URI), has withdrawn them, or is held (hold file). Empty in VRRP mode.",
+            [Query(GATE_CODE, "gate")], mapping(GATE_CODES), width=16, height=6))
+        .with_panel(graph(
+            "Since the gate's last change",
+            "vip_mode bgp: time since this node's gate last announced or withdrew the addresses. Empty in VRRP mode.",
+            "s", [Query(f"time() - proxytier_bgp_gate_last_change_timestamp_seconds{{{SEL}}}", "since")],
+            width=8, height=6))
+        .with_panel(states(
+            "BGP session state per peer",
+            "vip_mode bgp: BIRD's state of each BGP session of this node (peer = BIRD protocol, peer<n> in pillar "
+            "order). Empty in VRRP mode.",
+            [Query(state_code("proxytier_bgp_session_state", BGP_CODES, "peer, peer_address"),
+                   "{{peer}} ({{peer_address}})")], mapping(BGP_CODES), width=12))
+        .with_panel(graph(
+            "Routes exported per peer",
+            "vip_mode bgp: routes BIRD exports to each BGP peer, per channel (the service addresses while "
+            "announced). Empty in VRRP mode.",
+            "none", [Query(f"proxytier_bgp_routes_exported{{{SEL}}}", "{{peer}} {{channel}}")], minimum=0))
+        .with_panel(states(
+            "BFD state per peer",
+            "vip_mode bgp: state of the BFD session of each BGP peer that uses BFD. Empty in VRRP mode.",
+            [Query(state_code("proxytier_bgp_bfd_session_state", BFD_CODES, "peer, peer_address"),
+                   "{{peer}} ({{peer_address}})")], mapping(BFD_CODES), width=24, height=6))
     )
 
 
@@ -145,8 +183,8 @@ def exporter_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
 
 
 def build() -> dashboard.Dashboard:
-    d = new_dashboard(UID, "proxytier / Node", "One proxytier node: VRRP and VIPs, HAProxy, nginx, exporter.",
+    d = new_dashboard(UID, "proxytier / Node", "One proxytier node: VRRP and VIPs or BGP, HAProxy, nginx, exporter.",
                       multi_instance=False)
-    for row in (vrrp_row, haproxy_row, nginx_row, exporter_row):
+    for row in (vrrp_row, bgp_row, haproxy_row, nginx_row, exporter_row):
         d = row(d)
     return d

@@ -1,11 +1,15 @@
-"""Tier overview: failover health, VRRP, traffic and N-1 capacity, upstream errors and latency, backend health
-across nodes, nginx connections, exporter health. Tier-wide numbers are over the selected nodes (default all)."""
+"""Tier overview: failover health, VRRP, BGP (vip_mode bgp), traffic and N-1 capacity, upstream errors and latency,
+backend health across nodes, nginx connections, exporter health. Tier-wide numbers are over the
+selected nodes (default all)."""
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
 from proxytier_dashboards.panels import (
+    BFD_CODES,
+    GATE_CODE,
+    GATE_CODES,
     RATE,
     SEL,
     SERVER_CODES,
@@ -65,6 +69,44 @@ def vrrp_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
             "none", [Query(f"sum by (instance, vrrp_instance) (increase("
                            f"proxytier_keepalived_vrrp_become_master_total{{{SEL}}}[{RATE}]))",
                            "{{instance}} {{vrrp_instance}}")]))
+    )
+
+
+def bgp_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    """vip_mode bgp (the exporter's bgp collector); empty in VRRP mode, where these metrics do not exist."""
+    return (
+        d.with_row(dashboard.Row("BGP (vip_mode bgp)"))
+        .with_panel(number(
+            "Nodes announcing (BGP)",
+            "vip_mode bgp: nodes whose health gate announces the service addresses, of the nodes reporting a gate. "
+            "Empty in VRRP mode.",
+            "none", [Query(f"sum(proxytier_bgp_gate_announced{{{SEL}}})", "announcing"),
+                     Query(f"count(proxytier_bgp_gate_announced{{{SEL}}})", "nodes")],
+            steps=((None, "blue"),), width=8))
+        .with_panel(states(
+            "Announcement per node (BGP)",
+            "vip_mode bgp: whether each node's gate announces the service addresses (HAProxy answers), has "
+            "withdrawn them, or is held for maintenance (hold file). Empty in VRRP mode.",
+            [Query(GATE_CODE, "{{instance}}")], mapping(GATE_CODES), width=16, height=6))
+        .with_panel(graph(
+            "BGP sessions established per node",
+            "vip_mode bgp: BGP sessions in state Established on each node, of its configured sessions. Empty in "
+            "VRRP mode.",
+            "none", [Query(f'sum by (instance) (proxytier_bgp_session_state{{{SEL}, state="Established"}})',
+                           "{{instance}} established"),
+                     Query(f'count by (instance) (proxytier_bgp_session_state{{{SEL}, state="Established"}})',
+                           "{{instance}} configured")], width=8, minimum=0))
+        .with_panel(graph(
+            "Routes exported per node (BGP)",
+            "vip_mode bgp: routes BIRD exports to all of the node's BGP peers (service addresses x sessions up). "
+            "Empty in VRRP mode.",
+            "none", [Query(f"sum by (instance) (proxytier_bgp_routes_exported{{{SEL}}})", "{{instance}}")],
+            width=8, minimum=0))
+        .with_panel(states(
+            "BFD per node and peer",
+            "vip_mode bgp: state of the BFD session of each BGP peer that uses BFD. Empty in VRRP mode.",
+            [Query(state_code("proxytier_bgp_bfd_session_state", BFD_CODES, "instance, peer"),
+                   "{{instance}} {{peer}}")], mapping(BFD_CODES), width=8))
     )
 
 
@@ -230,9 +272,9 @@ def exporter_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
 
 def build() -> dashboard.Dashboard:
     d = new_dashboard(UID, "proxytier / Tier overview",
-                      "Failover health, traffic and capacity of a proxytier tier (keepalived, HAProxy, nginx).",
+                      "Failover health, traffic and capacity of a proxytier tier (keepalived or BGP, HAProxy, nginx).",
                       multi_instance=True)
-    for row in (failover_row, vrrp_row, capacity_row, site_row, upstream_row, backend_row, nginx_row,
+    for row in (failover_row, vrrp_row, bgp_row, capacity_row, site_row, upstream_row, backend_row, nginx_row,
                 exporter_row):
         d = row(d)
     return d

@@ -111,6 +111,13 @@ def new_dashboard(uid: str, title: str, description: str, *, multi_instance: boo
 VRRP_CODES = {3: ("MASTER", "green"), 2: ("BACKUP", "blue"), 1: ("FAULT", "red"), 0: ("INIT/STOP/UNKNOWN", "orange")}
 SERVER_CODES = {4: ("UP", "green"), 3: ("DRAIN", "yellow"), 2: ("NOLB", "purple"), 1: ("MAINT", "blue"),
                 0: ("DOWN", "red")}
+# vip_mode bgp: BIRD's BGP and BFD states (proxytier_bgp_session_state, proxytier_bgp_bfd_session_state), and the
+# gate's announcement as announced + 2 x held
+BGP_CODES = {6: ("Established", "green"), 5: ("OpenConfirm", "yellow"), 4: ("OpenSent", "yellow"),
+             3: ("Active", "orange"), 2: ("Connect", "orange"), 1: ("Idle", "red"), 0: ("Down/Close/Passive", "red")}
+BFD_CODES = {3: ("Up", "green"), 2: ("Init", "yellow"), 1: ("Down", "red"), 0: ("AdminDown", "text")}
+GATE_CODES = {1: ("announced", "green"), 0: ("withdrawn", "red"), 2: ("held", "blue"), 3: ("held, announced", "orange")}
+GATE_CODE = f"proxytier_bgp_gate_announced{{{SEL}}} + 2 * proxytier_bgp_gate_held{{{SEL}}}"
 
 
 def state_code(metric: str, codes: dict[int, tuple[str, str]], by: str, extra: str = "") -> str:

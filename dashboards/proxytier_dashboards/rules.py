@@ -66,6 +66,7 @@ STATE = "proxytier_keepalived_vrrp_state"
 MASTER, UNKNOWN, FAULT, DOWN = 'state="MASTER"', 'state="UNKNOWN"', 'state="FAULT"', 'state="DOWN"'
 HAPROXY_COLLECTOR, STATUS_5XX = 'collector="haproxy"', 'status_class="5xx"'
 UPSTREAM_REQUESTS = "proxytier_nginx_upstream_requests_total"
+ESTABLISHED, UP = 'state="Established"', 'state="Up"'
 
 
 def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
@@ -75,7 +76,7 @@ def groups(selector: str = DEFAULT_SELECTOR) -> list[Group]:
     def m(metric: str, *matchers: str) -> str:
         return f"{metric}{{{', '.join((selector, *matchers))}}}"
 
-    parts = (_recording, _vrrp, _haproxy, _nginx, _capacity, _exporter)
+    parts = (_recording, _vrrp, _bgp, _haproxy, _nginx, _capacity, _exporter)
     return [part(m, selector) for part in parts]
 
 
@@ -191,6 +192,56 @@ def _vrrp_health(m: Callable[..., str]) -> tuple[Alert, ...]:
               "fails.",
               "a MASTER whose HAProxy does not answer or has a backend without servers", for_="30s"),
     )
+
+
+def _bgp(m: Callable[..., str], selector: str) -> Group:
+    """vip_mode bgp (the exporter's bgp collector): a serving node that does not announce, an announcing node
+    that does not serve, BGP and BFD sessions down. In VRRP mode the proxytier_bgp_* metrics do not exist, so
+    none of these can fire; a node held for maintenance (the gate's hold file) is left out of each."""
+    held = f"{m('proxytier_bgp_gate_held')} == 1"
+    return Group("proxytier-bgp", (
+        Alert("ProxytierBGPNotAnnouncing",
+              f"(\n  {m('proxytier_bgp_gate_announced')} == 0\n  unless on (job, instance) {held}\n)\n"
+              f"and on (job, instance) ({m('proxytier_collector_success', HAPROXY_COLLECTOR)} == 1)\n"
+              f"unless on (job, instance) ({m('haproxy_frontend_status', DOWN)} == 1)", "warning",
+              "A node serves but does not announce the service addresses over BGP.",
+              "{{ $labels.instance }} ({{ $labels.job }}) serves (its HAProxy answers, no frontend is down) and is "
+              "not held, but its BGP gate does not announce the service addresses: the routers send it nothing "
+              "and the tier runs with one node less.",
+              "a serving node, not held, whose BGP gate does not announce", for_="1m",
+              comment="vip_mode bgp. The gate announces rise x interval (0.6 s) after HAProxy answers; a node in "
+                      "pillar maintenance\n(bgp:maintenance) still announces to BIRD, whose export filter "
+                      "rejects: it does not fire for it."),
+        Alert("ProxytierBGPAnnouncingWithoutServing",
+              f"sum by (job, instance) ({m('proxytier_bgp_routes_exported')}) > 0\n"
+              f"and on (job, instance) (\n  {m('proxytier_collector_success', HAPROXY_COLLECTOR)} == 0\n"
+              f"  or on (job, instance) {m('proxytier_bgp_gate_healthy')} == 0\n)", "critical",
+              "A node announces the service addresses over BGP but its HAProxy does not serve.",
+              "{{ $labels.instance }} ({{ $labels.job }}) exports {{ $value }} route(s) to its BGP peers while its "
+              "HAProxy does not answer (the exporter or the gate's check): the routers send it traffic that "
+              "fails. The gate withdraws within a second of HAProxy's death, so the gate itself is broken.",
+              "a node exports routes to its BGP peers while its HAProxy does not answer", for_="30s",
+              comment="vip_mode bgp. Should never fire: the gate withdraws interval x fall (0.4 s) after HAProxy's "
+                      "last answer.\nA held node exports nothing."),
+        Alert("ProxytierBGPSessionDown",
+              f"{m('proxytier_bgp_session_state', ESTABLISHED)} == 0\n"
+              f"unless on (job, instance) {held}", "warning",
+              "A BGP session of a node is not established.",
+              "BGP session {{ $labels.peer }} of {{ $labels.instance }} ({{ $labels.job }}) to "
+              "{{ $labels.peer_address }} (AS{{ $labels.peer_asn }}) is not established: that router sends the "
+              "node nothing.",
+              "a BGP session of a node that is not held is not Established", for_="1m"),
+        Alert("ProxytierBFDSessionDown",
+              f"{m('proxytier_bgp_bfd_session_state', UP)} == 0\n"
+              f"and on (job, instance, peer) ({m('proxytier_bgp_session_state', ESTABLISHED)} == 1)\n"
+              f"unless on (job, instance) {held}", "warning",
+              "A BGP session runs without its BFD session.",
+              "The BFD session of BGP session {{ $labels.peer }} of {{ $labels.instance }} ({{ $labels.job }}) to "
+              "{{ $labels.peer_address }} on {{ $labels.interface }} is not up while BGP is established: a failure "
+              "is seen after the BGP hold time instead of BFD's fraction of a second.",
+              "a BFD session is not Up while its BGP session is Established", for_="1m",
+              comment="A BFD session down with its BGP session is ProxytierBGPSessionDown's."),
+    ))
 
 
 def _haproxy(m: Callable[..., str], selector: str) -> Group:

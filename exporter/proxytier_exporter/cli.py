@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from proxytier_exporter import __version__
 from proxytier_exporter.accesslog import AccessLogCollector, AccessLogReceiver, AccessLogSource, AccessLogStats
+from proxytier_exporter.bgp import DEFAULT_STATE_FILE, BgpCollector
+from proxytier_exporter.birdctl import DEFAULT_SOCKET as BIRD_SOCKET
 from proxytier_exporter.core import DaemonCollector, ScrapeCollector
 from proxytier_exporter.exposition import metrics_app
 from proxytier_exporter.haproxy import HAProxyCollector
@@ -36,7 +38,7 @@ ACCESS_LOG_STATE = "/var/lib/proxytier-exporter/nginx-access-log.json"
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="proxytier-exporter",
-        description="Prometheus exporter for a keepalived + HAProxy + nginx node. "
+        description="Prometheus exporter for a keepalived (or BIRD) + HAProxy + nginx node. "
         "An empty path or URL disables that source.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -94,6 +96,15 @@ def parser() -> argparse.ArgumentParser:
                    help="where FIFO-derived states survive an exporter restart (default %(default)s)")
     p.add_argument("--keepalived.json-file", dest="keepalived_json", default="/tmp/keepalived.json",
                    help="keepalived's JSON dump, for --keepalived.source=json (default %(default)s)")
+    p.add_argument("--bgp.source", dest="bgp_source", choices=("birdc", "none"), default="none",
+                   help="vip_mode bgp: birdc reads BIRD's control socket (what birdc speaks; no process is run) "
+                   "and the BGP gate's state file; none: no bgp collector (default %(default)s)")
+    p.add_argument("--bgp.bird-socket", dest="bird_socket", default=BIRD_SOCKET,
+                   help="BIRD's control socket; the exporter's user needs BIRD's group (default %(default)s)")
+    p.add_argument("--bgp.gate-state-file", dest="bgp_state_file", default=DEFAULT_STATE_FILE,
+                   help="the state file proxytier-bgp-gate writes (default %(default)s)")
+    p.add_argument("--bgp.timeout", dest="bgp_timeout", type=_positive(float), default=2.0,
+                   help="seconds for the whole exchange with BIRD (default %(default)s)")
     p.add_argument("--vip", dest="vips", action="append", default=[],
                    help="a VIP to report ownership of; repeat it; default: the VIPs in --keepalived.config")
     p.add_argument("--log.level", dest="log_level", default="info",
@@ -155,6 +166,8 @@ def build(args: argparse.Namespace) -> tuple[list[DaemonCollector], list[Callabl
         collectors.append(KeepalivedCollector(args.keepalived_pid, args.keepalived_config, fifo, json_dump))
     if args.vips or args.keepalived_config:
         collectors.append(VipCollector(args.vips, args.keepalived_config or None))
+    if args.bgp_source == "birdc":
+        collectors.append(BgpCollector(args.bird_socket, args.bgp_state_file, args.bgp_timeout))
     if args.haproxy_socket:
         collectors.append(HAProxyCollector(args.haproxy_socket, args.haproxy_timeout))
     if args.stub_status:

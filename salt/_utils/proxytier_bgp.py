@@ -347,7 +347,7 @@ def node_bgp(
         "addresses": v4 + v6,
         "monitor_url": f"http://127.0.0.1:{monitor_port}/proxytier-monitor",
         "hold_file": params.get("bgp_hold_file", "/run/proxytier-bgp-hold"),
-        "state_file": params.get("bgp_gate_state_file", "/run/proxytier-bgp-gate/state.json"),
+        "state_file": gate_state_file(params),
     }
     return {
         "asn": bgp["asn"],
@@ -408,6 +408,25 @@ def files(params: dict[str, Any]) -> dict[str, str]:
         "gate_unit": f"{dropin_dir}/proxytier-bgp-gate.service",
         "gate_script": f"{params.get('libexec_dir', '/usr/local/libexec/proxytier')}/proxytier_bgp_gate.py",
         "bird_dropin": f"{dropin_dir}/{service}.service.d/proxytier.conf",
+    }
+
+
+def gate_state_file(params: dict[str, Any]) -> str:
+    """Where the gate writes its state (lookup bgp_gate_state_file), for the gate and the exporter."""
+    return str(params.get("bgp_gate_state_file", "/run/proxytier-bgp-gate/state.json"))
+
+
+def exporter_sources(params: dict[str, Any]) -> dict[str, str]:
+    """What the exporter's bgp collector reads in BGP mode, from the OS parameters: {"bird_socket" (BIRD's
+    control socket, Debian's /run/bird/bird.ctl: owner bird, group bird, mode 0660, as bird2 2.0.12 makes it
+    for `bird -u bird -g bird`), "bird_group" (the socket's group, a supplementary group of the exporter's
+    unit), "bird_config_dir" (the directory of bird.conf, kept out of the exporter's sight: bird.conf is
+    group-readable by that group and holds the peers' passwords), "state_file" (the gate's state file)}."""
+    return {
+        "bird_socket": str(params.get("bird_socket", "/run/bird/bird.ctl")),
+        "bird_group": str(params.get("bird_group", params.get("bird_user", "bird"))),
+        "bird_config_dir": files(params)["config"].rsplit("/", 1)[0] or "/",
+        "state_file": gate_state_file(params),
     }
 
 

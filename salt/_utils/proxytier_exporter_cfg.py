@@ -27,13 +27,21 @@ EXPORTER_DEFAULTS: dict[str, Any] = {
 
 
 def exporter(
-    raw: dict[str, Any], address: str, vips: list[str], status_port: int, params: dict[str, Any]
+    raw: dict[str, Any], address: str, vips: list[str], status_port: int, params: dict[str, Any],
+    bgp: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """proxytier:exporter (merged with its defaults) -> {"enabled", "port", "listen", "args", "fifo",
     "access_log" (the proxytier_tsv file nginx writes), "access_log_dir", "state_dir", "state_directory"
-    (relative to /var/lib, for StateDirectory=), "state_file", "run_dir"}; `address` is the node's own
-    address. Raises ProxytierError naming the key for a lookup exporter_log_dir inside nginx_log_dir's
-    rotation or an exporter_state_dir outside /var/lib."""
+    (relative to /var/lib, for StateDirectory=), "state_file", "run_dir", "supplementary_groups" (besides
+    HAProxy's group), "inaccessible_paths"}; `address` is the node's own address.
+
+    `bgp` (vip_mode bgp: proxytier_bgp.exporter_sources) turns on the bgp collector (`--bgp.source=birdc`,
+    BIRD's socket, the gate's state file), gives the unit BIRD's group for the socket and hides BIRD's
+    configuration directory from it, and turns off the VRRP view: no keepalived (its source is none), no
+    keepalived.conf and no `--vip` (every node holds every service address on its loopback in this mode, so
+    proxytier_vip_owned would be 1 everywhere and the VRRP alerts on VIP holders would fire).
+    Raises ProxytierError naming the key for a lookup exporter_log_dir inside nginx_log_dir's rotation or
+    an exporter_state_dir outside /var/lib."""
     path: tuple[Any, ...] = ("exporter",)
     enabled = boolean(raw["enabled"], (*path, "enabled"))
     listen_port = port(raw["port"], (*path, "port"))
@@ -56,8 +64,9 @@ def exporter(
         f"--nginx.access-log-state-file={state_file}",
         f"--nginx.max-upstreams={max_up}",
         f"--keepalived.source={source}",
-        f"--keepalived.notify-fifo={run_dir}/keepalived.fifo",
-        *[f"--vip={v}" for v in vips],
+        *([f"--keepalived.notify-fifo={run_dir}/keepalived.fifo", *[f"--vip={v}" for v in vips]] if bgp is None
+          else ["--keepalived.config=", "--bgp.source=birdc", f"--bgp.bird-socket={bgp['bird_socket']}",
+                f"--bgp.gate-state-file={bgp['state_file']}"]),
         *_extra_args(raw["extra_args"], (*path, "extra_args")),
     ]
     return {
@@ -72,6 +81,8 @@ def exporter(
         "state_directory": state_directory,
         "state_file": state_file,
         "run_dir": run_dir,
+        "supplementary_groups": [] if bgp is None else [bgp["bird_group"]],
+        "inaccessible_paths": [] if bgp is None else [bgp["bird_config_dir"]],
     }
 
 

@@ -81,6 +81,8 @@ PARAM_KINDS: dict[str, Any] = {
     "bird_pkg": "package",
     "bird_service": "unit",
     "bird_user": "user",
+    "bird_group": "user",
+    "bird_socket": "path",
     "bird_config": "path",
     "bird_bin": "path",
     "bgp_gate_config": "path",
@@ -204,7 +206,8 @@ def build_model(
         instances = vrrp_.instances(vip_list, found, vrrp, minion_id)
     pools, site_list, crt_lists = _sites(cfg, params, file_exists)
     status_port = port(nginx_cfg["status_port"], ("nginx", "status_port"))
-    exp = exporter(exporter_cfg, me["address"], vip_addrs, status_port, params)
+    exp = exporter(exporter_cfg, me["address"], vip_addrs, status_port, params,
+                   bgp=bgp_.exporter_sources(params) if bgp_mode else None)
     taken = _listener_ports(haproxy_cfg, status_port, exp, site_list)
     return {
         "params": params,

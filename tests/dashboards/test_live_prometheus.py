@@ -84,7 +84,7 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_rules_load_in_prometheus(prometheus_url: str) -> None:
     groups = requests.get(f"{prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 27
+    assert len(rules) == 31
     assert all(rule["health"] != "err" for rule in rules), [r for r in rules if r["health"] == "err"]
 
 

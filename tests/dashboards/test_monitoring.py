@@ -101,7 +101,7 @@ def test_explicit_nodes_rules_and_config(tmp_path: Path, promtool: str) -> None:
     assert yaml.safe_load(config.read_text())["scrape_configs"][1]["job_name"] == "proxytier-eu"
     checked = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "27 rules found" in checked.stdout
+    assert "31 rules found" in checked.stdout
 
 
 def test_runbook_url_from_the_pillar(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_runbook_url_from_the_pillar(tmp_path: Path) -> None:
     assert all(s["result"] for s in states.values()), states
     installed = yaml.safe_load((minion.out / "rules" / "proxytier.rules.yml").read_text())
     urls = [r["annotations"]["runbook_url"] for g in installed["groups"] for r in g["rules"] if "alert" in r]
-    assert len(urls) == 20
+    assert len(urls) == 24
     assert urls[0] == "https://wiki.example.com/ops/proxytier.html#proxytiervrrpsplitbrain"
     assert all(url.startswith("https://wiki.example.com/ops/proxytier.html#proxytier") for url in urls)
 

@@ -36,8 +36,8 @@ def test_promtool_check_rules(promtool: str) -> None:
 
 
 def test_promtool_tests_live_beside_the_rules() -> None:
-    assert [p.name for p in PROMTOOL_TESTS] == ["exporter.test.yml", "haproxy.test.yml", "nginx.test.yml",
-                                                "vrrp.test.yml"]
+    assert [p.name for p in PROMTOOL_TESTS] == ["bgp.test.yml", "exporter.test.yml", "haproxy.test.yml",
+                                                "nginx.test.yml", "vrrp.test.yml"]
     for path in PROMTOOL_TESTS:
         assert yaml.safe_load(path.read_text(encoding="utf-8"))["rule_files"] == ["../proxytier.rules.yml"]
 

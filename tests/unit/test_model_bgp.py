@@ -204,3 +204,33 @@ def test_verify_in_bgp_mode_asks_bird_the_gate_and_its_state(tmp_path: Any) -> N
     assert announces()
     running["bird"] = False
     assert not checks["bird running"]()
+
+
+def test_the_exporter_reads_bird_and_the_gate_in_bgp_mode_and_no_vrrp_view() -> None:
+    """The exporter's flags in BGP mode give it the bgp collector (BIRD's socket, the gate's state file) and no
+    VIP or keepalived view (every node holds every service address on lo: VIP holder alerts would fire); its
+    unit gets BIRD's group for the socket, and BIRD's configuration (group-readable, with the passwords) is
+    hidden from it. In VRRP mode nothing of it."""
+    from formula import render
+    from proxytier_exporter.cli import build, parser
+
+    pillar = yaml.safe_load(BGP.read_text())["proxytier"]
+    exp = build_model(pillar, "proxy1", params=os_params(bird_socket="/run/bird2/ctl"))["exporter"]
+    args = parser().parse_args(exp["args"])
+    assert (args.bgp_source, args.bird_socket, args.bgp_state_file) == (
+        "birdc", "/run/bird2/ctl", "/run/proxytier-bgp-gate/state.json")
+    assert args.vips == [] and args.keepalived_config == "" and args.keepalived_source == "none"
+    collectors, stops = build(parser().parse_args([*exp["args"], "--nginx.access-log-file="]))
+    assert [c.name for c in collectors] == ["bgp", "haproxy", "nginx"] and stops == []
+    assert exp["supplementary_groups"] == ["bird"] and exp["inaccessible_paths"] == ["/etc/bird"]
+    model = build_model(pillar, "proxy1", params=os_params())
+    unit = render("exporter/exporter.service.jinja", model)
+    assert "\nSupplementaryGroups=haproxy bird\n" in unit and "\nInaccessiblePaths=-/etc/bird\n" in unit
+    assert model["exporter"]["args"][-1] == f"--bgp.gate-state-file={model['bgp']['gate']['state_file']}"
+
+    vrrp = build_model(yaml.safe_load((ROOT / "tests" / "pillar" / "lab-static.sls").read_text())["proxytier"],
+                       "proxy1", params=os_params())
+    args = parser().parse_args(vrrp["exporter"]["args"])
+    assert args.bgp_source == "none" and args.vips == ["198.18.0.101", "198.18.0.102", "198.18.0.103"]
+    unit = render("exporter/exporter.service.jinja", vrrp)
+    assert "\nSupplementaryGroups=haproxy\n" in unit and "InaccessiblePaths" not in unit and "bird" not in unit

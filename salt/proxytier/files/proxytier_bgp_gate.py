@@ -16,7 +16,8 @@ Every 5 s it writes what it decided again (a route deleted by hand comes back, o
 goes). SIGHUP re-reads the configuration (a JSON file rendered from the model: table, interval,
 fall, rise, interface, addresses, monitor_url, hold_file, state_file), adds new addresses and
 removes the ones it added that are gone. ``state_file`` gets {"announced", "since", "addresses",
-"healthy", "held"} on every change, for the exporter.
+"healthy", "held"} whenever one of announced, healthy or held changes (so within one ``interval``), for
+the exporter's bgp collector.
 
 ``--retire`` (root; keepalived.sls runs it when a node goes back to VRRP mode, after the gate has
 stopped) takes away what the gate leaves by design: its routes and the addresses it put on the
@@ -83,6 +84,7 @@ class Gate:
         self.since = time.time()
         self.ups = self.downs = 0
         self.last_ok = False
+        self.written: tuple[bool, bool, bool] | None = None  # (announced, healthy, held) in the state file
         self.reload_wanted = False
         self.stop_wanted = False
 
@@ -128,8 +130,10 @@ class Gate:
 
     def write_state(self) -> None:
         """The state file (JSON, replaced atomically): announced, since (epoch s), addresses, healthy, held."""
+        held = self.held()
         state = {"announced": self.announced, "since": self.since, "addresses": self.cfg["addresses"],
-                 "healthy": self.last_ok, "held": self.held()}
+                 "healthy": self.last_ok, "held": held}
+        self.written = (self.announced, self.last_ok, held)
         tmp = f"{self.cfg['state_file']}.tmp"
         try:
             with open(tmp, "w", encoding="utf-8") as f:
@@ -154,6 +158,9 @@ class Gate:
             self.set(False, f"HAProxy failed {self.downs} check(s) in a row")
         elif not self.announced and not held and self.ups >= self.cfg["rise"]:
             self.set(True, f"HAProxy passed {self.ups} check(s) in a row")
+        elif self.written != (self.announced, ok, held):
+            # no decision, but what the exporter reads changed (HAProxy's answer, the hold file)
+            self.write_state()
 
     def run(self) -> int:
         """Load, start withdrawn, check every `interval` s until SIGTERM; -> exit status 0."""
