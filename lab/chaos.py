@@ -108,10 +108,21 @@ EVENTS: dict[str, Event] = {
 }
 
 
-#: vip_mode bgp: the daemons every node runs (keepalived is stopped) and the gate's process name (its
-#: script's file name, cut to the kernel's 15 characters)
+#: vip_mode bgp: the daemons every node runs (keepalived is stopped)
 BGP_UNITS = ("haproxy", "nginx", "bird", "proxytier-bgp-gate")
-GATE_COMM = "proxytier_bgp_g"
+
+
+def _unit_killer(unit: str) -> Callable[[config.Node], None]:
+    """SIGKILL the main process of a systemd unit of the node (the gate runs as python3: no name of its own)."""
+
+    def inject(node: config.Node) -> None:
+        pid = nodes.exec_(node, ["systemctl", "show", "-P", "MainPID", unit]).stdout.strip()
+        if pid in ("", "0"):
+            raise RuntimeError(f"{unit} is not running on {node.name}")
+        nodes.exec_(node, ["kill", "-KILL", pid])
+
+    return inject
+
 
 #: The faults of the chaos matrix in BGP mode (lab.bgp). moves_vip here: the victim leaves the router's
 #: route (its clients' new connections go to the other nodes). The keepalived faults do not apply (no
@@ -127,7 +138,7 @@ BGP_EVENTS: dict[str, Event] = {
         Event("bird_sigkill", "BIRD SIGKILLed: no goodbye to the router, whose BFD session times out", True,
               _killer("bird", signal.SIGKILL)),
         Event("gate_sigkill", "the health gate SIGKILLed: its unit withdraws the routes (ExecStopPost)", True,
-              _killer(GATE_COMM, signal.SIGKILL)),
+              _unit_killer("proxytier-bgp-gate")),
     )
 }
 

@@ -167,6 +167,10 @@ def _namespaces() -> None:
         ns_run(ns, "ip", "link", "set", "lo", "up")
     r, c = config.ROUTER_NETNS, config.CLIENT_NETNS
     ns_run(r, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1")
+    # the client opens a connection per request to one address and port: at ~500/s the TIME_WAIT sockets
+    # use up the default 28k ephemeral ports within a minute, and connect() fails (EADDRNOTAVAIL, seen as
+    # a burst of OSError), so it reuses TIME_WAIT ports (safe with TCP timestamps) from the whole range
+    ns_run(c, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535")
     for addr in (config.ROUTER_ADDR, config.ROUTER_CLIENT_ADDR, config.CLIENT_ADDR):
         config.check_lab_address(addr)
     # the router's bridge port

@@ -1234,6 +1234,25 @@ def bgp_mode(lab: None) -> Iterator[None]:
             bgp.disable()
 
 
+def assert_exporter_sees_bgp(node: config.Node, announced: int) -> None:
+    """The node's exporter in BGP mode: its bgp collector up; the gate announcing (`announced` 1) or not (0),
+    HAProxy healthy, not held; its one session (to the lab's router) Established with BFD Up, exporting one
+    route while announced; and no VRRP view (no VIP or keepalived series: every node holds the address)."""
+    samples = scrape(node)
+    up = collectors(samples)
+    assert up.get("bgp") == 1 and "keepalived" not in up, f"{node.name}: {up}"
+
+    def values(name: str, **labels: str) -> list[float]:
+        return [s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+
+    gate = {k: values(f"proxytier_bgp_gate_{k}") for k in ("announced", "healthy", "held")}
+    assert gate == {"announced": [announced], "healthy": [1], "held": [0]}, f"{node.name}: {gate}"
+    assert values("proxytier_bgp_session_state", state="Established", peer_address=config.ROUTER_ADDR) == [1]
+    assert values("proxytier_bgp_bfd_session_state", state="Up", peer_address=config.ROUTER_ADDR) == [1]
+    assert sum(values("proxytier_bgp_routes_exported")) == announced, f"{node.name}: routes exported"
+    assert not values("proxytier_vip_owned"), f"{node.name}: VIP ownership reported in BGP mode"
+
+
 def wait_next_hop_gone(address: str, since: float, timeout: float = 10) -> float:
     """Seconds from `since` (time.monotonic()) until the router no longer forwards the service address to
     `address` (polled as fast as `ip` answers, a few ms); AssertionError after `timeout`."""
@@ -1264,6 +1283,8 @@ class TestBgpMode:
             assert " bird2:" in history, f"{node.name}: bird2 not installed by apt"
         assert router.sessions() == dict.fromkeys(node_names(), "Established"), router.sessions()
         assert router.bird_next_hops() == addresses and router.next_hops() == addresses
+        for node in config.NODES:
+            assert_exporter_sees_bgp(node, announced=1)
         route = router.ns_run(config.ROUTER_NETNS, "ip", "route", "show", router.service_prefix(), "table",
                               str(router.BIRD_TABLE))
         print(f"router: {route.strip()}")
@@ -1342,7 +1363,7 @@ class TestBgpMode:
           plus one more per client after a silent fault (link down: other nodes' HAProxies still send it
           requests until their health checks mark its nginx down);
         - link down (a node lost without a goodbye): the router drops the victim within a second (BFD 100 ms
-          x 3), and no request that started later than that fails."""
+          x 3). (Requests that other nodes' HAProxies sent to its nginx may still time out after that.)"""
         ev = chaos.BGP_EVENTS[event]
         if router.profile() != "plain":
             bgp.set_profile("plain")
@@ -1389,8 +1410,6 @@ class TestBgpMode:
         moves = 2 + (1 if ev.other_vips_fail else 0)
         assert len(failed) <= moves * CHAOS_CONCURRENCY, f"BGP {event}: more than one failure per client and move"
         if event == "link_down":
-            late = [f for f in failed if withdrawn < f[0] < (t_repair or 1e9) - t_fault]
-            assert not late, f"requests that started after the route was withdrawn ({withdrawn:.2f} s) failed"
             assert withdrawn <= 1.0, f"the router forwarded to a node with its link down for {withdrawn:.2f} s"
 
     def test_8z_bgp_back_to_vrrp_mode_converges_and_leaves_nothing_of_bgp_mode(self, measure) -> None:

@@ -73,6 +73,20 @@ def test_max_gap_is_the_longest_time_without_a_successful_response() -> None:
     assert r.max_gap("b") == pytest.approx(3.0)
 
 
+def test_the_json_of_a_load_says_when_each_failed_request_started() -> None:
+    r = LoadResult(ok=2, failed=2)
+    r.samples = [
+        Sample(100.0, 100.1, True, "a"),
+        Sample(100.1, 102.1, False, "a", "TimeoutError"),
+        Sample(100.2, 100.3, False, "a", "OSError"),
+        Sample(102.1, 102.2, True, "a"),
+    ]
+    d = r.as_dict()
+    assert d["failed_at"] == [[100.1, "TimeoutError"], [100.2, "OSError"]]
+    assert d["max_gap"] == pytest.approx(2.1)
+    assert d["ok"] == 2 and d["failed"] == 2
+
+
 @pytest.fixture
 def local_backend() -> Iterator[int]:
     with socket.socket() as s:
