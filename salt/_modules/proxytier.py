@@ -470,7 +470,11 @@ def handover(node: str, action: str, timeout: float = 5.0, drain: float = 2.0) -
     finish, then holds its priority down; fails if a peer has not taken them in `timeout` s
     (and then lets go of the hold: no peer is there to serve them).
     reclaim: the peers holding `node`'s own VIPs guard them and wait for their connections to
-    finish; `node` waits until it sees the guard, then lifts its hold and takes its VIPs back."""
+    finish; `node` waits until it sees the guard, then lifts its hold and takes its VIPs back.
+    With vip_mode bgp: release makes the health gate's hold file on `node` (the gate withdraws every
+    address within a check interval; BIRD's sessions stay up; the addresses stay on the node, which
+    keeps serving its connections) and waits up to `drain` s for them to finish; reclaim removes it and
+    waits for the gate to announce again; the other members do nothing."""
     lib = _lib("proxytier_handover")
     m = model()
 

@@ -7,6 +7,10 @@ retransmits the SYN after its 1 s initial timeout), waits for its connections on
 finish, and only then lets the VIP go. The retransmitted SYN reaches the new holder. Clients see
 up to ~1 s of extra connect time and no error.
 
+In vip_mode bgp there is no VIP to move: a node leaves the routers' routes through its health gate's
+hold file (the gate withdraws its addresses; BIRD's sessions stay up) and keeps serving the connections
+it has (_bgp_release, _bgp_reclaim).
+
 The move itself is a priority change, not a stop: every VRRP instance tracks a file (see
 keepalived.conf.jinja) whose value is subtracted from its priority. A held node (value
 HOLD_VALUE) sits at priority 1: every peer outranks it, yet it still takes its VIPs if it is the
@@ -16,6 +20,8 @@ last node alive. The file lives in /run, so a reboot clears a forgotten hold.
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -142,6 +148,61 @@ class Guard:
             self.run(["nft", "delete", "table", GUARD_FAMILY, GUARD_TABLE], check=False)
 
 
+def gate_announces(model: dict[str, Any]) -> bool | None:
+    """vip_mode bgp: whether the node's health gate announces its addresses now (its state file,
+    files/proxytier_bgp_gate.py: {"announced": bool, ...}); None when the file is missing or unreadable
+    (the gate is not running)."""
+    try:
+        with open(model["bgp"]["gate"]["state_file"], encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return bool(state.get("announced")) if isinstance(state, dict) else None
+
+
+def _bgp_release(
+    model: dict[str, Any], busy: Callable[[list[str]], int], timeout: float, drain: float
+) -> dict[str, Any]:
+    """vip_mode bgp, on the node itself: stop new flows (the gate's hold file: it withdraws every
+    address within one check interval, its BGP sessions stay up), then wait up to `drain` s for the
+    connections on its addresses to finish; the node keeps serving them (the addresses stay on it).
+    Raises ProxytierError, the hold taken away again, when the gate still announces after `timeout` s.
+    Which established flows of the node the routers keep on it after the withdraw is the routers'
+    doing (README: BGP mode)."""
+    gate = model["bgp"]["gate"]
+    addresses = list(gate["addresses"])
+    with open(gate["hold_file"], "w") as f:
+        f.write("held by proxytier.handover release\n")
+    if not wait_until(lambda: gate_announces(model) is False, timeout):
+        os.remove(gate["hold_file"])
+        raise ProxytierError(
+            f"{model['node']['id']}: the BGP gate still announces {', '.join(addresses)} {timeout:.0f} s after "
+            f"its hold file {gate['hold_file']} was made (is proxytier-bgp-gate running?); hold taken away"
+        )
+    report: dict[str, Any] = {"withdrawn": addresses}
+    report["drained"] = wait_until(lambda: busy(addresses) == 0, drain)
+    report["left_busy"] = busy(addresses)
+    report["moved"] = addresses
+    return report
+
+
+def _bgp_reclaim(model: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """vip_mode bgp, on the node itself: the hold file removed, wait until the gate announces again
+    (HAProxy healthy for `rise` checks, not in bgp:maintenance). Raises ProxytierError after `timeout` s."""
+    bgp = model["bgp"]
+    gate = bgp["gate"]
+    if os.path.exists(gate["hold_file"]):
+        os.remove(gate["hold_file"])
+    if bgp["maintenance"]:
+        return {"moved": [], "maintenance": True}
+    if not wait_until(lambda: gate_announces(model) is True, timeout):
+        raise ProxytierError(
+            f"{model['node']['id']}: the BGP gate does not announce {', '.join(gate['addresses'])} {timeout:.0f} s "
+            "after its hold was taken away (is HAProxy answering its monitor URI? journalctl -u proxytier-bgp-gate)"
+        )
+    return {"moved": list(gate["addresses"])}
+
+
 def set_hold(path: str, value: int) -> None:
     """Write keepalived's hold file in place (keepalived watches the inode: no rename)."""
     with open(path, "w") as f:
@@ -200,6 +261,14 @@ def handover(
     me = model["node"]["id"]
     t0 = time.monotonic()
     report: dict[str, Any] = {"node": me, "action": action}
+    if "bgp" in model:
+        if me == node:
+            report.update(_bgp_release(model, busy, timeout, drain) if action == "release"
+                          else _bgp_reclaim(model, timeout))
+        else:
+            report["moved"] = []
+        report["seconds"] = round(time.monotonic() - t0, 3)
+        return report
     homes = [i["address"] for i in model["vrrp"]["instances"] if i["owner"] == node]
     if action == "release" and me == node:
         report.update(_release(model, run, local_vips, busy, timeout, drain))

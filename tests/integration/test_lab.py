@@ -1412,6 +1412,54 @@ class TestBgpMode:
         if event == "link_down":
             assert withdrawn <= 1.0, f"the router forwarded to a node with its link down for {withdrawn:.2f} s"
 
+    def test_8e_bgp_rolling_change_under_load_takes_each_node_out_of_the_route_and_fails_nothing(
+            self, measure) -> None:
+        """proxytier.orch.rolling in BGP mode under new-connection load from the client through the router
+        (plain ECMP): each node in turn is drained at every HAProxy, withdrawn by its gate's hold file
+        (proxytier.handover release), applied, verified and announced again (reclaim). 0 failed requests;
+        the router saw every node leave its route once and come back; no hold file is left."""
+        if router.profile() != "plain":
+            bgp.set_profile("plain")
+        chaos.wait_bgp_settled()
+        seconds = 200.0  # the rolling change took 113 s here (3 nodes)
+        load: dict[str, Any] = {}
+        seen: list[list[str]] = []
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: load.update(router.client_load(
+            requests=1_000_000, seconds=seconds, concurrency=CHAOS_CONCURRENCY)))
+
+        def watch() -> None:
+            while not done.is_set():
+                seen.append(router.next_hops())
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch)
+        thread.start()
+        watcher.start()
+        t0 = time.monotonic()
+        try:
+            time.sleep(1)
+            rolling = tier.orchestrate_ok("rolling")
+            measure("bgp_rolling_seconds", rolling)
+            covered = time.monotonic() - t0 < seconds - 1
+        finally:
+            done.set()
+            watcher.join(timeout=10)
+            thread.join(timeout=seconds + 90)
+        print(f"BGP rolling under load: {rolling:.1f} s; {load.get('ok')} ok, {load.get('failed')} failed "
+              f"{load.get('errors')}; nginx {load.get('by_node')}")
+        MEASURED["bgp_rolling_failed_requests"] = load["failed"]
+        assert covered, f"the rolling change ({rolling:.0f} s) outlasted the load that was to cover it"
+        assert load["ok"] > 1000 and load["failed"] == 0, load
+        everyone = sorted(n.address for n in config.NODES)
+        for node in config.NODES:
+            out = [hops for hops in seen if node.address not in hops]
+            assert out and all(sorted([*hops, node.address]) == everyone for hops in out), (
+                f"{node.name} never left the route alone: {sorted({tuple(h) for h in seen})}")
+        for node in config.NODES:
+            assert nodes.exec_(node, ["test", "-e", "/run/proxytier-bgp-hold"], check=False).returncode == 1
+        assert chaos.bgp_settled()
+
     def test_8z_bgp_back_to_vrrp_mode_converges_and_leaves_nothing_of_bgp_mode(self, measure) -> None:
         """The checkout's pillar (VRRP) applied: 0 failed states; keepalived back and every node home to its
         VIP; BIRD stopped and disabled, the gate and its unit gone, the service address off every node; the

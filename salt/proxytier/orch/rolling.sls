@@ -7,7 +7,9 @@
     (reinstall: true, as an upgrade would restart the daemons); the formula is
     applied to it; it is verified (nginx, HAProxy, keepalived, every nginx seen
     UP); it takes its VIPs back the same careful way (handover reclaim); every
-    HAProxy puts its nginx back. The first node that fails stops the rollout: it
+    HAProxy puts its nginx back. In vip_mode bgp, release and reclaim take the node
+    out of the routers' routes and back (its health gate's hold file: the gate
+    withdraws, the BGP sessions stay up). The first node that fails stops the rollout: it
     stays drained, the nodes not yet done are untouched, the tier keeps serving.
 
     Pillar keys: target/tgt_type (the proxy nodes), sls (what to apply),
