@@ -135,7 +135,7 @@ BGP_EVENTS: dict[str, Event] = {
         EVENTS["backend_sigkill"],
         EVENTS["node_lost"],
         EVENTS["link_down"],
-        Event("bird_sigkill", "BIRD SIGKILLed: no goodbye to the router, whose BFD session times out", True,
+        Event("bird_sigkill", "BIRD SIGKILLed: no BGP goodbye (the kernel closes its TCP session)", True,
               _killer("bird", signal.SIGKILL)),
         Event("gate_sigkill", "the health gate SIGKILLed: its unit withdraws the routes (ExecStopPost)", True,
               _unit_killer("proxytier-bgp-gate")),

@@ -47,7 +47,7 @@ from lab import (
     vhosts,
 )
 from lab.load import BackgroundLoad, run_load, table
-from lab.sh import run, wait_for
+from lab.sh import LabError, run, wait_for
 from lab.tlsgen import make_cert
 
 MEASURED: dict[str, float] = {}
@@ -273,6 +273,16 @@ EMPTY_WHEN_HEALTHY = {("proxytier-overview", "Upstream 5xx ratio"),  # no 5xx: n
                       ("proxytier-overview", "Site 5xx ratio")}
 
 
+def bgp_panel_queries() -> list[Any]:
+    """Every dashboard panel query on the exporter's BGP metrics (proxytier_bgp_*): empty in VRRP mode, where
+    those metrics do not exist (test 3c leaves them out); each must have data in BGP mode (test 8a)."""
+    sys.path.insert(0, str(config.REPO / "dashboards"))
+    from proxytier_dashboards import lint, render
+
+    return [q for text in render.rendered().values() for q in lint.queries(yaml.safe_load(text))
+            if "proxytier_bgp_" in q.expr]
+
+
 def test_3c_dashboards_and_rules_on_the_lab_prometheus() -> None:
     """a real Prometheus scrapes every exporter with the project's rules; every rule
     evaluates; every dashboard panel query (variables substituted) returns data in the healthy tier;
@@ -287,8 +297,10 @@ def test_3c_dashboards_and_rules_on_the_lab_prometheus() -> None:
         results = probe.probe(prometheus.URL, queries, job=prometheus.JOB, rate_interval="30s")
     errors = [f"{r.name}: {r.error}" for r in results if r.error]
     assert not errors, errors
+    bgp_only = set(bgp_panel_queries())
+    assert bgp_only, "no dashboard panel on the BGP metrics"
     empty = sorted(r.name for r in results if r.series == 0 and (r.query.dashboard, r.query.panel)
-                   not in EMPTY_WHEN_HEALTHY)
+                   not in EMPTY_WHEN_HEALTHY and r.query not in bgp_only)
     print(f"{len(results)} panel queries, {len(results) - len(empty)} with data")
     assert not empty, f"panels without data in a healthy tier: {empty}"
     with urllib.request.urlopen(f"{prometheus.URL}/api/v1/rules", timeout=10) as resp:
@@ -1285,6 +1297,19 @@ class TestBgpMode:
         assert router.bird_next_hops() == addresses and router.next_hops() == addresses
         for node in config.NODES:
             assert_exporter_sees_bgp(node, announced=1)
+        from proxytier_dashboards import probe
+
+        queries = bgp_panel_queries()
+
+        def without_data() -> list[str]:
+            results = probe.probe(prometheus.URL, queries, job=prometheus.JOB, rate_interval="30s")
+            return [f"{r.name}{': ' + r.error if r.error else ''}" for r in results if r.error or r.series == 0]
+
+        with contextlib.suppress(LabError):
+            wait_for("every BGP panel of the dashboards to have data", lambda: not without_data(), timeout=60,
+                     interval=2)
+        assert not without_data(), f"BGP panels without data in BGP mode: {without_data()}"
+        print(f"{len(queries)} BGP panel queries with data in the lab's Prometheus")
         route = router.ns_run(config.ROUTER_NETNS, "ip", "route", "show", router.service_prefix(), "table",
                               str(router.BIRD_TABLE))
         print(f"router: {route.strip()}")
