@@ -1441,21 +1441,25 @@ class TestBgpMode:
             self, measure) -> None:
         """proxytier.orch.rolling in BGP mode under new-connection load from the client through the router
         (plain ECMP): each node in turn is drained at every HAProxy, withdrawn by its gate's hold file
-        (proxytier.handover release), applied, verified and announced again (reclaim). 0 failed requests;
-        the router saw every node leave its route once and come back; no hold file is left."""
+        (proxytier.handover release), applied, verified and announced again (reclaim). The router saw every
+        node leave its route once, alone, and come back; no hold file is left. Plain ECMP rehashes flows
+        when its next hops change (a leave and a return each), so a request in flight at that moment may be
+        reset: a failed request must have been in flight at a change of the route (it started at most
+        CHAOS_TIMEOUT s before the watcher saw the change, or within its 0.2 s of polling after it), at most
+        one per client and change. Measured: 0 of 115,495, 2 of 132,490 and 5 of 161,274 in three runs."""
         if router.profile() != "plain":
             bgp.set_profile("plain")
         chaos.wait_bgp_settled()
         seconds = 200.0  # the rolling change took 113 s here (3 nodes)
         load: dict[str, Any] = {}
-        seen: list[list[str]] = []
+        seen: list[tuple[float, list[str]]] = []
         done = threading.Event()
         thread = threading.Thread(target=lambda: load.update(router.client_load(
             requests=1_000_000, seconds=seconds, concurrency=CHAOS_CONCURRENCY)))
 
         def watch() -> None:
             while not done.is_set():
-                seen.append(router.next_hops())
+                seen.append((time.monotonic(), router.next_hops()))
                 time.sleep(0.05)
 
         watcher = threading.Thread(target=watch)
@@ -1475,12 +1479,19 @@ class TestBgpMode:
               f"{load.get('errors')}; nginx {load.get('by_node')}")
         MEASURED["bgp_rolling_failed_requests"] = load["failed"]
         assert covered, f"the rolling change ({rolling:.0f} s) outlasted the load that was to cover it"
-        assert load["ok"] > 1000 and load["failed"] == 0, load
+        assert load["ok"] > 1000, load
+        changes = [t for (_, before), (t, after) in itertools.pairwise(seen) if before != after]
+        stray = [(round(start - t0, 2), error) for start, error in load["failed_at"]
+                 if not any(start - 0.2 <= c <= start + CHAOS_TIMEOUT + 0.2 for c in changes)]
+        assert not stray, f"requests failed away from any change of the route: {stray}; changes {changes}"
+        assert load["failed"] <= CHAOS_CONCURRENCY * len(changes), load
         everyone = sorted(n.address for n in config.NODES)
+        hop_sets = [hops for _, hops in seen]
         for node in config.NODES:
-            out = [hops for hops in seen if node.address not in hops]
+            out = [hops for hops in hop_sets if node.address not in hops]
             assert out and all(sorted([*hops, node.address]) == everyone for hops in out), (
-                f"{node.name} never left the route alone: {sorted({tuple(h) for h in seen})}")
+                f"{node.name} never left the route alone: {sorted({tuple(h) for h in hop_sets})}")
+        assert len(changes) >= 2 * len(config.NODES), f"route changes: {changes}"
         for node in config.NODES:
             assert nodes.exec_(node, ["test", "-e", "/run/proxytier-bgp-hold"], check=False).returncode == 1
         assert chaos.bgp_settled()
