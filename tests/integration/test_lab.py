@@ -273,27 +273,30 @@ EMPTY_WHEN_HEALTHY = {("proxytier-overview", "Upstream 5xx ratio"),  # no 5xx: n
                       ("proxytier-overview", "Site 5xx ratio")}
 
 
-def bgp_panel_queries() -> list[Any]:
-    """Every dashboard panel query on the exporter's BGP metrics (proxytier_bgp_*): empty in VRRP mode, where
-    those metrics do not exist (test 3c leaves them out); each must have data in BGP mode (test 8a)."""
+def panel_queries() -> list[Any]:
+    """Every Prometheus query of every panel of the generated dashboards (proxytier_dashboards.lint)."""
     sys.path.insert(0, str(config.REPO / "dashboards"))
     from proxytier_dashboards import lint, render
 
-    return [q for text in render.rendered().values() for q in lint.queries(yaml.safe_load(text))
-            if "proxytier_bgp_" in q.expr]
+    return [q for text in render.rendered().values() for q in lint.queries(yaml.safe_load(text))]
+
+
+def bgp_panel_queries() -> list[Any]:
+    """The panel queries on the exporter's BGP metrics (proxytier_bgp_*): empty in VRRP mode, where those
+    metrics do not exist (test 3c leaves them out); each must have data in BGP mode (test 8a)."""
+    return [q for q in panel_queries() if "proxytier_bgp_" in q.expr]
 
 
 def test_3c_dashboards_and_rules_on_the_lab_prometheus() -> None:
     """a real Prometheus scrapes every exporter with the project's rules; every rule
     evaluates; every dashboard panel query (variables substituted) returns data in the healthy tier;
     no critical alert is pending or firing."""
-    sys.path.insert(0, str(config.REPO / "dashboards"))
-    from proxytier_dashboards import lint, probe, render
+    queries = panel_queries()
+    from proxytier_dashboards import probe
 
     wait_scraped()
     with BackgroundLoad(config.VIPS, seconds=120, concurrency=3, timeout=5):
         time.sleep(35)  # a 30 s rate window full of traffic
-        queries = [q for text in render.rendered().values() for q in lint.queries(yaml.safe_load(text))]
         results = probe.probe(prometheus.URL, queries, job=prometheus.JOB, rate_interval="30s")
     errors = [f"{r.name}: {r.error}" for r in results if r.error]
     assert not errors, errors
