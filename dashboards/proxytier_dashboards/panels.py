@@ -116,7 +116,8 @@ SERVER_CODES = {4: ("UP", "green"), 3: ("DRAIN", "yellow"), 2: ("NOLB", "purple"
 BGP_CODES = {6: ("Established", "green"), 5: ("OpenConfirm", "yellow"), 4: ("OpenSent", "yellow"),
              3: ("Active", "orange"), 2: ("Connect", "orange"), 1: ("Idle", "red"), 0: ("Down/Close/Passive", "red")}
 BFD_CODES = {3: ("Up", "green"), 2: ("Init", "yellow"), 1: ("Down", "red"), 0: ("AdminDown", "text")}
-GATE_CODES = {1: ("announced", "green"), 0: ("withdrawn", "red"), 2: ("held", "blue"), 3: ("held, announced", "orange")}
+GATE_CODES = {1: ("announced", "green"), 0: ("withdrawn", "red"), 2: ("held", "blue"),
+              3: ("graceful shutdown", "orange")}
 GATE_CODE = f"proxytier_bgp_gate_announced{{{SEL}}} + 2 * proxytier_bgp_gate_held{{{SEL}}}"
 
 

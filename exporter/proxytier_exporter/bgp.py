@@ -6,9 +6,10 @@ Sources, read at scrape time (one collector, `bgp`: if either is missing or malf
 - the gate's state file (proxytier-bgp-gate, salt/proxytier/files/proxytier_bgp_gate.py; the model's
   `bgp.gate.state_file`, default /run/proxytier-bgp-gate/state.json): a JSON object {"announced": bool,
   "since": epoch seconds of the last announce/withdraw, "addresses": [str], "healthy": bool (HAProxy's
-  monitor URI answered the last check), "held": bool (the hold file exists)}, rewritten within one check
-  interval of any change of announced, healthy or held. It is in the gate's RuntimeDirectory, so it is gone
-  while the gate is stopped: the collector fails then, saying so.
+  monitor URI answered the last check), "held": bool (the hold file exists), "graceful": bool (announced
+  with the GRACEFUL_SHUTDOWN community: a graceful leave in progress; absent from an older gate's file:
+  false)}, rewritten within one check interval of any change of announced, healthy, held or graceful. It is
+  in the gate's RuntimeDirectory, so it is gone while the gate is stopped: the collector fails then, saying so.
 - BIRD's control socket (birdctl.py; Debian's /run/bird/bird.ctl, owner bird:bird, mode 0660, as captured
   from bird2 2.0.12 running as Debian's unit runs it): `show protocols all` (every BGP protocol: its BGP
   state, neighbor address and AS, and per channel the `Routes:` line) and `show bfd sessions` (the BFD
@@ -18,9 +19,9 @@ Sources, read at scrape time (one collector, `bgp`: if either is missing or malf
 Metrics (gauges; `peer` is BIRD's protocol name, the formula's `peer<n>` in pillar order; `peer_address` and
 `peer_asn` are BIRD's "Neighbor address" and "Neighbor AS"):
 
-- proxytier_bgp_gate_announced, proxytier_bgp_gate_healthy, proxytier_bgp_gate_held: 0/1, the state file's
-  fields; proxytier_bgp_gate_last_change_timestamp_seconds: its `since` (Unix seconds; `time() - ...` is the
-  age of the current decision);
+- proxytier_bgp_gate_announced, proxytier_bgp_gate_healthy, proxytier_bgp_gate_held,
+  proxytier_bgp_gate_graceful: 0/1, the state file's fields; proxytier_bgp_gate_last_change_timestamp_seconds:
+  its `since` (Unix seconds; `time() - ...` is the age of the current decision);
 - proxytier_bgp_session_state{peer, peer_address, peer_asn, state}: a state-set over BIRD's BGP states
   (BGP_STATES; "Down": the protocol is down or disabled; "Passive": waiting for the peer to connect); all 0
   for a state this list does not know;
@@ -91,6 +92,7 @@ class GateState:
     healthy: bool
     held: bool
     since: float
+    graceful: bool = False
 
 
 def parse_protocols(reply: birdctl.Reply) -> list[Peer]:
@@ -163,7 +165,8 @@ def parse_bfd_sessions(reply: birdctl.Reply) -> list[BfdSession]:
 
 def parse_gate_state(text: str, path: str) -> GateState:
     """The gate's state file (see the module's docstring). Raises SourceError naming `path` for text that is
-    not a JSON object with booleans announced, healthy, held and a finite number `since`."""
+    not a JSON object with booleans announced, healthy, held (and graceful, when present) and a finite number
+    `since`."""
     try:
         data = json.loads(text)
     except ValueError as error:
@@ -176,7 +179,10 @@ def parse_gate_state(text: str, path: str) -> GateState:
     since = data.get("since")
     if isinstance(since, bool) or not isinstance(since, (int, float)) or not math.isfinite(since):
         raise SourceError(f"BGP gate state file {path}: 'since' is {since!r}, not a Unix time")
-    return GateState(data["announced"], data["healthy"], data["held"], float(since))
+    graceful = data.get("graceful", False)
+    if not isinstance(graceful, bool):
+        raise SourceError(f"BGP gate state file {path}: 'graceful' is {graceful!r}, not true or false")
+    return GateState(data["announced"], data["healthy"], data["held"], float(since), graceful)
 
 
 def read_gate_state(path: str) -> GateState:
@@ -193,13 +199,15 @@ def read_gate_state(path: str) -> GateState:
 
 
 def gate_families(gate: GateState) -> Iterator[Metric]:
-    """The gate's four gauges."""
+    """The gate's five gauges."""
     for key, doc in (
         ("announced", "1 if the BGP health gate announces the node's service addresses (its routes are in its "
                       "kernel table, which BIRD exports), else 0 (gate state file: announced)."),
         ("healthy", "1 if HAProxy's monitor URI answered the gate's last check, else 0 (gate state file: healthy)."),
-        ("held", "1 if the gate's hold file exists (run-time maintenance: nothing announced), else 0 (gate "
-                 "state file: held)."),
+        ("held", "1 if the gate's hold file exists (run-time maintenance: withdrawn, or announced for a graceful "
+                 "shutdown), else 0 (gate state file: held)."),
+        ("graceful", "1 if the gate announces with the GRACEFUL_SHUTDOWN community (RFC 8326: a graceful leave in "
+                     "progress; routers should send the node no new flows), else 0 (gate state file: graceful)."),
     ):
         yield GaugeMetricFamily(f"proxytier_bgp_gate_{key}", doc, value=1.0 if getattr(gate, key) else 0.0)
     yield GaugeMetricFamily(
@@ -258,6 +266,7 @@ class BgpCollector:
     def describe(self) -> list[Metric]:
         return describe_names(
             "proxytier_bgp_gate_announced", "proxytier_bgp_gate_healthy", "proxytier_bgp_gate_held",
-            "proxytier_bgp_gate_last_change_timestamp_seconds", "proxytier_bgp_session_state",
+            "proxytier_bgp_gate_graceful", "proxytier_bgp_gate_last_change_timestamp_seconds",
+            "proxytier_bgp_session_state",
             "proxytier_bgp_routes_exported", "proxytier_bgp_bfd_session_state",
         )

@@ -50,6 +50,16 @@ a ``birdc configure`` withdraws them with the BGP sessions up and the addresses 
 routers stop sending new flows and the node's established connections go on. The gate's hold file
 (``bgp_hold_file``, in /run) does the same at run time, for orchestrations.
 
+Graceful shutdown (``bgp:graceful_shutdown``, default true; RFC 8326): before a node leaves the
+routes for a rolling change or a leave, proxytier.handover asks its gate (the word ``graceful`` in the
+hold file) to keep announcing with the GRACEFUL_SHUTDOWN community (65535:0) added: the gate marks
+its routes with protocol GRACEFUL_PROTO, which the export filter reads as ``krt_source``. A router
+that honours the community (RFC 8326 section 4: local preference 0 for such paths; lab/router.py's
+BIRD does) sends new flows elsewhere while the path stays, so a router that drains (lab/resilient.py:
+the node keeps the hash buckets of its established flows until they idle) can tell a leaving node,
+which still serves, from a dead one, which withdraws. Once the node's connections have finished (or
+the drain time is up) the handover withdraws as before. With false, the handover withdraws at once.
+
 The service addresses live on the loopback (``bgp:interface``, default ``lo``) as host routes, so
 HAProxy binds them and every node answers on them; with ``arp_ignore`` 1 and ``arp_announce`` 2
 (proxytier.bgp) a node does not answer ARP for them on its LAN.
@@ -86,6 +96,7 @@ BGP_DEFAULTS: dict[str, Any] = {
     "communities": [],
     "peers": [],
     "maintenance": [],
+    "graceful_shutdown": True,
     "gate": {"table": 200, "interval": 0.2, "fall": 2, "rise": 3},
     "extra": {"global": [], "peer": []},
 }
@@ -100,6 +111,12 @@ ASN_MAX = 4294967294
 PASSWORD_RE = re.compile(r"[ !#-\[\]-~]{1,80}")
 #: a community: "ASN:value" (RFC 1997, 16 + 16 bits) or "ASN:value:value" (RFC 8092, 32 bits each)
 COMMUNITY_RE = re.compile(r"([0-9]{1,10}):([0-9]{1,10})(?::([0-9]{1,10}))?")
+#: the kernel route protocol number the gate gives a route it keeps for a graceful shutdown (bird.conf's
+#: export filter reads it as krt_source and adds GRACEFUL_SHUTDOWN); 201 is in no iproute2 rt_protos list
+#: (4 is static, the serving routes'; 186..192 are routing daemons')
+GRACEFUL_PROTO = 201
+#: RFC 8326: the well-known GRACEFUL_SHUTDOWN community, 65535:0
+GRACEFUL_SHUTDOWN = (65535, 0)
 #: kernel routing tables the gate must not use: unspec, default, main, local (rtnetlink.h)
 RESERVED_TABLES = (0, 253, 254, 255)
 
@@ -163,7 +180,8 @@ def settings(raw: Any) -> dict[str, Any]:
     node's IPv4 address), "interface", "hold_time", "keepalive_time", "connect_retry_time" (seconds),
     "bfd": {"min_rx_interval", "min_tx_interval" (ms), "multiplier"}, "communities" ([community]),
     "peers" ([{"name", "address", "family", "asn", "password", "bfd", "path"}]), "maintenance"
-    ([member ids]), "gate": {"table", "interval" (s), "fall", "rise"}, "extra"}. Raises ProxytierError
+    ([member ids]), "graceful_shutdown" (bool), "gate": {"table", "interval" (s), "fall", "rise"},
+    "extra"}. Raises ProxytierError
     naming the key, the value and the fix."""
     from proxytier_vrrp import interface  # one interface grammar for the whole pillar
 
@@ -209,6 +227,7 @@ def settings(raw: Any) -> dict[str, Any]:
         "communities": comms,
         "peers": peers(cfg["peers"], local_as),
         "maintenance": [member_id(m, (*path, "maintenance", i)) for i, m in enumerate(maint)],
+        "graceful_shutdown": boolean(cfg["graceful_shutdown"], (*path, "graceful_shutdown")),
         "gate": gate(cfg["gate"]),
         "extra": extra(cfg["extra"], (*path, "extra")),
     }
@@ -348,6 +367,7 @@ def node_bgp(
         "monitor_url": f"http://127.0.0.1:{monitor_port}/proxytier-monitor",
         "hold_file": params.get("bgp_hold_file", "/run/proxytier-bgp-hold"),
         "state_file": gate_state_file(params),
+        "graceful_proto": GRACEFUL_PROTO,
     }
     return {
         "asn": bgp["asn"],
@@ -369,6 +389,8 @@ def node_bgp(
             for p in bgp["peers"]
         ],
         "maintenance": me["id"] in bgp["maintenance"],
+        "graceful_shutdown": bgp["graceful_shutdown"],
+        "graceful_shutdown_community": list(GRACEFUL_SHUTDOWN),
         "addresses4": v4,
         "addresses6": v6,
         "gate": gate_cfg,

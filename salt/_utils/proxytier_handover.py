@@ -8,8 +8,8 @@ finish, and only then lets the VIP go. The retransmitted SYN reaches the new hol
 up to ~1 s of extra connect time and no error.
 
 In vip_mode bgp there is no VIP to move: a node leaves the routers' routes through its health gate's
-hold file (the gate withdraws its addresses; BIRD's sessions stay up) and keeps serving the connections
-it has (_bgp_release, _bgp_reclaim).
+hold file (first a graceful shutdown, RFC 8326, while its connections finish; then a withdraw; BIRD's
+sessions stay up) and keeps serving the connections it has (_bgp_release, _bgp_reclaim).
 
 The move itself is a priority change, not a stop: every VRRP instance tracks a file (see
 keepalived.conf.jinja) whose value is subtracted from its priority. A held node (value
@@ -19,6 +19,7 @@ last node alive. The file lives in /run, so a reboot clears a forgotten hold.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -148,39 +149,105 @@ class Guard:
             self.run(["nft", "delete", "table", GUARD_FAMILY, GUARD_TABLE], check=False)
 
 
-def gate_announces(model: dict[str, Any]) -> bool | None:
-    """vip_mode bgp: whether the node's health gate announces its addresses now (its state file,
-    files/proxytier_bgp_gate.py: {"announced": bool, ...}); None when the file is missing or unreadable
-    (the gate is not running)."""
+def gate_state(model: dict[str, Any]) -> dict[str, Any] | None:
+    """vip_mode bgp: the node's health gate's state file (files/proxytier_bgp_gate.py: {"announced",
+    "graceful", "held", "healthy", ...}); None when it is missing or unreadable (the gate is not running)."""
     try:
         with open(model["bgp"]["gate"]["state_file"], encoding="utf-8") as f:
             state = json.load(f)
     except (OSError, ValueError):
         return None
-    return bool(state.get("announced")) if isinstance(state, dict) else None
+    return state if isinstance(state, dict) else None
+
+
+def gate_announces(model: dict[str, Any]) -> bool | None:
+    """vip_mode bgp: whether the node's health gate announces its addresses now (gate_state's
+    "announced"); None when the gate is not running."""
+    state = gate_state(model)
+    return None if state is None else bool(state.get("announced"))
+
+
+#: graceful release: the node's addresses must carry no connection for this long (sampled every 20 ms)
+#: before the withdraw. A router that drains (lab/resilient.py) may still send a new flow to a leaving
+#: node until its last hash bucket idles; a second with no connection seen makes one in flight at the
+#: withdraw unlikely at any rate of new flows that such a router still sends the node (short requests
+#: of a few ms each are caught by ~20% of samples at 70 per second).
+GRACEFUL_QUIET = 1.0
+
+
+def wait_quiet(idle: Callable[[], bool], quiet: float, timeout: float, step: float = 0.02) -> bool:
+    """Poll `idle` every `step` s until it has been true at every poll for `quiet` s (True) or `timeout` s
+    pass (False)."""
+    deadline = time.monotonic() + timeout
+    since: float | None = None
+    while True:
+        now = time.monotonic()
+        if idle():
+            since = now if since is None else since
+            if now - since >= quiet:
+                return True
+        else:
+            since = None
+        if now > deadline:
+            return False
+        time.sleep(step)
+
+
+def write_bgp_hold(path: str, word: str) -> None:
+    """The gate's hold file with `word` first ("graceful" or "withdraw"), replaced whole (the gate
+    reads it every check: a half-written file must never be seen)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(f"{word} (proxytier.handover release)\n")
+    os.replace(tmp, path)
 
 
 def _bgp_release(
     model: dict[str, Any], busy: Callable[[list[str]], int], timeout: float, drain: float
 ) -> dict[str, Any]:
-    """vip_mode bgp, on the node itself: stop new flows (the gate's hold file: it withdraws every
-    address within one check interval, its BGP sessions stay up), then wait up to `drain` s for the
-    connections on its addresses to finish; the node keeps serving them (the addresses stay on it).
-    Raises ProxytierError, the hold taken away again, when the gate still announces after `timeout` s.
-    Which established flows of the node the routers keep on it after the withdraw is the routers'
-    doing (README: BGP mode)."""
+    """vip_mode bgp, on the node itself: stop new flows, let the node's connections on its addresses
+    finish (at most `drain` s), withdraw. The node keeps serving throughout (the addresses stay on it).
+
+    With bgp:graceful_shutdown (the default), first the hold file says "graceful": the gate keeps
+    announcing with the GRACEFUL_SHUTDOWN community (RFC 8326), so the routers move new flows away
+    while the node's path stays, and a router that drains keeps the node's established flows on it;
+    the connections are waited for then. Next the hold file says "withdraw" and the gate withdraws
+    (its BGP sessions stay up). Without it, the withdraw comes first and the wait after. Raises
+    ProxytierError, the hold taken away again, when the gate neither marks nor withdraws within
+    `timeout` s. -> {"withdrawn", "graceful" (addresses marked first, or []), "drained" (bool),
+    "left_busy" (connections left), "moved"}."""
     gate = model["bgp"]["gate"]
     addresses = list(gate["addresses"])
-    with open(gate["hold_file"], "w") as f:
-        f.write("held by proxytier.handover release\n")
-    if not wait_until(lambda: gate_announces(model) is False, timeout):
-        os.remove(gate["hold_file"])
-        raise ProxytierError(
-            f"{model['node']['id']}: the BGP gate still announces {', '.join(addresses)} {timeout:.0f} s after "
-            f"its hold file {gate['hold_file']} was made (is proxytier-bgp-gate running?); hold taken away"
+    graceful = bool(model["bgp"].get("graceful_shutdown"))
+
+    def give_up(what: str) -> ProxytierError:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(gate["hold_file"])
+        return ProxytierError(
+            f"{model['node']['id']}: the BGP gate {what} ({', '.join(addresses)}) {timeout:.0f} s after its "
+            f"hold file {gate['hold_file']} was written (is proxytier-bgp-gate running?); hold taken away"
         )
-    report: dict[str, Any] = {"withdrawn": addresses}
-    report["drained"] = wait_until(lambda: busy(addresses) == 0, drain)
+
+    report: dict[str, Any] = {"graceful": []}
+    drain_end = time.monotonic() + drain
+    if graceful:
+        write_bgp_hold(gate["hold_file"], "graceful")
+
+        def marked() -> bool:
+            state = gate_state(model)
+            return state is not None and (bool(state.get("graceful")) or not state.get("announced"))
+
+        if not wait_until(marked, timeout):
+            raise give_up("did not mark its addresses for a graceful shutdown")
+        state = gate_state(model) or {}
+        if state.get("graceful"):
+            report["graceful"] = addresses
+            wait_quiet(lambda: busy(addresses) == 0, GRACEFUL_QUIET, drain)
+    write_bgp_hold(gate["hold_file"], "withdraw")
+    if not wait_until(lambda: gate_announces(model) is False, timeout):
+        raise give_up("still announces its addresses")
+    report["withdrawn"] = addresses
+    report["drained"] = wait_until(lambda: busy(addresses) == 0, max(0.0, drain_end - time.monotonic()))
     report["left_busy"] = busy(addresses)
     report["moved"] = addresses
     return report

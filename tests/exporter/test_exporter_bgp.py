@@ -136,11 +136,24 @@ def test_a_state_the_collector_does_not_know_is_no_state() -> None:
     ('{"announced": true, "healthy": true, "since": 1}', "'held' is None"),
     ('{"announced": true, "healthy": true, "held": false, "since": "x"}', "'since' is 'x', not a Unix time"),
     ('{"announced": true, "healthy": true, "held": false, "since": NaN}', "'since' is nan"),
+    ('{"announced": true, "healthy": true, "held": true, "since": 1, "graceful": "yes"}',
+     "'graceful' is 'yes', not true or false"),
 ])
 def test_a_malformed_state_file_is_a_source_error(text, message) -> None:
     with pytest.raises(SourceError, match=message) as error:
         parse_gate_state(text, "/run/proxytier-bgp-gate/state.json")
     assert "/run/proxytier-bgp-gate/state.json" in str(error.value)
+
+
+def test_graceful_is_read_and_an_older_gates_file_without_it_is_not_graceful() -> None:
+    """The field a gate writes since graceful shutdowns (RFC 8326) came; a file of a gate before that lacks it."""
+    state = parse_gate_state('{"announced": true, "healthy": true, "held": true, "since": 5, "graceful": true}', "s")
+    assert (state.announced, state.held, state.graceful) == (True, True, True)
+    assert parse_gate_state('{"announced": true, "healthy": true, "held": false, "since": 5}', "s").graceful is False
+    from proxytier_exporter.bgp import gate_families
+
+    values = {f.name: f.samples[0].value for f in gate_families(state)}
+    assert values["proxytier_bgp_gate_graceful"] == 1 and values["proxytier_bgp_gate_announced"] == 1
 
 
 def test_a_missing_state_file_fails_the_bgp_collector_only(fixtures, tmp_path, render) -> None:

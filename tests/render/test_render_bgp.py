@@ -244,6 +244,7 @@ def test_a_router_gets_the_addresses_only_while_haproxy_answers(tmp_path: Path) 
     assert out["announced_s"] is not None, out
     assert "198.18.0.100/32" in out["lo"] and "2001:2::100/128" in out["lo"]
     assert "(64512,100)" in out["route4"] and "(4200000000, 1, 2)" in out["route4"], out["route4"]
+    assert "(65535,0)" not in out["route4"], out["route4"]
     assert "198.18.0.11" in out["bfd"] and "Up" in out["bfd"], out["bfd"]
     assert "198.18.0.100 dev lo proto static" in out["gate_table"]
     # HAProxy's stand-in stops answering: withdrawn within a second (interval 0.2 s x fall 2 + BGP),
@@ -251,6 +252,10 @@ def test_a_router_gets_the_addresses_only_while_haproxy_answers(tmp_path: Path) 
     assert out["haproxy_dead_withdrawn_s"] is not None and out["haproxy_dead_withdrawn_s"] < 1.0, out
     assert "198.18.0.100/32" in out["lo_after_withdraw"]
     assert out["haproxy_back_announced_s"] is not None, out
+    # a graceful hold: still announced, with GRACEFUL_SHUTDOWN beside the pillar's communities, within a second
+    assert out["graceful_marked_s"] is not None and out["graceful_marked_s"] < 1.0, out
+    assert "(65535,0)" in out["graceful_route4"] and "(64512,100)" in out["graceful_route4"], out["graceful_route4"]
+    assert "198.18.0.100 dev lo proto 201" in out["graceful_gate_table"], out["graceful_gate_table"]
     assert out["held_withdrawn_s"] is not None and out["held_withdrawn_s"] < 1.0, out
     assert out["unheld_announced_s"] is not None, out
     # maintenance through the config and a reload: withdrawn, the sessions never restarted

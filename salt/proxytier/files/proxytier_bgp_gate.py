@@ -9,6 +9,13 @@ asks HAProxy's monitor URI every ``interval`` seconds, and keeps those routes:
 - added after ``rise`` good answers in a row, while no hold file exists;
 - deleted after ``fall`` failed answers in a row (HAProxy dead or not serving), or at once when
   the hold file (``hold_file``, in /run) exists: the run-time maintenance switch of orchestrations;
+- kept but marked, while the hold file's first word is ``graceful``: the route's protocol becomes
+  ``graceful_proto`` instead of ``static`` (``ip route replace`` changes it in place; BIRD hears the
+  change and reads it as ``krt_source``), and bird.conf's export filter then adds the
+  GRACEFUL_SHUTDOWN community (65535:0, RFC 8326) to the announcement. Routers that honour it (local
+  preference 0) stop choosing the node for new flows while its path stays, and a router that drains
+  (lab/resilient.py) keeps its established flows on it. The addresses are still withdrawn when
+  HAProxy fails, and a node withdrawn before the hold stays withdrawn until the hold goes;
 - deleted when it stops (SIGTERM); its unit also flushes the table after any exit (ExecStopPost),
   so a crashed gate announces nothing.
 
@@ -16,8 +23,8 @@ Every 5 s it writes what it decided again (a route deleted by hand comes back, o
 goes). SIGHUP re-reads the configuration (a JSON file rendered from the model: table, interval,
 fall, rise, interface, addresses, monitor_url, hold_file, state_file), adds new addresses and
 removes the ones it added that are gone. ``state_file`` gets {"announced", "since", "addresses",
-"healthy", "held"} whenever one of announced, healthy or held changes (so within one ``interval``), for
-the exporter's bgp collector.
+"healthy", "held", "graceful"} whenever one of announced, healthy, held or graceful changes (so
+within one ``interval``), for the exporter's bgp collector.
 
 ``--retire`` (root; keepalived.sls runs it when a node goes back to VRRP mode, after the gate has
 stopped) takes away what the gate leaves by design: its routes and the addresses it put on the
@@ -40,6 +47,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 REASSERT_S = 5.0
+#: the hold file's first word that asks for a graceful shutdown instead of a withdraw
+GRACEFUL = "graceful"
 
 
 def prefix(address: str) -> str:
@@ -81,10 +90,11 @@ class Gate:
         self.cfg: dict[str, Any] = {}
         self.added: list[str] = []  # addresses this gate put on the interface
         self.announced = False
+        self.graceful = False  # announced with the GRACEFUL_SHUTDOWN mark
         self.since = time.time()
         self.ups = self.downs = 0
         self.last_ok = False
-        self.written: tuple[bool, bool, bool] | None = None  # (announced, healthy, held) in the state file
+        self.written: tuple[bool, bool, bool, bool] | None = None  # (announced, healthy, held, graceful) written
         self.reload_wanted = False
         self.stop_wanted = False
 
@@ -105,11 +115,13 @@ class Gate:
         self.added = list(new["addresses"])
 
     def route(self, address: str, on: bool, cfg: dict[str, Any] | None = None) -> None:
-        """Add (on) or delete the gate route of `address`."""
-        table = str((cfg or self.cfg)["table"])
+        """Add (on) or delete the gate route of `address` (proto static, or graceful_proto while graceful)."""
+        cfg = cfg or self.cfg
+        table = str(cfg["table"])
         if on:
-            ip(family(address), "route", "replace", prefix(address), "dev", (cfg or self.cfg)["interface"],
-               "table", table, "proto", "static")
+            proto = str(cfg.get("graceful_proto", 4)) if self.graceful else "static"
+            ip(family(address), "route", "replace", prefix(address), "dev", cfg["interface"],
+               "table", table, "proto", proto)
         else:
             # deleting a route that is not there fails: nothing to withdraw then
             subprocess.run(["ip", family(address), "route", "del", prefix(address), "table", table],
@@ -120,20 +132,25 @@ class Gate:
         for a in self.cfg["addresses"]:
             self.route(a, self.announced)
 
-    def set(self, announced: bool, why: str) -> None:
-        """Announce (True) or withdraw every address, log a change with `why`, write the state file."""
-        if announced != self.announced:
-            self.announced, self.since = announced, time.time()
-            print(f"{'announce' if announced else 'withdraw'}: {why}", flush=True)
+    def set(self, announced: bool, why: str, graceful: bool = False) -> None:
+        """Announce (True; marked for a graceful shutdown with `graceful`) or withdraw every address, log
+        a change with `why`, write the state file."""
+        graceful = announced and graceful
+        if announced != self.announced or graceful != self.graceful:
+            if announced != self.announced:
+                self.since = time.time()
+            self.announced, self.graceful = announced, graceful
+            verb = ("announce (graceful shutdown)" if graceful else "announce") if announced else "withdraw"
+            print(f"{verb}: {why}", flush=True)
         self.apply()
         self.write_state()
 
     def write_state(self) -> None:
         """The state file (JSON, replaced atomically): announced, since (epoch s), addresses, healthy, held."""
-        held = self.held()
+        held = self.hold() is not None
         state = {"announced": self.announced, "since": self.since, "addresses": self.cfg["addresses"],
-                 "healthy": self.last_ok, "held": held}
-        self.written = (self.announced, self.last_ok, held)
+                 "healthy": self.last_ok, "held": held, "graceful": self.graceful}
+        self.written = (self.announced, self.last_ok, held, self.graceful)
         tmp = f"{self.cfg['state_file']}.tmp"
         try:
             with open(tmp, "w", encoding="utf-8") as f:
@@ -142,23 +159,34 @@ class Gate:
         except OSError as e:
             print(f"state file: {e}", file=sys.stderr, flush=True)
 
-    def held(self) -> bool:
-        """Whether the hold file (the run-time maintenance switch) exists."""
-        return os.path.exists(self.cfg["hold_file"])
+    def hold(self) -> str | None:
+        """The hold file (the run-time maintenance switch): None when there is none, GRACEFUL when its
+        first word is "graceful", else "withdraw" (an empty file too: `touch` withdraws)."""
+        try:
+            with open(self.cfg["hold_file"], encoding="utf-8", errors="replace") as f:
+                words = f.read(256).split()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return "withdraw"  # there, but unreadable: the safe side
+        return GRACEFUL if words and words[0] == GRACEFUL else "withdraw"
 
     def step(self) -> None:
-        """One check: count it, and announce or withdraw when a threshold is crossed."""
-        held = self.held()
+        """One check: count it, and announce, mark or withdraw when a threshold or the hold file says so."""
+        hold = self.hold()
         ok = healthy(self.cfg["monitor_url"], max(0.05, self.cfg["interval"]))
         self.last_ok = ok
         self.ups, self.downs = (self.ups + 1, 0) if ok else (0, self.downs + 1)
-        if self.announced and held:
+        if self.announced and hold == "withdraw":
             self.set(False, f"hold file {self.cfg['hold_file']} present")
         elif self.announced and self.downs >= self.cfg["fall"]:
             self.set(False, f"HAProxy failed {self.downs} check(s) in a row")
-        elif not self.announced and not held and self.ups >= self.cfg["rise"]:
+        elif not self.announced and hold is None and self.ups >= self.cfg["rise"]:
             self.set(True, f"HAProxy passed {self.ups} check(s) in a row")
-        elif self.written != (self.announced, ok, held):
+        elif self.announced and self.graceful != (hold == GRACEFUL):
+            self.set(True, f"hold file {self.cfg['hold_file']} says graceful" if hold == GRACEFUL
+                     else "graceful hold lifted", graceful=hold == GRACEFUL)
+        elif self.written != (self.announced, ok, hold is not None, self.graceful):
             # no decision, but what the exporter reads changed (HAProxy's answer, the hold file)
             self.write_state()
 
@@ -178,7 +206,7 @@ class Gate:
                     self.load()
                 except (OSError, ValueError, KeyError) as e:
                     print(f"reload failed, keeping the old configuration: {e}", file=sys.stderr, flush=True)
-                self.set(self.announced, "configuration reloaded")
+                self.set(self.announced, "configuration reloaded", self.graceful)
             self.step()
             if started - last_assert >= REASSERT_S:
                 self.apply()
