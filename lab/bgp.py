@@ -21,12 +21,17 @@ and this one is only right while the lab's router exists.
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
+import threading
+import time
 import urllib.request
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab import config, nodes, router, tier
+from lab import config, master, nodes, router, tier
 from lab.sh import LabError
 
 #: a node's route back to the client network, through the router
@@ -148,3 +153,169 @@ def show() -> list[str]:
     lines.append(f"  connections per HAProxy: {({n: int(after[n] - before.get(n, 0)) for n in after})}")
     lines.append(f"  requests per nginx node: {result['by_node']}; per backend: {result['by_backend']}")
     return lines
+
+
+def client_ports(node: config.Node) -> set[int]:
+    """The client's ports of the TCP connections established from the client namespace to the service
+    address on `node` (`ss` on the node): which node the router sent each connection to."""
+    out = nodes.exec_(node, ["ss", "-Htn", "state", "established", "src", f"{config.BGP_SERVICE}:80", "dst",
+                             config.CLIENT_ADDR], check=False).stdout
+    ports = set()
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[-1].rpartition(":")[0] == config.CLIENT_ADDR:
+            ports.add(int(fields[-1].rpartition(":")[2]))
+    return ports
+
+
+class Flows:
+    """lab.flows in the client namespace: `connections` established keep-alive connections to the service
+    address (a request every 0.5 s each, ends spread over `life` = (first, last) s after go(); stop() ends
+    them all at once), and which node holds each (client_ports, read when they are open). Use as a context
+    manager (the process is killed on exit if still running). LabError when lab.flows does not get ready."""
+
+    def __init__(self, connections: int = 300, life: tuple[float, float] = (15.0, 27.0)) -> None:
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", config.CLIENT_NETNS, sys.executable, "-m", "lab.flows", "--target",
+             config.BGP_SERVICE, "--connections", str(connections), "--life", f"{life[0]}:{life[1]}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=config.REPO)
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        line = self.stdout.readline()
+        if not line.startswith("READY "):
+            self.proc.kill()
+            raise LabError(f"lab.flows: {line}{self.proc.stderr.read() if self.proc.stderr else ''}")
+        self.ready = json.loads(line[6:])
+        self.holder = {port: node.name for node in config.NODES for port in client_ports(node)}
+        self.t0 = 0.0
+
+    def __enter__(self) -> Flows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def go(self) -> None:
+        """The connections start their requests (and their lives) now."""
+        self.stdin.write("GO\n")
+        self.stdin.flush()
+        self.t0 = time.monotonic()
+
+    def result(self, stop: bool = False) -> list[dict[str, Any]]:
+        """Wait for every connection's end (`stop`: end them now) -> lab.flows' per-connection results, each
+        with "node" (who held it: a node name, or None)."""
+        if stop:
+            self.stdin.write("STOP\n")
+            self.stdin.flush()
+        line = self.stdout.readline()
+        if not line.startswith("RESULT "):
+            raise LabError(f"lab.flows gave no result: {line!r}")
+        return [{**c, "node": self.holder.get(c["port"])} for c in json.loads(line[7:]).get("conns", [])]
+
+    @staticmethod
+    def count(conns: list[dict[str, Any]], leaver: str | None = None) -> dict[str, Any]:
+        """Per-connection results -> {"per_node": {name: {"conns", "broken"}}, "leaver" and "others" ({"conns",
+        "broken"}: `leaver`'s, everyone else's), "broken_at": [(s after go, state, node)], "leaver_lives":
+        [(life s, broken)] of the leaver's connections, "unplaced" (connections no node listed)}."""
+        per_node = {n.name: {"conns": 0, "broken": 0} for n in config.NODES}
+        broken_at, lives, unplaced = [], [], 0
+        for c in conns:
+            name = c["node"]
+            if name is None:
+                unplaced += 1
+                continue
+            per_node.setdefault(name, {"conns": 0, "broken": 0})["conns"] += 1
+            if c["state"] != "ok":
+                per_node[name]["broken"] += 1
+                broken_at.append((c["at"], c["state"], name))
+            if name == leaver:
+                lives.append((c["life"], c["state"] != "ok"))
+        others = {k: sum(v[k] for n, v in per_node.items() if n != leaver) for k in ("conns", "broken")}
+        return {"per_node": per_node, "leaver": per_node.get(leaver or "", {"conns": 0, "broken": 0}),
+                "others": others, "broken_at": sorted(broken_at), "leaver_lives": sorted(lives),
+                "unplaced": unplaced}
+
+
+def graceful_leave(victim: config.Node, connections: int = 300, life: tuple[float, float] = (15.0, 27.0),
+                   drain: float = 40.0, new_load_seconds: float = 35.0, concurrency: int = 2) -> dict[str, Any]:
+    """`victim` leaves the router's routes the way the orchestrations take it out (`proxytier.handover
+    VICTIM release` on every node, drain `drain` s) while the client holds `connections` established
+    keep-alive connections (Flows, their ends spread over `life` s after the release starts) and a
+    new-connection load runs (`concurrency` clients for `new_load_seconds` s); then `reclaim`. -> Flows.count
+    for the victim, plus "new" (the new-connection load's result), "release" (the victim's handover
+    report), "release_s", "ready_failed" (connections that did not open) and "graceful_at" (s after the
+    start when the router first saw the victim's path with GRACEFUL_SHUTDOWN, or None). LabError when the
+    flows client or the release fails."""
+    # what the orchestrations do first: the minions' in-memory pillar (BGP mode's) and modules current
+    master.salt(["salt", "proxy*", "saltutil.sync_all", "refresh=True"], timeout=120, check=True)
+    load: dict[str, Any] = {}
+    marks: list[float] = []
+    try:
+        with Flows(connections, life) as flows:
+            thread = threading.Thread(target=lambda: load.update(router.client_load(
+                requests=1_000_000, seconds=new_load_seconds, concurrency=concurrency)))
+            thread.start()
+            time.sleep(1.0)
+            flows.go()
+            done = threading.Event()
+
+            def watch() -> None:  # when the router first sees the victim's path marked GRACEFUL_SHUTDOWN
+                while not done.is_set():
+                    if victim.address in router.graceful_next_hops():
+                        marks.append(time.monotonic() - flows.t0)
+                        return
+                    time.sleep(0.1)
+
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            got = master.salt_json(["salt", "-t", str(int(drain) + 60), "proxy*", "proxytier.handover", victim.name,
+                                    "release", "timeout=15", f"drain={drain}"], timeout=drain + 120)
+            release_s = time.monotonic() - flows.t0
+            done.set()
+            watcher.join(timeout=5)
+            report = got.get(victim.name)
+            if not isinstance(report, dict) or "withdrawn" not in report:
+                raise LabError(f"proxytier.handover {victim.name} release: {got}")
+            conns = flows.result()
+            thread.join(timeout=new_load_seconds + 60)
+    finally:
+        master.salt_json(["salt", "proxy*", "proxytier.handover", victim.name, "reclaim", "timeout=30"], timeout=120)
+    return {**Flows.count(conns, victim.name), "new": load, "release": report, "release_s": round(release_s, 2),
+            "ready_failed": flows.ready["failed"], "graceful_at": round(marks[0], 2) if marks else None}
+
+
+class NewConnections:
+    """New-connection load from the client namespace to the service address (router.client_load, in chunks of
+    `chunk` s, one after another) from entering until leaving the context, so that it covers a step of
+    unknown length; bounded by `limit` s all the same. `result` after exit: {"ok", "failed", "errors",
+    "failed_at": [(start, error)] (time.monotonic()), "by_node", "chunks"}."""
+
+    def __init__(self, concurrency: int = 1, chunk: float = 10.0, limit: float = 600.0) -> None:
+        self.concurrency, self.chunk, self.limit = concurrency, chunk, limit
+        self.stop = threading.Event()
+        self.result: dict[str, Any] = {"ok": 0, "failed": 0, "errors": {}, "failed_at": [], "by_node": {},
+                                       "chunks": 0}
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        end = time.monotonic() + self.limit
+        while not self.stop.is_set() and time.monotonic() < end:
+            got = router.client_load(requests=1_000_000, seconds=self.chunk, concurrency=self.concurrency)
+            r = self.result
+            r["ok"] += got["ok"]
+            r["failed"] += got["failed"]
+            r["failed_at"] += got["failed_at"]
+            r["chunks"] += 1
+            for key in ("errors", "by_node"):
+                for k, v in got[key].items():
+                    r[key][k] = r[key].get(k, 0) + v
+
+    def __enter__(self) -> NewConnections:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=self.chunk + 90)

@@ -3,9 +3,9 @@
 Neither bird2 (2.0.12) nor FRR 8.4 installs resilient next-hop groups: BIRD's `protocol kernel { merge
 paths on; }` installs a plain multipath route (hash-threshold, RFC 2992), where one next hop leaving or
 joining moves part of every other next hop's hash range, so established flows of nodes that stay land on
-a node that resets them. This helper runs beside BIRD on the router, polls `birdc show route PREFIX` (the
-next hops BGP learned for the service prefix, one per announcing node) and `birdc show protocols` (the
-BGP sessions), and keeps, with `ip`:
+a node that resets them. This helper runs beside BIRD on the router, polls `birdc show route PREFIX all`
+(the next hops BGP learned for the service prefix, one per announcing node, with their communities),
+and keeps, with `ip`:
 
     ip nexthop replace id M via ADDRESS dev IFACE          one per next hop (ids from --member-base up)
     ip nexthop add id G group M1,W/M2,W/... type resilient buckets B idle_timer I unbalanced_timer U
@@ -40,18 +40,26 @@ window; iproute2 >= 5.13 for `type resilient`; this host: kernel 6.18, iproute2 
   hit move to a joiner even at idle_timer 120, so "busy" means hit by traffic; with traffic every 0.5 s
   and idle_timer 3, a join broke no connection (bench/ecmp/run.py, BENCHMARKS.md section ecmp).
 
-Graceful leave (`--drain`): a node that withdraws its route while its BGP session stays Established is
-leaving on purpose and still serves. Instead of removing it (which moves all its buckets, so all its
-connections reset elsewhere), the helper keeps it in the group at weight 1 (the others at --weight):
-its idle buckets move to the others at once, its busy buckets stay until they are idle for
-`idle_timer` (its established flows finish where they are), and it is removed when it holds no busy
-bucket, after --drain-timeout seconds, or at once when its session goes down (a dead node is never
-drained). New flows whose hash falls in a draining node's busy buckets still reach it, which serves
+Graceful leave (`--drain`): a node that announces its path with the GRACEFUL_SHUTDOWN community
+(65535:0, RFC 8326; proxytier's gate does on a graceful hold, salt/_utils/proxytier_bgp.py) is leaving on
+purpose and still serves. Instead of removing it (which moves all its buckets, so all its connections
+reset elsewhere), the helper keeps it in the group at weight 1 (the others at --weight): its idle
+buckets move to the others at once, its busy buckets stay until they are idle for `idle_timer` (its
+established flows finish where they are), and it is removed when it holds no busy bucket or after
+--drain-timeout seconds. A path that is withdrawn (HAProxy dead, the session lost, or the leave's final
+withdraw) goes at once: a dead node is never drained, which a router cannot tell from a plain withdraw.
+Without --drain, a GRACEFUL_SHUTDOWN path is left out like a less preferred one (what a router that sets
+its local preference to 0 does with ECMP), unless every path has it (then they all serve: RFC 8326's
+last resort). New flows whose hash falls in a draining node's busy buckets still reach it, which serves
 them. Run with `unbalanced_timer 0` (else the kernel moves busy buckets after U s anyway).
+BIRD's side (the router): `show route PREFIX all` lists every path with its communities
+(`BGP.community: (65535,0)`), preferred or not; the router's import filter should set
+`bgp_local_pref = 0` on such paths (GSHUT_IMPORT_FILTER), so that BIRD's own multipath route drops them.
 
 Usage (in the router's namespace):
     python -m lab.resilient --socket /run/bird.ctl --prefix 198.19.255.100/32 \\
-        [--group 100] [--buckets 512] [--idle-timer 0] [--unbalanced-timer 0] [--drain] [--seconds 600]
+        [--group 100] [--buckets 512] [--idle-timer 0] [--unbalanced-timer 0] [--weight 64] [--drain] \\
+        [--seconds 600]
 Prints one JSON line per change: {"t": epoch s, "members": [[address, dev, weight, draining]], "argv": [...]}.
 Runs until SIGTERM or --seconds (at most 3600); with --cleanup (the default) it deletes its route, group
 and next hops on the way out.
@@ -72,6 +80,12 @@ from dataclasses import dataclass, field
 #: * (100) [AS64512i]"); the next hop follows on its own line ("\tvia 198.19.241.2 on r-n1")
 _ENTRY = re.compile(r"^(?:\S+)?\s+(?:unicast|unreachable|blackhole|prohibited)\s+\[(?P<proto>[\w.-]+)\s")
 _VIA = re.compile(r"^\s+via\s+(?P<via>[0-9A-Fa-f.:]+)\s+on\s+(?P<dev>\S+)")
+#: `birdc show route PREFIX all`: the path's communities ("\tBGP.community: (64512,100) (65535,0)")
+_COMMUNITY = re.compile(r"^\s+BGP\.community:\s+(?P<list>.*)$")
+#: RFC 8326's GRACEFUL_SHUTDOWN as BIRD prints it
+GRACEFUL_SHUTDOWN = "(65535,0)"
+#: what a router's BIRD puts in a BGP session's import filter to honour it (RFC 8326 section 4)
+GSHUT_IMPORT_FILTER = "if (65535, 0) ~ bgp_community then bgp_local_pref = 0;"
 #: `ip nexthop bucket show id G`: "id 100 index 3 idle_time 1.25 nhid 101"
 _BUCKET = re.compile(r"\bindex\s+(?P<index>\d+)\s+idle_time\s+(?P<idle>[\d.]+)\s+nhid\s+(?P<nhid>\d+)")
 MAX_WEIGHT = 256  # ip-nexthop(8) GROUP id[,weight]; the kernel keeps weight - 1 in a u8
@@ -79,11 +93,13 @@ MAX_WEIGHT = 256  # ip-nexthop(8) GROUP id[,weight]; the kernel keeps weight - 1
 
 @dataclass(frozen=True)
 class Route:
-    """One BGP path of the service prefix: the protocol (BIRD's session name) and its next hop."""
+    """One BGP path of the service prefix: the protocol (BIRD's session name), its next hop, and whether it
+    carries GRACEFUL_SHUTDOWN (read only from `show route ... all`)."""
 
     proto: str
     via: str
     dev: str
+    graceful: bool = False
 
 
 @dataclass
@@ -124,9 +140,10 @@ class State:
 
 
 def parse_routes(text: str) -> list[Route]:
-    """`birdc show route PREFIX` output -> its paths [Route(proto, via, dev)], in BIRD's order. Lines
-    other than entries and `via` lines are ignored (the banner, "Table master4:"); an entry without a
-    `via` (a blackhole, a device route) gives nothing."""
+    """`birdc show route PREFIX [all]` output -> its paths [Route(proto, via, dev, graceful)], in BIRD's
+    order; with `all`, a path whose `BGP.community` line lists (65535,0) is graceful. Lines other than
+    entries, `via` and community lines are ignored (the banner, "Table master4:", other attributes); an
+    entry without a `via` (a blackhole, a device route) gives nothing."""
     out: list[Route] = []
     proto: str | None = None
     for line in text.splitlines():
@@ -137,12 +154,16 @@ def parse_routes(text: str) -> list[Route]:
         v = _VIA.match(line)
         if v and proto is not None:
             out.append(Route(proto, v["via"], v["dev"]))
+            continue
+        c = _COMMUNITY.match(line)
+        if c and out and out[-1].proto == proto and GRACEFUL_SHUTDOWN in c["list"].split():
+            out[-1] = Route(proto, out[-1].via, out[-1].dev, True)
     return out
 
 
 def parse_protocols(text: str) -> dict[str, dict[str, str]]:
     """`birdc show protocols` output -> {name: {"proto", "state", "info"}} (state: up, down, start, ...;
-    info: "Established", "Active", ...). The header and banner lines are skipped."""
+    info: "Established", "Active", ...); the header and banner lines are skipped. For lab/router.py."""
     out: dict[str, dict[str, str]] = {}
     for line in text.splitlines():
         parts = line.split(None, 5)
@@ -164,21 +185,14 @@ def busy_buckets(buckets: list[tuple[int, float, int]], nhid: int, idle_timer: f
     return sum(1 for _, idle, n in buckets if n == nhid and idle < idle_timer)
 
 
-def established(sessions: dict[str, dict[str, str]], proto: str) -> bool:
-    """Whether BIRD's protocol `proto` is up with its BGP session Established."""
-    s = sessions.get(proto)
-    return bool(s) and s["state"] == "up" and "Established" in s["info"]
-
-
 def reconcile(
-    state: State, routes: list[Route], sessions: dict[str, dict[str, str]], settings: Settings, now: float,
-    buckets: list[tuple[int, float, int]], protos: dict[str, str],
+    state: State, routes: list[Route], settings: Settings, now: float, buckets: list[tuple[int, float, int]],
 ) -> dict[str, Member]:
     """The members the group should have now -> {via: Member} (serving ones in BGP order, then draining
-    ones). `protos` maps a next hop to the BIRD protocol it was learned from (kept across its withdraw,
-    so the session of a withdrawn next hop can be asked). A member BGP no longer announces is drained
-    (weight 1) only with settings.drain, while its session is Established, some other member serves,
-    it still holds a busy bucket and settings.drain_timeout has not passed; else it is dropped."""
+    ones). Serving: the paths without GRACEFUL_SHUTDOWN (all of them if every path has it). With
+    settings.drain, a member whose path now has GRACEFUL_SHUTDOWN stays at weight 1 while it holds a busy
+    bucket and settings.drain_timeout has not passed since its drain began; a member whose path is gone is
+    dropped at once (a dead node is never drained)."""
     new: dict[str, Member] = {}
     used = {m.nhid for m in state.members.values()}
 
@@ -191,17 +205,19 @@ def reconcile(
         used.add(n)
         return n
 
-    for r in routes:
+    serving = [r for r in routes if not r.graceful] or routes
+    for r in serving:
         if r.via not in new:
             new[r.via] = Member(r.via, r.dev, nhid_for(r.via), settings.weight)
     if not settings.drain or not new:
         return new
+    graceful = {r.via for r in routes if r.graceful}
     for via, m in state.members.items():
-        if via in new:
+        if via in new or via not in graceful:
             continue
         since = m.draining_since if m.draining_since is not None else now
-        if (established(sessions, protos.get(via, "")) and now - since < settings.drain_timeout
-                and (m.draining_since is None or busy_buckets(buckets, m.nhid, settings.idle_timer) > 0)):
+        if now - since < settings.drain_timeout and (
+                m.draining_since is None or busy_buckets(buckets, m.nhid, settings.idle_timer) > 0):
             new[via] = Member(via, m.dev, m.nhid, 1, since)
     return new
 
@@ -259,26 +275,22 @@ def birdc(socket: str, *args: str) -> str:
 
 
 class Helper:
-    """The polling loop: BIRD's paths and sessions (and the group's buckets while draining) -> `ip`."""
+    """The polling loop: BIRD's paths (and the group's buckets while draining) -> `ip`."""
 
     def __init__(self, socket: str, settings: Settings) -> None:
         self.socket, self.settings = socket, settings
         self.state = State()
-        self.protos: dict[str, str] = {}
         self.stop = False
 
     def step(self, now: float) -> None:
-        routes = parse_routes(birdc(self.socket, "show", "route", self.settings.prefix))
-        sessions = parse_protocols(birdc(self.socket, "show", "protocols")) if self.settings.drain else {}
-        for r in routes:
-            self.protos[r.via] = r.proto
+        routes = parse_routes(birdc(self.socket, "show", "route", self.settings.prefix, "all"))
         draining = any(m.draining_since is not None for m in self.state.members.values())
         buckets: list[tuple[int, float, int]] = []
         if draining and self.state.group_exists:
             res = subprocess.run(["ip", "nexthop", "bucket", "show", "id", str(self.settings.group)],
                                  capture_output=True, text=True, timeout=10)
             buckets = parse_buckets(res.stdout)
-        new = reconcile(self.state, routes, sessions, self.settings, now, buckets, self.protos)
+        new = reconcile(self.state, routes, self.settings, now, buckets)
         argv = commands(self.state, new, self.settings)
         if not argv:
             self.state.members = new  # drain timestamps carried
@@ -324,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unbalanced-timer", type=int, default=0, help="seconds out of balance before busy "
                     "buckets move anyway (0: never)")
     ap.add_argument("--weight", type=int, default=64, help="weight of a serving next hop (2..256)")
-    ap.add_argument("--drain", action="store_true", help="keep a withdrawn next hop whose session is up at "
+    ap.add_argument("--drain", action="store_true", help="keep a next hop whose path has GRACEFUL_SHUTDOWN at "
                     "weight 1 until its buckets are idle")
     ap.add_argument("--drain-timeout", type=float, default=120.0)
     ap.add_argument("--table", default=None, help="the route's kernel table (default main)")

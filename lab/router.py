@@ -16,9 +16,10 @@ behind it whose traffic to the service address goes through it.
 - Profiles (how the router forwards; BGP is the same in both, a switch never touches a session):
   - plain: `ip rule to SERVICE lookup BIRD_TABLE`: BIRD's multipath route, the kernel's hash-threshold;
   - resilient: no rule; lab/resilient.py (the ECMP bench's helper, moved here) programs the main table's
-    route for SERVICE on a resilient next-hop group from `birdc show route` (buckets 512, idle_timer 0,
-    unbalanced_timer 0; its docstring has the kernel facts). It stops by itself after an hour
-    (`python -m lab bgp --profile resilient` starts it again).
+    route for SERVICE on a resilient next-hop group from `birdc show route` (buckets 512, idle_timer 2,
+    unbalanced_timer 0, weight 256; its docstring has the kernel facts), and drains a node whose path
+    carries GRACEFUL_SHUTDOWN (weight 1 until its buckets are idle: its established flows stay on it). It
+    stops by itself after an hour (`python -m lab bgp --profile resilient` starts it again).
 - The client namespace has a route to 198.18.0.0/15 via the router only (no default route).
 
 Everything here is under config.STATE/router (BIRD's config, control socket, log; pid files); `stop()`
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import config, net
+from lab.resilient import GSHUT_IMPORT_FILTER
 from lab.sh import LabError, cmdline, find_pids, pid_alive, read_pidfile, run, spawn, stop_pids, wait_for
 
 DIR = config.STATE / "router"
@@ -49,6 +51,10 @@ RULE_PREF = 1000
 #: the resilient next-hop group's id (its members get ids above it: lab/resilient.py --member-base)
 GROUP = 100
 BUCKETS = 512
+#: a bucket not hit for this long is idle and may move (the lab's long-lived flows send every 0.5 s)
+IDLE_TIMER = 2
+#: the longest a gracefully leaving node keeps its busy buckets
+DRAIN_TIMEOUT = 120
 HELPER_SECONDS = 3600  # lab/resilient.py's own limit
 HOLD_TIME, KEEPALIVE_TIME = 9, 3  # the formula's defaults (proxytier_bgp.BGP_DEFAULTS)
 BFD = {"min_rx_interval": 100, "min_tx_interval": 100, "multiplier": 3}  # the formula's defaults too
@@ -66,8 +72,9 @@ def session_name(node: config.Node) -> str:
 
 def bird_conf(nodes: list[config.Node]) -> str:
     """The router's BIRD 2 configuration: one eBGP session per node in `nodes` (every node the lab can
-    have, so a node that joins peers without a reconfiguration), BFD, the multipath route into kernel
-    table BIRD_TABLE."""
+    have, so a node that joins peers without a reconfiguration), BFD, GRACEFUL_SHUTDOWN honoured (RFC 8326
+    section 4: such a path gets local preference 0, so the multipath route leaves it out while another
+    path is preferred), the multipath route into kernel table BIRD_TABLE."""
     lines = [
         "# proxytier lab router (lab/router.py): eBGP to every lab node, ECMP over the ones that announce",
         "log stderr all;",
@@ -85,7 +92,8 @@ def bird_conf(nodes: list[config.Node]) -> str:
             f"direct; hold time {HOLD_TIME}; keepalive time {KEEPALIVE_TIME}; connect delay time 1; "
             f"connect retry time 2; bfd {{ min rx interval {BFD['min_rx_interval']} ms; "
             f"min tx interval {BFD['min_tx_interval']} ms; multiplier {BFD['multiplier']}; }}; "
-            "ipv4 { import where net ~ [ 198.18.0.0/15{32,32} ]; export none; }; }"
+            f"ipv4 {{ import filter {{ if ! (net ~ [ 198.18.0.0/15{{32,32}} ]) then reject; {GSHUT_IMPORT_FILTER} "
+            "accept; }; export none; }; }"
         )
     return "\n".join(lines) + "\n"
 
@@ -204,7 +212,8 @@ def _start_helper() -> None:
         return
     spawn(["ip", "netns", "exec", config.ROUTER_NETNS, sys.executable, "-m", "lab.resilient",
            "--socket", BIRD_CTL, "--prefix", service_prefix(), "--group", str(GROUP), "--member-base", str(GROUP),
-           "--buckets", str(BUCKETS), "--idle-timer", "0", "--unbalanced-timer", "0",
+           "--buckets", str(BUCKETS), "--idle-timer", str(IDLE_TIMER), "--unbalanced-timer", "0",
+           "--weight", "256", "--drain", "--drain-timeout", str(DRAIN_TIMEOUT),
            "--seconds", str(HELPER_SECONDS)], DIR / "resilient.log", HELPER_PID, cwd=config.REPO)
 
 
@@ -285,6 +294,13 @@ def bird_next_hops() -> list[str]:
     from lab.resilient import parse_routes
 
     return sorted({r.via for r in parse_routes(birdc("show", "route", service_prefix()))})
+
+
+def graceful_next_hops() -> list[str]:
+    """The node addresses whose path for the service address carries GRACEFUL_SHUTDOWN (RFC 8326), sorted."""
+    from lab.resilient import parse_routes
+
+    return sorted({r.via for r in parse_routes(birdc("show", "route", service_prefix(), "all")) if r.graceful})
 
 
 def next_hops() -> list[str]:

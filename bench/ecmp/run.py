@@ -8,21 +8,22 @@ In plain network namespaces of its own (all named ptecmp-*; nothing of the lab's
                                   |-- node n1..n4 (ptecmp-n1..4: BIRD 2, the service address on lo)
 
 Every node runs BIRD with the formula's gate mechanism (a minimal equivalent of bird.conf.jinja: the
-service address is announced while a route for it is in kernel table 200, which BIRD learns; the gate
-deletes it on the hold file, so a graceful leave here deletes it) and a TCP server on the service address
-that answers with its name (bench/ecmp/flows.py). The router's BIRD learns the nodes' routes (eBGP, hold
-3 s) and merges them (`merge paths on`) into kernel table 100. Profiles:
+service address is announced while a route for it is in kernel table 200, which BIRD learns; a graceful
+leave gives that route the gate's graceful protocol, so the announcement carries GRACEFUL_SHUTDOWN,
+RFC 8326) and a TCP server on the service address that answers with its name (bench/ecmp/flows.py). The
+router's BIRD learns the nodes' routes (eBGP, hold 3 s; GRACEFUL_SHUTDOWN paths at local preference 0)
+and merges the preferred ones (`merge paths on`) into kernel table 100. Profiles:
 
 - plain: the router forwards on BIRD's own multipath route (`ip rule to SERVICE lookup 100`);
 - resilient (idle_timer 0), resilient-idle (idle_timer --idle-timer, unbalanced_timer 0) and
-  resilient-drain (the same, and a withdrawn node whose session stays up is kept at weight 1 until its
+  resilient-drain (the same, and a node whose path has GRACEFUL_SHUTDOWN is kept at weight 1 until its
   buckets are idle): the service route on a resilient next-hop group that lab/resilient.py
   programs from BIRD's routes in the main table (see its docstring for the kernel facts).
 
 Events, each from a fresh start (n1..n3 announced, n4 not; --connections long-lived connections from the
-client, spread by the L4 hash): a leave (one node withdraws; its server keeps serving) and a join (n4
-announces). Counted per connection (pinged every 0.5 s for --observe s after the event): reset, closed or
-unanswered for 2 s = broken; per node they held at the start. Then --new new connections show where new
+client, spread by the L4 hash): a leave (one node's path gets GRACEFUL_SHUTDOWN; its server keeps
+serving) and a join (n4 announces). Counted per connection (pinged every 0.5 s for --observe s after the
+event): reset, closed or unanswered for 2 s = broken; per node they held at the start. Then --new new connections show where new
 flows go. Writes bench/out/ecmp-<time>.json and the ecmp section of BENCHMARKS.md.
 
     .venv/bin/python -m bench.ecmp.run [--connections 320] [--leavers n1,n2,n3] [--observe 6]
@@ -49,7 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import report
-from lab.resilient import parse_routes
+from lab.resilient import GSHUT_IMPORT_FILTER, parse_routes
 from lab.sh import seconds_until
 
 BENCH = "ecmp"
@@ -59,6 +60,9 @@ NODES = ["n1", "n2", "n3", "n4"]
 SERVICE = "198.19.255.100"
 PORT = 7000
 GATE_TABLE = 200
+#: the gate's protocol number for a route kept for a graceful shutdown (the formula's GRACEFUL_PROTO,
+#: salt/_utils/proxytier_bgp.py)
+GRACEFUL_PROTO = 201
 BIRD_TABLE = 100
 ROUTER_AS, NODE_AS = 64496, 64512
 PROFILES: dict[str, dict] = {
@@ -96,21 +100,25 @@ protocol kernel gate4 {{
 protocol bgp uplink {{
     local {me} as {NODE_AS}; neighbor {peer} as {ROUTER_AS}; direct;
     hold time 3; keepalive time 1; connect delay time 1; connect retry time 1;
-    ipv4 {{ import none; export where proto = "gate4"; next hop self; }};
+    ipv4 {{ import none; next hop self; export filter {{
+        if proto != "gate4" then reject;
+        if krt_source = {GRACEFUL_PROTO} then bgp_community.add((65535, 0));
+        accept;
+    }}; }};
 }}
 """
 
 
 def router_bird_conf(nodes: list[str]) -> str:
-    """The router's BIRD config: one eBGP session per node, the merged multipath route into kernel
-    table 100 (`merge paths on`)."""
+    """The router's BIRD config: one eBGP session per node (GRACEFUL_SHUTDOWN paths at local preference 0,
+    RFC 8326), the merged multipath route into kernel table 100 (`merge paths on`)."""
     out = ["router id 198.19.250.1;", "protocol device { }",
            f"protocol kernel ecmp4 {{ kernel table {BIRD_TABLE}; merge paths on; "
            "ipv4 { import none; export all; }; }"]
     for n in nodes:
         out.append(f"protocol bgp {n} {{ local {link_net(n)}.1 as {ROUTER_AS}; neighbor {link_net(n)}.2 as "
                    f"{NODE_AS}; direct; hold time 3; keepalive time 1; connect delay time 1; "
-                   "ipv4 { import all; export none; }; }")
+                   f"ipv4 {{ import filter {{ {GSHUT_IMPORT_FILTER} accept; }}; export none; }}; }}")
     return "\n".join(out) + "\n"
 
 
@@ -258,15 +266,18 @@ class Lab:
         (self.tmp / "router.conf").write_text(router_bird_conf(NODES))
         self.start(ROUTER, "bird", "-f", "-c", str(self.tmp / "router.conf"), "-s", str(self.tmp / "router.ctl"))
 
-    def announce(self, node: str, on: bool) -> None:
-        """The gate's route of `node` added (announced) or deleted (withdrawn)."""
+    def announce(self, node: str, on: bool, graceful: bool = False) -> None:
+        """The gate's route of `node` added (announced; marked for a graceful shutdown with `graceful`) or
+        deleted (withdrawn)."""
         verb = ["replace", f"{SERVICE}/32", "dev", "lo"] if on else ["del", f"{SERVICE}/32"]
-        self.sh(f"{PREFIX}{node}", "ip", "route", *verb, "table", str(GATE_TABLE), "proto", "static", check=on)
+        proto = str(GRACEFUL_PROTO) if graceful else "static"
+        self.sh(f"{PREFIX}{node}", "ip", "route", *verb, "table", str(GATE_TABLE), "proto", proto, check=on)
 
     def router_vias(self) -> set[str]:
-        out = self.sh(ROUTER, "birdc", "-s", str(self.tmp / "router.ctl"), "show", "route", f"{SERVICE}/32",
+        """The next hops of the router's preferred paths (those without GRACEFUL_SHUTDOWN)."""
+        out = self.sh(ROUTER, "birdc", "-s", str(self.tmp / "router.ctl"), "show", "route", f"{SERVICE}/32", "all",
                       check=False)
-        return {r.via for r in parse_routes(out)}
+        return {r.via for r in parse_routes(out) if not r.graceful}
 
     def membership(self, members: list[str], timeout: float = 30) -> float:
         for n in NODES:
@@ -347,7 +358,7 @@ def scenario(lab: Lab, event: str, node: str, profile: str, args: argparse.Names
         t_event = time.monotonic()
         for n in NODES:
             if (n in after) != (n in before):
-                lab.announce(n, n in after)
+                lab.announce(n, True, graceful=event == "leave")
         assert client.stdin is not None
         client.stdin.write("GO\n")
         client.stdin.flush()
@@ -410,10 +421,12 @@ def main(argv: list[str] | None = None) -> int:
                "flows' packet interval (here 3 s vs 0.5 s) and unbalanced_timer 0, a joiner gets only buckets no "
                "flow uses (with 512 buckets and ~320 flows about half are unused, enough for its share); buckets in "
                "use stay until their flows end.",
-               "resilient-drain is the graceful leave for a node that still serves: its buckets with live flows stay "
-               "on it (weight 1) until idle, so its own connections finish there; new flows that hash into those "
-               "buckets reach it too, which is why it must keep serving until the helper drops it (no busy "
-               "bucket, the drain timeout, or its BGP session down: a dead node is never drained).",
+               "A leave is a graceful shutdown (RFC 8326): the leaver's path gets GRACEFUL_SHUTDOWN and the "
+               "router gives it local preference 0, so BIRD's multipath route (plain) and the helper (resilient) "
+               "leave it out. resilient-drain is the graceful leave for a node that still serves: its buckets with "
+               "live flows stay on it (weight 1) until idle, so its own connections finish there; new flows that "
+               "hash into those buckets reach it too, which is why it must keep serving until the helper drops it "
+               "(no busy bucket, or the drain timeout; a withdrawn path goes at once: a dead node is never drained).",
            ]}
     t0 = time.monotonic()
     try:

@@ -419,12 +419,28 @@ def stop_vrrp() -> dict[str, str]:
 def retire() -> dict[str, str]:
     """Take this node out of service for good: stop and disable keepalived first (its VIPs must
     already be handed over: ``proxytier.handover NODE release``), then HAProxy, nginx and the
-    exporter; {unit: what was done}. Run by orch/leave.sls after the other
-    nodes dropped this one and Prometheus stopped scraping it. CLI: ``salt proxy4 proxytier.retire``."""
+    exporter; {unit: what was done}. Where the formula ran vip_mode bgp (the health gate's
+    configuration exists; the node has withdrawn: ``proxytier.handover NODE release``), first the
+    gate stops and is disabled, the addresses and routes it leaves go (``proxytier_bgp_gate.py
+    --retire``: "bgp addresses" in the result) and BIRD stops and is disabled (its sessions close
+    with a Cease, so the routers drop the node at once); a BIRD the formula did not run is left alone.
+    Run by orch/leave.sls after the other nodes dropped this one and Prometheus stopped scraping it.
+    Raises ProxytierError naming a unit that does not stop, or the gate's --retire failing.
+    CLI: ``salt proxy4 proxytier.retire``."""
+    import os
+
     p = params()
+    done: dict[str, str] = {}
+    off = bgp_files(p)
+    if os.path.exists(off["gate_config"]):
+        done.update(_stop_services(["proxytier-bgp-gate"], disable=True))
+        _run([p.get("python3", "/usr/bin/python3"), off["gate_script"], "--retire", off["gate_config"]])
+        done["bgp addresses"] = "removed"
+        done.update(_stop_services([off["service"]], disable=True))
     units = [p["services"][k] for k in ("keepalived", "haproxy", "nginx")]
     units += [p["exporter_service"]]
-    return _stop_services(units, disable=True)
+    done.update(_stop_services(units, disable=True))
+    return done
 
 
 def _held_addresses() -> set[str]:

@@ -1,6 +1,6 @@
 """bench/ecmp's pure parts: BIRD's and ip's output read back, the `ip nexthop` commands of the
-resilient helper, the graceful-leave drain decision, the broken-connection counts and the report; BIRD
-accepts the bench's node and router configs."""
+resilient helper, the graceful-leave drain decision (GRACEFUL_SHUTDOWN paths), the broken-connection counts
+and the report; BIRD accepts the bench's node and router configs."""
 
 from __future__ import annotations
 
@@ -29,6 +29,33 @@ ecmp4      Kernel     master4    up     21:00:23.321
 n1         BGP        ---        up     21:00:23.791  Established
 n2         BGP        ---        start  21:00:15.455  Active        Socket: Connection refused
 """
+SHOW_ROUTE_ALL = """BIRD 2.0.12 ready.
+Table master4:
+198.19.255.100/32    unicast [n1 21:00:23.833] * (100) [AS64512i]
+\tvia 198.19.241.2 on r-n1
+\tType: BGP univ
+\tBGP.origin: IGP
+\tBGP.as_path: 64512
+\tBGP.next_hop: 198.19.241.2
+\tBGP.local_pref: 100
+\tBGP.community: (64512,100) (65535,1)
+                     unicast [n2 21:00:23.791] (100) [AS64512i]
+\tvia 198.19.242.2 on r-n2
+\tType: BGP univ
+\tBGP.origin: IGP
+\tBGP.as_path: 64512
+\tBGP.next_hop: 198.19.242.2
+\tBGP.local_pref: 0
+\tBGP.community: (64512,100) (65535,0)
+                     unicast [n3 21:00:24.054] (100) [AS64512i]
+\tvia 198.19.243.2 on r-n3
+\tType: BGP univ
+\tBGP.origin: IGP
+\tBGP.as_path: 64512
+\tBGP.next_hop: 198.19.243.2
+\tBGP.local_pref: 100
+\tBGP.large_community: (65535, 0, 0)
+"""
 S = res.Settings("198.19.255.100/32", buckets=512, idle_timer=3, drain=True)
 
 
@@ -43,8 +70,17 @@ def test_birdc_routes_and_protocols_are_read_back() -> None:
     assert res.parse_routes("BIRD 2.0.12 ready.\nTable master4:\n") == []
     p = res.parse_protocols(SHOW_PROTOCOLS)
     assert p["n1"] == {"proto": "BGP", "state": "up", "info": "Established"}
-    assert res.established(p, "n1") and not res.established(p, "n2") and not res.established(p, "n9")
-    assert "Name" not in p and "BIRD" not in p
+    assert p["n2"]["state"] == "start" and "Name" not in p and "BIRD" not in p
+
+
+def test_graceful_shutdown_is_read_from_each_paths_communities() -> None:
+    """`show route PREFIX all` as bird2 2.0.12 prints it (the router of tests/render/test_render_bgp.py's kind):
+    GRACEFUL_SHUTDOWN marks only the path that lists (65535,0), not one with (65535,1) or a large community."""
+    assert res.parse_routes(SHOW_ROUTE_ALL) == [
+        res.Route("n1", "198.19.241.2", "r-n1", False),
+        res.Route("n2", "198.19.242.2", "r-n2", True),
+        res.Route("n3", "198.19.243.2", "r-n3", False),
+    ]
 
 
 def test_buckets_are_read_and_busy_ones_counted() -> None:
@@ -57,7 +93,7 @@ def test_buckets_are_read_and_busy_ones_counted() -> None:
 
 def test_the_first_group_is_added_with_its_buckets_and_the_route_on_it() -> None:
     state = res.State()
-    new = res.reconcile(state, routes("198.19.241.2", "198.19.242.2"), {}, S, 0.0, [], {})
+    new = res.reconcile(state, routes("198.19.241.2", "198.19.242.2"), S, 0.0, [])
     assert [(m.nhid, m.weight) for m in new.values()] == [(101, 64), (102, 64)]
     assert res.commands(state, new, S) == [
         ["ip", "nexthop", "replace", "id", "101", "via", "198.19.241.2", "dev", "r-n1"],
@@ -69,8 +105,8 @@ def test_the_first_group_is_added_with_its_buckets_and_the_route_on_it() -> None
 
 
 def test_a_join_replaces_the_group_without_buckets_and_keeps_the_ids() -> None:
-    state = res.State(res.reconcile(res.State(), routes("198.19.241.2", "198.19.242.2"), {}, S, 0.0, [], {}), True)
-    new = res.reconcile(state, routes("198.19.241.2", "198.19.242.2", "198.19.244.2"), {}, S, 1.0, [], {})
+    state = res.State(res.reconcile(res.State(), routes("198.19.241.2", "198.19.242.2"), S, 0.0, []), True)
+    new = res.reconcile(state, routes("198.19.241.2", "198.19.242.2", "198.19.244.2"), S, 1.0, [])
     assert res.commands(state, new, S) == [
         ["ip", "nexthop", "replace", "id", "103", "via", "198.19.244.2", "dev", "r-n4"],
         ["ip", "nexthop", "replace", "id", "100", "group", "101,64/102,64/103,64", "type", "resilient",
@@ -79,12 +115,14 @@ def test_a_join_replaces_the_group_without_buckets_and_keeps_the_ids() -> None:
     assert res.commands(res.State(new, True), new, S) == []
 
 
-def test_a_withdrawn_node_with_its_session_up_drains_at_weight_1_then_goes() -> None:
-    protos = {"198.19.241.2": "n1", "198.19.242.2": "n2"}
-    up = {"n1": {"proto": "BGP", "state": "up", "info": "Established"},
-          "n2": {"proto": "BGP", "state": "up", "info": "Established"}}
-    state = res.State(res.reconcile(res.State(), routes("198.19.241.2", "198.19.242.2"), up, S, 0.0, [], protos), True)
-    draining = res.reconcile(state, routes("198.19.242.2"), up, S, 10.0, [], protos)
+def graceful(*vias: str) -> list[res.Route]:
+    return [res.Route(f"n{v[-3]}", v, f"r-n{v[-3]}", True) for v in vias]
+
+
+def test_a_graceful_shutdown_drains_at_weight_1_then_goes_and_a_withdraw_goes_at_once() -> None:
+    state = res.State(res.reconcile(res.State(), routes("198.19.241.2", "198.19.242.2"), S, 0.0, []), True)
+    leaving = [*routes("198.19.242.2"), *graceful("198.19.241.2")]
+    draining = res.reconcile(state, leaving, S, 10.0, [])
     assert [(m.via, m.weight, m.draining_since) for m in draining.values()] == [
         ("198.19.242.2", 64, None), ("198.19.241.2", 1, 10.0)]
     assert res.commands(state, draining, S) == [
@@ -92,28 +130,34 @@ def test_a_withdrawn_node_with_its_session_up_drains_at_weight_1_then_goes() -> 
          "unbalanced_timer", "0"]]
     state = res.State(draining, True)
     busy = [(0, 0.2, 101), (1, 9.0, 102)]
-    assert "198.19.241.2" in res.reconcile(state, routes("198.19.242.2"), up, S, 11.0, busy, protos)
+    assert "198.19.241.2" in res.reconcile(state, leaving, S, 11.0, busy)
     idle = [(0, 4.0, 101), (1, 0.1, 102)]
-    gone = res.reconcile(state, routes("198.19.242.2"), up, S, 12.0, idle, protos)
+    gone = res.reconcile(state, leaving, S, 12.0, idle)
     assert list(gone) == ["198.19.242.2"]
     assert res.commands(state, gone, S) == [
         ["ip", "nexthop", "replace", "id", "100", "group", "102,64", "type", "resilient", "idle_timer", "3",
          "unbalanced_timer", "0"],
         ["ip", "nexthop", "del", "id", "101"],
     ]
-    # its session down (a dead node), or the drain too long: removed at once, busy or not
-    down = {**up, "n1": {"proto": "BGP", "state": "start", "info": "Active"}}
-    assert list(res.reconcile(state, routes("198.19.242.2"), down, S, 11.0, busy, protos)) == ["198.19.242.2"]
-    assert list(res.reconcile(state, routes("198.19.242.2"), up, S, 10.0 + S.drain_timeout, busy, protos)) == [
-        "198.19.242.2"]
-    # without --drain a withdrawn node goes at once
+    # drained and gone: its path, still graceful, does not bring it back
+    assert list(res.reconcile(res.State(gone, True), leaving, S, 13.0, idle)) == ["198.19.242.2"]
+    # withdrawn while draining (HAProxy dead: the gate withdraws), or the drain too long: removed at once, busy or not
+    assert list(res.reconcile(state, routes("198.19.242.2"), S, 11.0, busy)) == ["198.19.242.2"]
+    assert list(res.reconcile(state, leaving, S, 10.0 + S.drain_timeout, busy)) == ["198.19.242.2"]
+    # a plain withdraw of a serving member is never drained
+    serving = res.State(res.reconcile(res.State(), routes("198.19.241.2", "198.19.242.2"), S, 0.0, []), True)
+    assert list(res.reconcile(serving, routes("198.19.242.2"), S, 1.0, busy)) == ["198.19.242.2"]
+    # without --drain a graceful path is left out at once, like a less preferred one
     nodrain = res.Settings("198.19.255.100/32")
-    assert list(res.reconcile(state, routes("198.19.242.2"), up, nodrain, 10.0, busy, protos)) == ["198.19.242.2"]
+    assert list(res.reconcile(state, leaving, nodrain, 10.0, busy)) == ["198.19.242.2"]
+    # every path graceful (the last nodes leaving): they all still serve (RFC 8326: the last resort)
+    assert list(res.reconcile(serving, graceful("198.19.241.2", "198.19.242.2"), S, 1.0, [])) == [
+        "198.19.241.2", "198.19.242.2"]
 
 
 def test_no_route_left_removes_the_route_and_the_group() -> None:
-    state = res.State(res.reconcile(res.State(), routes("198.19.241.2"), {}, S, 0.0, [], {}), True)
-    assert res.commands(state, res.reconcile(state, [], {}, S, 1.0, [], {}), S) == [
+    state = res.State(res.reconcile(res.State(), routes("198.19.241.2"), S, 0.0, []), True)
+    assert res.commands(state, res.reconcile(state, [], S, 1.0, []), S) == [
         ["ip", "route", "del", "198.19.255.100/32"], ["ip", "nexthop", "del", "id", "100"],
         ["ip", "nexthop", "del", "id", "101"]]
 

@@ -1300,9 +1300,8 @@ class TestBgpMode:
         assert router.bird_next_hops() == addresses and router.next_hops() == addresses
         for node in config.NODES:
             assert_exporter_sees_bgp(node, announced=1)
+        queries = bgp_panel_queries()  # puts dashboards/ on sys.path (panel_queries)
         from proxytier_dashboards import probe
-
-        queries = bgp_panel_queries()
 
         def without_data() -> list[str]:
             results = probe.probe(prometheus.URL, queries, job=prometheus.JOB, rate_interval="30s")
@@ -1498,6 +1497,110 @@ class TestBgpMode:
         for node in config.NODES:
             assert nodes.exec_(node, ["test", "-e", "/run/proxytier-bgp-hold"], check=False).returncode == 1
         assert chaos.bgp_settled()
+
+    @pytest.mark.parametrize("profile", ["resilient", "plain"])
+    def test_8f_bgp_graceful_leave_breaks_no_established_connection_on_a_draining_router(
+            self, profile: str, measure) -> None:
+        """A node leaves the router's routes as the orchestrations take it out (proxytier.handover release:
+        GRACEFUL_SHUTDOWN first, RFC 8326, while its connections finish; then the withdraw) under 300
+        established keep-alive connections (a request every 0.5 s each, ending by themselves 15 to 27 s after
+        the release starts, most after the router sees the mark) and a new-connection load; then reclaim.
+        - resilient (the router drains: the leaver keeps the hash buckets of its live flows at weight 1 until
+          they idle; a withdraw removes at once): no established connection breaks, on the nodes that stay
+          or on the leaver, and no new connection fails; the release saw the leaver's connections finish.
+        - plain ECMP (the router gives the GRACEFUL_SHUTDOWN path local preference 0, so its multipath route
+          drops the leaver at once): every established connection of the leaver still open then breaks (its
+          flows hash to nodes that reset them), and some of the nodes that stay (their hash ranges move);
+          figures printed.
+          New connections fail only if in flight at a route change (at most one per client and change)."""
+        bgp.set_profile(profile)
+        chaos.wait_bgp_settled()
+        victim = config.NODES[0]
+        res = bgp.graceful_leave(victim, connections=300)
+        new = res["new"]
+        print(f"BGP graceful leave of {victim.name}, {profile}: per node {res['per_node']}; leaver {res['leaver']}, "
+              f"others {res['others']}; broken at {res['broken_at'][:20]}; new connections {new.get('ok')} ok, "
+              f"{new.get('failed')} failed {new.get('errors')}; release {res['release_s']} s: "
+              f"{ {k: res['release'].get(k) for k in ('graceful', 'drained', 'left_busy', 'seconds')} }; the router "
+              f"saw the mark {res['graceful_at']} s after the connections' start")
+        for key in ("others", "leaver"):
+            MEASURED[f"bgp_leave_{profile}_{key}_broken"] = res[key]["broken"]
+            MEASURED[f"bgp_leave_{profile}_{key}_conns"] = res[key]["conns"]
+        MEASURED[f"bgp_leave_{profile}_new_failed"] = new.get("failed")
+        measure(f"bgp_leave_{profile}_release_seconds", res["release_s"])
+        assert res["ready_failed"] == 0 and res["unplaced"] == 0, res
+        assert res["release"]["graceful"] == [config.BGP_SERVICE], res["release"]
+        assert res["graceful_at"] is not None, "the router never saw the leaver's path with GRACEFUL_SHUTDOWN"
+        # the leave came while the leaver's connections were open: most of them outlived the mark by a second
+        live = [life for life, _broken in res["leaver_lives"] if life > res["graceful_at"] + 1.0]
+        assert len(live) >= 50 and res["others"]["conns"] >= 100, (res["graceful_at"], res["per_node"])
+        assert new.get("ok", 0) > 100, new
+        if profile == "resilient":
+            assert res["others"]["broken"] == 0, f"connections of the nodes that stay broke: {res['broken_at']}"
+            assert res["leaver"]["broken"] == 0, f"the leaver's connections broke: {res['broken_at']}"
+            assert new["failed"] == 0, new
+            assert res["release"]["drained"] is True, res["release"]
+        else:
+            # the leaver's connections break when its path leaves the multipath route: every one still open a
+            # second (two of its requests) after the router saw the mark, none that had ended before it
+            mark = res["graceful_at"]
+            assert all(broken == (life > mark + 1.0) for life, broken in res["leaver_lives"]
+                       if not mark - 0.5 < life <= mark + 1.0), (mark, res["leaver_lives"])
+            assert new["failed"] <= 3 * 2, new  # the leave, the reclaim, and at most one more change
+        chaos.wait_bgp_settled()
+
+    def test_8g_bgp_join_and_leave_orchestrations_break_no_established_connection(self, measure) -> None:
+        """proxytier.orch.join and proxytier.orch.leave in BGP mode, behind the resilient router (idle_timer 2 s:
+        a bucket moves to a joiner only when no packet hit it for 2 s, so established flows stay where they
+        are; a GRACEFUL_SHUTDOWN node keeps its busy buckets):
+        - a fourth node boots and joins (its gate announces only at the join's last step) under 300 established
+          keep-alive connections (a request every 0.5 s each) and a new-connection load: none of the
+          connections breaks and no new connection fails; the joiner takes new connections;
+        - it leaves again (orch.leave: drain, graceful release with a 40 s drain, the others converge, retire:
+          its gate, addresses and BIRD go) under 300 new established connections (a quarter of them on it,
+          ending by themselves 15 to 27 s in) and a new-connection load: none breaks, none fails; its BGP
+          session is down at the router and the three nodes serve."""
+        bgp.set_profile("resilient")
+        chaos.wait_bgp_settled()
+        assert len(config.NODES) == 3
+        with bgp.NewConnections() as joining, bgp.Flows(300, life=(500.0, 500.0)) as flows:
+            flows.go()
+            node = cluster.add_node()
+            bgp.node_routes(True)
+            measure("bgp_join_seconds", tier.join(node.name))
+            prometheus.sync_targets()
+            router.wait_next_hops(bgp.addresses(), timeout=30)
+            at_join = bgp.haproxy_connections()[node.name]
+            time.sleep(4)  # the connections' requests cross the new group, new connections reach the joiner
+            joined = bgp.Flows.count(flows.result(stop=True))
+            reached = bgp.haproxy_connections()[node.name] - at_join
+        print(f"BGP join of {node.name} (resilient): established {joined['per_node']}, broken {joined['broken_at']}; "
+              f"new connections {joining.result['ok']} ok, {joining.result['failed']} failed "
+              f"{joining.result['errors']}; {reached:.0f} reached its HAProxy in the last 4 s")
+        MEASURED["bgp_join_resilient_broken"] = joined["others"]["broken"]
+        MEASURED["bgp_join_resilient_new_failed"] = joining.result["failed"]
+        assert joined["unplaced"] == 0 and joined["others"]["conns"] == 300, joined
+        assert joined["others"]["broken"] == 0, f"the join broke established connections: {joined['broken_at']}"
+        assert joining.result["failed"] == 0 and joining.result["ok"] > 100, joining.result
+        assert reached > 0, f"no new connection reached {node.name}'s HAProxy"
+        with bgp.NewConnections() as leaving, bgp.Flows(300, life=(15.0, 27.0)) as flows:
+            on_leaver = sum(1 for name in flows.holder.values() if name == node.name)
+            flows.go()
+            measure("bgp_leave_seconds", tier.orchestrate_ok("leave", node=node.name, drain=40))
+            left = bgp.Flows.count(flows.result(), node.name)
+        prometheus.sync_targets()
+        cluster.remove_node(node.name)
+        print(f"BGP leave of {node.name} (resilient): established {left['per_node']}, broken {left['broken_at']}; "
+              f"new connections {leaving.result['ok']} ok, {leaving.result['failed']} failed "
+              f"{leaving.result['errors']}")
+        MEASURED["bgp_orch_leave_resilient_broken"] = left["others"]["broken"] + left["leaver"]["broken"]
+        MEASURED["bgp_orch_leave_resilient_new_failed"] = leaving.result["failed"]
+        assert on_leaver >= 40 and left["unplaced"] == 0, (on_leaver, left)
+        assert left["leaver"]["broken"] == 0 and left["others"]["broken"] == 0, left["broken_at"]
+        assert leaving.result["failed"] == 0 and leaving.result["ok"] > 100, leaving.result
+        assert [n.name for n in config.NODES] == ["proxy1", "proxy2", "proxy3"]
+        assert router.parse_sessions(router.birdc("show", "protocols")).get("proxy4") != "Established"
+        chaos.wait_bgp_settled()
 
     def test_8z_bgp_back_to_vrrp_mode_converges_and_leaves_nothing_of_bgp_mode(self, measure) -> None:
         """The checkout's pillar (VRRP) applied: 0 failed states; keepalived back and every node home to its

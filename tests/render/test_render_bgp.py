@@ -256,6 +256,11 @@ def test_a_router_gets_the_addresses_only_while_haproxy_answers(tmp_path: Path) 
     assert out["graceful_marked_s"] is not None and out["graceful_marked_s"] < 1.0, out
     assert "(65535,0)" in out["graceful_route4"] and "(64512,100)" in out["graceful_route4"], out["graceful_route4"]
     assert "198.18.0.100 dev lo proto 201" in out["graceful_gate_table"], out["graceful_gate_table"]
+    # what the lab router's helper reads from such a reply (lab/resilient.py): one path, graceful; not before
+    from lab.resilient import parse_routes
+
+    assert [(r.via, r.graceful) for r in parse_routes(out["graceful_route4"])] == [("198.18.0.11", True)]
+    assert [(r.via, r.graceful) for r in parse_routes(out["route4"])] == [("198.18.0.11", False)]
     assert out["held_withdrawn_s"] is not None and out["held_withdrawn_s"] < 1.0, out
     assert out["unheld_announced_s"] is not None, out
     # maintenance through the config and a reload: withdrawn, the sessions never restarted

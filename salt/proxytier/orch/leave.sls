@@ -17,7 +17,12 @@
        the instance of its pool VIP, if any), the filter shuts it out.
     5. (pillar monitoring_tgt) the Prometheus minions re-read the mine: the node is no longer
        scraped, so stopping it next fires no "exporter down" alert.
-    6. retire: the node stops and disables keepalived, HAProxy, nginx and the exporter.
+    6. retire: the node stops and disables keepalived, HAProxy, nginx and the exporter (in
+       vip_mode bgp first its health gate, the addresses the gate put on it, and BIRD).
+
+    In vip_mode bgp, step 2 is a graceful shutdown (RFC 8326): the node announces with the
+    GRACEFUL_SHUTDOWN community until its connections have finished (at most the handover's
+    drain), then withdraws, with its BGP sessions up; step 3 finds keepalived stopped already.
     7. its key is deleted on the master (delete_key, default true): its minion can no longer
        publish mine data (the mine_interval schedule would make it a member again).
 
