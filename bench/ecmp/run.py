@@ -23,8 +23,8 @@ and merges the preferred ones (`merge paths on`) into kernel table 100. Profiles
 Events, each from a fresh start (n1..n3 announced, n4 not; --connections long-lived connections from the
 client, spread by the L4 hash): a leave (one node's path gets GRACEFUL_SHUTDOWN; its server keeps
 serving) and a join (n4 announces). Counted per connection (pinged every 0.5 s for --observe s after the
-event): reset, closed or unanswered for 2 s = broken; per node they held at the start. Then --new new connections show where new
-flows go. Writes bench/out/ecmp-<time>.json and the ecmp section of BENCHMARKS.md.
+event): reset, closed or unanswered for 2 s = broken; per node they held at the start. Then --new new
+connections show where new flows go. Writes bench/out/ecmp-<time>.json and the ecmp section of BENCHMARKS.md.
 
     .venv/bin/python -m bench.ecmp.run [--connections 320] [--leavers n1,n2,n3] [--observe 6]
 
