@@ -475,7 +475,7 @@ def _run(cmd: list[str], input: str | None = None, check: bool = True) -> str:
     return proc.stdout
 
 
-def handover(node: str, action: str, timeout: float = 5.0, drain: float = 2.0) -> dict[str, Any]:
+def handover(node: str, action: str, timeout: float = 5.0, drain: float | None = None) -> dict[str, Any]:
     """Move `node`'s VIPs to its peers (action=release) or back to it (action=reclaim) without
     failing a request. Run it on every member at once (each does its part):
 
@@ -487,10 +487,12 @@ def handover(node: str, action: str, timeout: float = 5.0, drain: float = 2.0) -
     (and then lets go of the hold: no peer is there to serve them).
     reclaim: the peers holding `node`'s own VIPs guard them and wait for their connections to
     finish; `node` waits until it sees the guard, then lifts its hold and takes its VIPs back.
-    With vip_mode bgp: release makes the health gate's hold file on `node` (the gate withdraws every
-    address within a check interval; BIRD's sessions stay up; the addresses stay on the node, which
-    keeps serving its connections) and waits up to `drain` s for them to finish; reclaim removes it and
-    waits for the gate to announce again; the other members do nothing."""
+    `drain` defaults to 2 s (new connections to the VIPs are held back meanwhile).
+    With vip_mode bgp: release makes the health gate's hold file on `node`: first a graceful shutdown
+    (bgp:graceful_shutdown: the gate announces with GRACEFUL_SHUTDOWN, RFC 8326) until the node's
+    connections have finished for a second or `drain` s (default bgp:drain, 30) have passed, then a
+    withdraw (BIRD's sessions stay up; the addresses stay on the node, which keeps serving); reclaim
+    removes it and waits for the gate to announce again; the other members do nothing."""
     lib = _lib("proxytier_handover")
     m = model()
 

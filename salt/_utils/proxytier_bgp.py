@@ -58,7 +58,9 @@ that honours the community (RFC 8326 section 4: local preference 0 for such path
 BIRD does) sends new flows elsewhere while the path stays, so a router that drains (lab/resilient.py:
 the node keeps the hash buckets of its established flows until they idle) can tell a leaving node,
 which still serves, from a dead one, which withdraws. Once the node's connections have finished (or
-the drain time is up) the handover withdraws as before. With false, the handover withdraws at once.
+after ``bgp:drain`` seconds, default 30: the handover's default drain in this mode, where waiting
+holds back no new connection) the handover withdraws as before. With false, the handover withdraws at
+once, then waits for the connections.
 
 The service addresses live on the loopback (``bgp:interface``, default ``lo``) as host routes, so
 HAProxy binds them and every node answers on them; with ``arp_ignore`` 1 and ``arp_announce`` 2
@@ -97,6 +99,7 @@ BGP_DEFAULTS: dict[str, Any] = {
     "peers": [],
     "maintenance": [],
     "graceful_shutdown": True,
+    "drain": 30,
     "gate": {"table": 200, "interval": 0.2, "fall": 2, "rise": 3},
     "extra": {"global": [], "peer": []},
 }
@@ -180,8 +183,8 @@ def settings(raw: Any) -> dict[str, Any]:
     node's IPv4 address), "interface", "hold_time", "keepalive_time", "connect_retry_time" (seconds),
     "bfd": {"min_rx_interval", "min_tx_interval" (ms), "multiplier"}, "communities" ([community]),
     "peers" ([{"name", "address", "family", "asn", "password", "bfd", "path"}]), "maintenance"
-    ([member ids]), "graceful_shutdown" (bool), "gate": {"table", "interval" (s), "fall", "rise"},
-    "extra"}. Raises ProxytierError
+    ([member ids]), "graceful_shutdown" (bool), "drain" (whole seconds 0..3600), "gate": {"table",
+    "interval" (s), "fall", "rise"}, "extra"}. Raises ProxytierError
     naming the key, the value and the fix."""
     from proxytier_vrrp import interface  # one interface grammar for the whole pillar
 
@@ -228,6 +231,8 @@ def settings(raw: Any) -> dict[str, Any]:
         "peers": peers(cfg["peers"], local_as),
         "maintenance": [member_id(m, (*path, "maintenance", i)) for i, m in enumerate(maint)],
         "graceful_shutdown": boolean(cfg["graceful_shutdown"], (*path, "graceful_shutdown")),
+        "drain": integer(cfg["drain"], (*path, "drain"), 0, 3600, "the longest a release waits for the node's "
+                         "connections to finish (seconds)"),
         "gate": gate(cfg["gate"]),
         "extra": extra(cfg["extra"], (*path, "extra")),
     }
@@ -390,6 +395,7 @@ def node_bgp(
         ],
         "maintenance": me["id"] in bgp["maintenance"],
         "graceful_shutdown": bgp["graceful_shutdown"],
+        "drain": bgp["drain"],
         "graceful_shutdown_community": list(GRACEFUL_SHUTDOWN),
         "addresses4": v4,
         "addresses6": v6,

@@ -32,6 +32,9 @@ from typing import Any
 from proxytier_runtime import wait_until
 from proxytier_schema import ProxytierError
 
+#: VRRP mode: how long a release waits for the connections on the VIPs it hands over (new SYNs to them
+#: are dropped meanwhile, so this delays new clients by up to the client's SYN retransmission)
+DEFAULT_DRAIN = 2.0
 HOLD_VALUE = 253  # keepalived: priority - 253 clamps to 1; below -253 would mean FAULT
 GUARD_TABLE = "proxytier_handover"
 # one table for both address families: set `vips` holds the IPv4 VIPs, `vips6` the IPv6 ones
@@ -314,14 +317,23 @@ def handover(
     local_vips: Callable[[], set[str]],
     busy: Callable[[list[str]], int],
     timeout: float = 5.0,
-    drain: float = 2.0,
+    drain: float | None = None,
 ) -> dict[str, Any]:
     """Move `node`'s VIPs to its peers (action=release) or back to it (action=reclaim), this
     node's part of it (every member runs it at once). `local_vips()` -> the VIPs this node holds;
-    `busy(vips)` -> connections still carrying data on them. Returns a report with "moved" and
-    "seconds"; raises ProxytierError when the VIPs do not move within `timeout` s."""
+    `busy(vips)` -> connections still carrying data on them. `drain` (seconds, 0..3600): how long a
+    release waits for them; None: DEFAULT_DRAIN in VRRP mode (new connections are held back meanwhile),
+    bgp:drain in BGP mode (the routers send them elsewhere). Returns a report with "moved" and
+    "seconds"; raises ProxytierError when the VIPs do not move within `timeout` s, or naming a
+    `timeout` or `drain` that is no number of seconds."""
     if action not in ("release", "reclaim"):
         raise ProxytierError(f"action {action!r}: use release or reclaim")
+    for name, value, hi in (("timeout", timeout, 3600), ("drain", drain, 3600)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value <= hi):
+            raise ProxytierError(f"{name}={value!r}: seconds, a number 0..{hi} (e.g. {name}=30)")
+    if drain is None:
+        drain = float(model["bgp"]["drain"]) if "bgp" in model else DEFAULT_DRAIN
     ids = [x["id"] for x in model["members"]]
     if node not in ids:
         raise ProxytierError(f"{node!r} is not a member of the tier ({', '.join(ids)})")

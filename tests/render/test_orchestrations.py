@@ -140,3 +140,19 @@ def test_leave_refuses_the_last_node_and_unknown_ones(pillar: dict[str, Any], up
     states = render("leave", pillar, up)
     assert list(states) == ["proxytier-leave-no-node"]
     assert says in states["proxytier-leave-no-node"]["args"]["name"]
+
+
+@pytest.mark.parametrize("name", ["leave", "rolling"])
+def test_a_drain_in_pillar_reaches_the_release_and_only_it(name: str) -> None:
+    """pillar drain: the seconds proxytier.handover's release waits for the node's connections (BGP mode's
+    graceful shutdown needs tens of seconds); without it the release gets no drain and the handover picks its
+    default (2 s in VRRP mode, bgp:drain in BGP mode)."""
+    up = ["proxy1", "proxy2", "proxy3"]
+    with_drain = render(name, {"node": "proxy2", "drain": 40}, up)
+    without = render(name, {"node": "proxy2"}, up)
+    releases = [sid for sid, st in with_drain.items() if st["args"].get("arg", [None, None])[1:] == ["release"]]
+    assert releases and all(with_drain[sid]["args"]["kwarg"] == {"drain": 40} for sid in releases), releases
+    assert all("kwarg" not in without[sid]["args"] for sid in releases)
+    others = [sid for sid, st in with_drain.items() if sid not in releases and st["args"].get("name") in (
+        "proxytier.handover", "proxytier.member_state")]
+    assert others and all("drain" not in with_drain[sid]["args"].get("kwarg", {}) for sid in others)

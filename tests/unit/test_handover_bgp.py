@@ -182,3 +182,25 @@ def test_a_gate_that_does_not_announce_again_fails_the_reclaim_naming_the_gate(t
     gate.frozen = True  # it says "withdrawn" whatever happens
     with pytest.raises(ProxytierError, match=r"does not announce .* proxytier-bgp-gate"):
         handover(m, "proxy2", "reclaim", run=None, local_vips=set, busy=lambda _a: 0, timeout=0.3)
+
+
+def test_without_a_drain_the_release_waits_bgp_drain_at_most(tmp_path, gate) -> None:
+    m = model(tmp_path)
+    m["bgp"]["drain"] = 0.5  # the model's bgp:drain (whole seconds in pillar; shorter here)
+    t0 = time.monotonic()
+    report = handover(m, "proxy2", "release", run=None, local_vips=set, busy=lambda _a: 3, timeout=2)
+    assert report["drained"] is False and report["left_busy"] == 3 and report["graceful"]
+    assert 0.5 <= time.monotonic() - t0 < 1.5
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"drain": "30s"}, r"drain='30s': seconds, a number 0..3600 \(e.g. drain=30\)"),
+    ({"drain": -1}, r"drain=-1: seconds"),
+    ({"timeout": True}, r"timeout=True: seconds"),
+])
+def test_a_drain_or_timeout_that_is_no_number_of_seconds_is_refused_before_anything(tmp_path, gate, kwargs,
+                                                                                    message) -> None:
+    m = model(tmp_path)
+    with pytest.raises(ProxytierError, match=message):
+        handover(m, "proxy2", "release", run=None, local_vips=set, busy=lambda _a: 0, **kwargs)
+    assert not os.path.exists(m["bgp"]["gate"]["hold_file"])

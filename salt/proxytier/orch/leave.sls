@@ -28,8 +28,9 @@
 
     Pillar keys: node (required), target/tgt_type (the tier, default proxy* / glob), sls
     (default proxytier), monitoring_tgt/monitoring_tgt_type (default none), delete_key (default
-    true). The first step that fails stops the leave; until step 3, `salt-run state.orchestrate
-    proxytier.orch.rolling` or `salt NODE proxytier.handover NODE reclaim` and `salt 'proxy*'
+    true), drain (seconds the release waits for the node's connections: default 2 in VRRP mode,
+    bgp:drain in BGP mode). The first step that fails stops the leave; until step 3,
+    `salt-run state.orchestrate proxytier.orch.rolling` or `salt NODE proxytier.handover NODE reclaim` and `salt 'proxy*'
     proxytier.member_state NODE ready` put the node back. -#}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- set node = salt["pillar.get"]("node", "") %}
@@ -39,6 +40,7 @@
 {%- set monitoring_tgt = salt["pillar.get"]("monitoring_tgt", "") %}
 {%- set monitoring_tgt_type = salt["pillar.get"]("monitoring_tgt_type", "glob") %}
 {%- set delete_key = salt["pillar.get"]("delete_key", True) %}
+{%- set drain = salt["pillar.get"]("drain", None) %}
 {%- set up = salt["saltutil.runner"]("manage.up", tgt=target, tgt_type=tgt_type) | sort %}
 {%- set others = up | reject("equalto", node) | list %}
 {%- if node not in up or not others %}
@@ -72,6 +74,10 @@ proxytier-leave-release:
     - tgt: {{ target | json }}
     - tgt_type: {{ tgt_type | json }}
     - arg: [{{ node | json }}, release]
+{%-   if drain is not none %}
+    - kwarg:
+        drain: {{ drain | json }}
+{%-   endif %}
     - require:
       - salt: proxytier-leave-drain
 

@@ -15,12 +15,14 @@
     Pillar keys: target/tgt_type (the proxy nodes), sls (what to apply),
     reinstall (reinstall nginx, haproxy, keepalived before applying), and
     handover_vips (default true; false keeps the VIPs in place and only drains
-    nginx: enough for changes that only reload the daemons). -#}
+    nginx: enough for changes that only reload the daemons), drain (seconds a release
+    waits for the node's connections: default 2 in VRRP mode, bgp:drain in BGP mode). -#}
 {%- set target = salt["pillar.get"]("target", "proxy*") %}
 {%- set tgt_type = salt["pillar.get"]("tgt_type", "glob") %}
 {%- set sls = salt["pillar.get"]("sls", "proxytier") %}
 {%- set handover = salt["pillar.get"]("handover_vips", True) %}
 {%- set reinstall = salt["pillar.get"]("reinstall", False) %}
+{%- set drain = salt["pillar.get"]("drain", None) %}
 {%- set nodes = salt["saltutil.runner"]("manage.up", tgt=target, tgt_type=tgt_type) | sort %}
 {%- if not nodes %}
 
@@ -64,6 +66,10 @@ proxytier-rolling-sync:
     - tgt: {{ target | json }}
     - tgt_type: {{ tgt_type | json }}
     - arg: [{{ node }}, {{ step }}]
+{%-         if step == "release" and drain is not none %}
+    - kwarg:
+        drain: {{ drain | json }}
+{%-         endif %}
 {%-       elif step == "reinstall" %}
     - name: proxytier.reinstall
     - tgt: {{ node }}
