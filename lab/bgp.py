@@ -218,9 +218,11 @@ class Flows:
     def count(conns: list[dict[str, Any]], leaver: str | None = None) -> dict[str, Any]:
         """Per-connection results -> {"per_node": {name: {"conns", "broken"}}, "leaver" and "others" ({"conns",
         "broken"}: `leaver`'s, everyone else's), "broken_at": [(s after go, state, node)], "leaver_lives":
-        [(life s, broken)] of the leaver's connections, "unplaced" (connections no node listed)}."""
+        [(life s, broken)] of the leaver's connections, "unplaced" (connections no node listed), "reopened"
+        (connections a server closed after an answer, and the client opened again: HAProxy's reload)}."""
         per_node = {n.name: {"conns": 0, "broken": 0} for n in config.NODES}
         broken_at, lives, unplaced = [], [], 0
+        reopened = sum(1 for c in conns if c.get("reopened"))
         for c in conns:
             name = c["node"]
             if name is None:
@@ -235,7 +237,7 @@ class Flows:
         others = {k: sum(v[k] for n, v in per_node.items() if n != leaver) for k in ("conns", "broken")}
         return {"per_node": per_node, "leaver": per_node.get(leaver or "", {"conns": 0, "broken": 0}),
                 "others": others, "broken_at": sorted(broken_at), "leaver_lives": sorted(lives),
-                "unplaced": unplaced}
+                "unplaced": unplaced, "reopened": reopened}
 
 
 def graceful_leave(victim: config.Node, connections: int = 300, life: tuple[float, float] = (15.0, 27.0),

@@ -13,7 +13,8 @@ closed) ends every connection at once, as if its life were over. A connection is
 request on it fails: reset (ECONNRESET, EPIPE: a node that does not know the flow answered with RST), closed
 by the other side, no whole answer within --timeout seconds, or an
 answer other than 200. Prints one line `RESULT {"conns": [{"port", "state" (ok|reset|closed|timeout|error),
-"at" (s after GO, or null), "life" (s), "requests", "error"}]}`. Stops by itself: every life is at most 600 s.
+"at" (s after GO, or null), "life" (s), "requests", "reopened" (answers that closed the connection, each
+followed by a new one: a reloading HAProxy does that), "error"}]}`. Stops by itself: every life is at most 600 s.
 
 One thread per connection (the work is waiting), standard library only; the target must be a lab address.
 """
@@ -45,6 +46,7 @@ class Flow:
         self.port = 0
         self.state, self.at, self.requests, self.error = "ok", None, 0, ""
         self.life = 0.0
+        self.reopened = 0  # answers with "Connection: close" (a reloading HAProxy): the next request reconnects
 
     def request(self) -> None:
         """One GET /lab on the connection; raises on any failure (OSError, HTTPException, a non-200)."""
@@ -54,6 +56,8 @@ class Flow:
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}")
         self.requests += 1
+        if resp.will_close and self.requests > 1:
+            self.reopened += 1  # http.client opens a new connection for the next request
 
     def open(self) -> bool:
         try:
@@ -99,7 +103,7 @@ class Flow:
 
     def as_dict(self) -> dict[str, Any]:
         return {"port": self.port, "state": self.state, "at": self.at, "life": round(self.life, 3),
-                "requests": self.requests, "error": self.error}
+                "requests": self.requests, "reopened": self.reopened, "error": self.error}
 
 
 def lives(n: int, a: float, b: float) -> list[float]:

@@ -157,10 +157,11 @@ def render(run: dict) -> str:
              f"{s['connections']} long-lived TCP connections from one client address, each pinged every "
              f"{s['interval']} s for {s['observe']} s after the event; broken = reset, closed or unanswered for "
              f"{s['timeout']} s. Resilient groups: {s['buckets']} buckets, programmed by "
-             "`lab/resilient.py` from `birdc show route`. Then "
+             "`lab/resilient.py` from `birdc show route ... all`. Then "
              f"{s['new']} new connections show where new flows go.", "",
-             "Leave: the node deletes its route from the gate's table (what the gate does on its hold file); "
-             "its server keeps serving.", "",
+             "Leave: a graceful shutdown (RFC 8326): the node gives its gate route the graceful protocol, so its "
+             "path carries GRACEFUL_SHUTDOWN, which the router takes at local preference 0 (what the formula's "
+             "gate does on a graceful hold); its server keeps serving.", "",
              "| leaver | profile | connections per node | broken on the nodes that stay | broken on the leaver | "
              "new flows per node | route gone at the router (s) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -193,7 +194,7 @@ def render(run: dict) -> str:
             text = "BIRD's multipath route (hash-threshold, RFC 2992)"
         else:
             text = (f"resilient group, idle_timer {p['idle_timer']} s, unbalanced_timer {p['unbalanced_timer']}"
-                    + ("; a withdrawn node whose BGP session is up stays at weight 1 until its buckets are idle"
+                    + ("; a node whose path carries GRACEFUL_SHUTDOWN stays at weight 1 until its buckets are idle"
                        if p["drain"] else ""))
         lines.append(f"- **{name}**: {text}.")
     lines += ["", *[f"- {n}" for n in run.get("notes", [])], ""]
