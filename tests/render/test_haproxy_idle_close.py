@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not shutil.which("haproxy"), reason="needs hapro
 class Ok(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Length", "3")
         self.end_headers()
