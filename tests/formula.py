@@ -18,7 +18,7 @@ TEMPLATES = FORMULA / "templates"
 
 __all__ = [
     "FORMULA", "HOST_CHECK_USER", "ROOT", "STATIC_PILLAR", "ProxytierError", "build_model", "example_pillar",
-    "os_params", "render",
+    "gate_module", "os_params", "render",
 ]
 
 # keepalived -t refuses a script_user that does not exist: configs checked on this host (not a
@@ -67,3 +67,15 @@ def render(template: str, pt: dict[str, Any], **context: Any) -> str:
         **context.pop("salt", {}),
     }
     return _env.get_template(template).render(pt=pt, tplroot="proxytier", salt=salt, **context)
+
+
+def gate_module() -> Any:
+    """The BGP health gate (files/proxytier_bgp_gate.py, a script, not a package) loaded as a module, fresh
+    each call (tests patch its functions)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("proxytier_bgp_gate", FORMULA / "files" / "proxytier_bgp_gate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

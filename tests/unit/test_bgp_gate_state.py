@@ -4,21 +4,16 @@ down, then held: the file must say held, or an alert would take the node for one
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from typing import Any
 
 import pytest
-from formula import FORMULA
+from formula import gate_module as load_gate
 
 
 @pytest.fixture
 def gate_module() -> Any:
-    spec = importlib.util.spec_from_file_location("proxytier_bgp_gate", FORMULA / "files" / "proxytier_bgp_gate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_gate()
 
 
 def test_the_state_file_follows_health_and_hold_without_a_decision(gate_module, tmp_path, monkeypatch) -> None:

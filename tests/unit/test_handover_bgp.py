@@ -6,7 +6,6 @@ state machine (files/proxytier_bgp_gate.py Gate.step) in a thread, with HAProxy'
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import threading
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from formula import FORMULA, ROOT, build_model, os_params
+from formula import ROOT, build_model, gate_module, os_params
 from proxytier_handover import handover
 from proxytier_schema import ProxytierError
 
@@ -30,15 +29,6 @@ def model(tmp_path: Path, node: str = "proxy2") -> dict[str, Any]:
     m = build_model(yaml.safe_load(BGP_PILLAR.read_text())["proxytier"], node, params=os_params())
     m["bgp"]["gate"].update(hold_file=str(tmp_path / "hold"), state_file=str(tmp_path / "state.json"))
     return m
-
-
-def gate_module() -> Any:
-    """files/proxytier_bgp_gate.py, loaded as a module."""
-    spec = importlib.util.spec_from_file_location("proxytier_bgp_gate", FORMULA / "files" / "proxytier_bgp_gate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class Gate(threading.Thread):
@@ -60,12 +50,19 @@ class Gate(threading.Thread):
         for _ in range(self.g.cfg["rise"]):
             self.g.step()
         self.stop = threading.Event()
+        self.lock = threading.Lock()
         self.frozen = False
+
+    def freeze(self) -> None:
+        """No step from now on (none is halfway either when this returns)."""
+        with self.lock:
+            self.frozen = True
 
     def run(self) -> None:
         while not self.stop.is_set():
-            if not self.frozen:
-                self.g.step()
+            with self.lock:
+                if not self.frozen:
+                    self.g.step()
             time.sleep(0.02)
 
 
@@ -160,7 +157,7 @@ def test_a_gate_that_does_not_withdraw_fails_the_release_and_the_hold_is_taken_a
                                                                                     graceful) -> None:
     m = model(tmp_path)
     m["bgp"]["graceful_shutdown"] = graceful
-    gate.frozen = True  # its state file says "announced" (not graceful) and stays so
+    gate.freeze()  # its state file says "announced" (not graceful) and stays so
     what = "did not mark its addresses for a graceful shutdown" if graceful else "still announces its addresses"
     with pytest.raises(ProxytierError, match=rf"{what} \(198.18.0.100, 2001:2::100\) .* hold taken away"):
         handover(m, "proxy2", "release", run=None, local_vips=set, busy=lambda _a: 0, timeout=0.3)
@@ -179,7 +176,7 @@ def test_a_gate_that_marks_but_never_withdraws_fails_after_the_drain(tmp_path, g
 def test_a_gate_that_does_not_announce_again_fails_the_reclaim_naming_the_gate(tmp_path, gate) -> None:
     m = model(tmp_path)
     handover(m, "proxy2", "release", run=None, local_vips=set, busy=lambda _a: 0, timeout=2, drain=0)
-    gate.frozen = True  # it says "withdrawn" whatever happens
+    gate.freeze()  # it says "withdrawn" whatever happens
     with pytest.raises(ProxytierError, match=r"does not announce .* proxytier-bgp-gate"):
         handover(m, "proxy2", "reclaim", run=None, local_vips=set, busy=lambda _a: 0, timeout=0.3)
 
