@@ -146,7 +146,8 @@ class Gate:
         self.write_state()
 
     def write_state(self) -> None:
-        """The state file (JSON, replaced atomically): announced, since (epoch s), addresses, healthy, held."""
+        """The state file (JSON, replaced atomically): announced, since (epoch s), addresses, healthy, held,
+        graceful."""
         held = self.hold() is not None
         state = {"announced": self.announced, "since": self.since, "addresses": self.cfg["addresses"],
                  "healthy": self.last_ok, "held": held, "graceful": self.graceful}
