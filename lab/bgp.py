@@ -241,24 +241,21 @@ class Flows:
 
 
 def graceful_leave(victim: config.Node, connections: int = 300, life: tuple[float, float] = (15.0, 27.0),
-                   drain: float = 40.0, new_load_seconds: float = 35.0, concurrency: int = 2) -> dict[str, Any]:
+                   drain: float = 40.0, concurrency: int = 2) -> dict[str, Any]:
     """`victim` leaves the router's routes the way the orchestrations take it out (`proxytier.handover
     VICTIM release` on every node, drain `drain` s) while the client holds `connections` established
     keep-alive connections (Flows, their ends spread over `life` s after the release starts) and a
-    new-connection load runs (`concurrency` clients for `new_load_seconds` s); then `reclaim`. -> Flows.count
+    new-connection load runs (NewConnections, `concurrency` clients, until the connections' results are in);
+    then `reclaim`. -> Flows.count
     for the victim, plus "new" (the new-connection load's result), "release" (the victim's handover
     report), "release_s", "ready_failed" (connections that did not open) and "graceful_at" (s after the
     start when the router first saw the victim's path with GRACEFUL_SHUTDOWN, or None). LabError when the
     flows client or the release fails."""
     # what the orchestrations do first: the minions' in-memory pillar (BGP mode's) and modules current
     master.salt(["salt", "proxy*", "saltutil.sync_all", "refresh=True"], timeout=120, check=True)
-    load: dict[str, Any] = {}
     marks: list[float] = []
     try:
-        with Flows(connections, life) as flows:
-            thread = threading.Thread(target=lambda: load.update(router.client_load(
-                requests=1_000_000, seconds=new_load_seconds, concurrency=concurrency)))
-            thread.start()
+        with NewConnections(concurrency=concurrency) as loader, Flows(connections, life) as flows:
             time.sleep(1.0)
             flows.go()
             done = threading.Event()
@@ -281,11 +278,11 @@ def graceful_leave(victim: config.Node, connections: int = 300, life: tuple[floa
             if not isinstance(report, dict) or "withdrawn" not in report:
                 raise LabError(f"proxytier.handover {victim.name} release: {got}")
             conns = flows.result()
-            thread.join(timeout=new_load_seconds + 60)
     finally:
         master.salt_json(["salt", "proxy*", "proxytier.handover", victim.name, "reclaim", "timeout=30"], timeout=120)
-    return {**Flows.count(conns, victim.name), "new": load, "release": report, "release_s": round(release_s, 2),
-            "ready_failed": flows.ready["failed"], "graceful_at": round(marks[0], 2) if marks else None}
+    return {**Flows.count(conns, victim.name), "new": loader.result, "release": report,
+            "release_s": round(release_s, 2), "ready_failed": flows.ready["failed"],
+            "graceful_at": round(marks[0], 2) if marks else None}
 
 
 class NewConnections:
