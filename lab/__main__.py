@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p_load.add_argument("--concurrency", type=int, default=4)
     p_load.add_argument("--keepalive", action="store_true", help="reuse connections (default: new per request)")
     p_load.add_argument("--timeout", type=float, default=2.0, help="seconds a request may take (default 2)")
+    p_load.add_argument("--rate", type=float, default=0.0,
+                        help="requests per second over all workers (default 0: as fast as they answer)")
     p_load.add_argument("--json", action="store_true", help="print the counts as one JSON line, not a table")
     args = ap.parse_args(argv)
     try:
@@ -196,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 new_connection=not args.keepalive,
                 timeout=args.timeout,
+                rate=args.rate,
             )
             print(json.dumps(result.as_dict()) if args.json else table(result))
             return 0 if result.failed == 0 else 1

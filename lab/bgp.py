@@ -241,11 +241,12 @@ class Flows:
 
 
 def graceful_leave(victim: config.Node, connections: int = 300, life: tuple[float, float] = (15.0, 27.0),
-                   drain: float = 40.0, concurrency: int = 2) -> dict[str, Any]:
+                   drain: float = 40.0, concurrency: int = 2, rate: float = 0.0) -> dict[str, Any]:
     """`victim` leaves the router's routes the way the orchestrations take it out (`proxytier.handover
     VICTIM release` on every node, drain `drain` s) while the client holds `connections` established
     keep-alive connections (Flows, their ends spread over `life` s after the release starts) and a
-    new-connection load runs (NewConnections, `concurrency` clients, until the connections' results are in);
+    new-connection load runs (NewConnections, `concurrency` clients, at most `rate` connections/s if > 0,
+    until the connections' results are in);
     then `reclaim`. -> Flows.count
     for the victim, plus "new" (the new-connection load's result), "release" (the victim's handover
     report), "release_s", "ready_failed" (connections that did not open) and "graceful_at" (s after the
@@ -255,7 +256,7 @@ def graceful_leave(victim: config.Node, connections: int = 300, life: tuple[floa
     master.salt(["salt", "proxy*", "saltutil.sync_all", "refresh=True"], timeout=120, check=True)
     marks: list[float] = []
     try:
-        with NewConnections(concurrency=concurrency) as loader, Flows(connections, life) as flows:
+        with NewConnections(concurrency=concurrency, rate=rate) as loader, Flows(connections, life) as flows:
             time.sleep(1.0)
             flows.go()
             done = threading.Event()
@@ -288,11 +289,12 @@ def graceful_leave(victim: config.Node, connections: int = 300, life: tuple[floa
 class NewConnections:
     """New-connection load from the client namespace to the service address (router.client_load, in chunks of
     `chunk` s, one after another) from entering until leaving the context, so that it covers a step of
-    unknown length; bounded by `limit` s all the same. `result` after exit: {"ok", "failed", "errors",
-    "failed_at": [(start, error)] (time.monotonic()), "by_node", "chunks"}."""
+    unknown length; bounded by `limit` s all the same; at most `rate` new connections/s when > 0. `result`
+    after exit: {"ok", "failed", "errors", "failed_at": [(start, error)] (time.monotonic()), "by_node",
+    "chunks"}."""
 
-    def __init__(self, concurrency: int = 1, chunk: float = 10.0, limit: float = 600.0) -> None:
-        self.concurrency, self.chunk, self.limit = concurrency, chunk, limit
+    def __init__(self, concurrency: int = 1, chunk: float = 10.0, limit: float = 600.0, rate: float = 0.0) -> None:
+        self.concurrency, self.chunk, self.limit, self.rate = concurrency, chunk, limit, rate
         self.stop = threading.Event()
         self.result: dict[str, Any] = {"ok": 0, "failed": 0, "errors": {}, "failed_at": [], "by_node": {},
                                        "chunks": 0}
@@ -301,7 +303,8 @@ class NewConnections:
     def _run(self) -> None:
         end = time.monotonic() + self.limit
         while not self.stop.is_set() and time.monotonic() < end:
-            got = router.client_load(requests=1_000_000, seconds=self.chunk, concurrency=self.concurrency)
+            got = router.client_load(requests=1_000_000, seconds=self.chunk, concurrency=self.concurrency,
+                                     rate=self.rate)
             r = self.result
             r["ok"] += got["ok"]
             r["failed"] += got["failed"]

@@ -129,12 +129,15 @@ def run_load(
     stop: threading.Event | None = None,
     hosts: list[str] | None = None,
     tls: bool = False,
+    rate: float = 0.0,
 ) -> LoadResult:
     """Send at most `requests` requests for at most `seconds` (hard caps apply), round robin over targets.
 
     `stop` ends the run early (for load that runs "during" something). Targets must be lab addresses.
     `hosts`: Host names sent in turn (request i: hosts[i % len]); with `tls` (give port 443) over HTTPS
     with that name as SNI, the certificate not verified (lab.vhosts checks certificates).
+    `rate` (requests/s over all workers, > 0): request i starts no earlier than i / rate s after the start
+    (a worker waits for its slot; a slow answer delays only its own worker); 0: as fast as they answer.
     """
     targets = [config.check_lab_address(t) for t in (targets or config.VIPS)]
     requests = max(1, min(requests, MAX_REQUESTS))
@@ -154,6 +157,12 @@ def run_load(
                 i = next(counter, None)
             if i is None:
                 break
+            if rate > 0:
+                wait = t0 + i / rate - time.monotonic()
+                if wait > 0 and stop.wait(min(wait, max(0.0, deadline - time.monotonic()))):
+                    break
+                if time.monotonic() >= deadline:
+                    break
             target = targets[i % len(targets)]
             host = hosts[(i // len(targets)) % len(hosts)] if hosts else None
             key = f"{target} {host}"

@@ -324,15 +324,16 @@ def wait_next_hops(want: list[str], timeout: float = 60) -> float:
                     lambda: next_hops() == sorted(want), timeout=timeout, interval=0.2)
 
 
-def client_load(requests: int = 300, seconds: float = 60, concurrency: int = 4, timeout: float = 2.0) -> dict[str, Any]:
-    """Bounded load (lab.load: a new connection per request, each given `timeout` s) from the client namespace
-    to the service address, through the router -> LoadResult.as_dict() ({"ok", "failed", "by_node",
-    "by_backend", "clients", "errors", "seconds", "max_gap", "failed_at"}). LabError if the load tool prints
-    no result."""
+def client_load(requests: int = 300, seconds: float = 60, concurrency: int = 4, timeout: float = 2.0,
+                rate: float = 0.0) -> dict[str, Any]:
+    """Bounded load (lab.load: a new connection per request, each given `timeout` s; at most `rate` requests/s
+    over the `concurrency` workers when > 0) from the client namespace to the service address, through the
+    router -> LoadResult.as_dict() ({"ok", "failed", "by_node", "by_backend", "clients", "errors", "seconds",
+    "max_gap", "failed_at"}). LabError if the load tool prints no result."""
     res = run(["ip", "netns", "exec", config.CLIENT_NETNS, sys.executable, "-m", "lab", "load", "--target",
                config.BGP_SERVICE, "--requests", str(requests), "--seconds", str(seconds), "--concurrency",
-               str(concurrency), "--timeout", str(timeout), "--json"], check=False, timeout=seconds + 60,
-              cwd=config.REPO)
+               str(concurrency), "--timeout", str(timeout), "--rate", str(rate), "--json"], check=False,
+              timeout=seconds + 60, cwd=config.REPO)
     try:
         return json.loads(res.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError) as e:

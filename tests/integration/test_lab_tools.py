@@ -118,6 +118,18 @@ def test_load_is_bounded_and_counts_the_backend_identity(local_backend: int, new
     assert len(result.samples) == 50
 
 
+def test_load_at_a_rate_spaces_its_requests_over_all_workers(local_backend: int) -> None:
+    # 40 requests at 20/s over 4 workers: request i starts at i / 20 s, so the last one at 1.95 s, and no
+    # 1 s window holds more than 20 starts (+1 for the edges); unpaced, this backend answers 50 in well under 1 s
+    result = run_load(["127.0.0.1"], requests=40, seconds=20, concurrency=4, port=local_backend, rate=20.0)
+    assert (result.ok, result.failed) == (40, 0)
+    starts = sorted(s.start for s in result.samples)
+    assert 1.9 <= starts[-1] - starts[0] <= 3.0, starts[-1] - starts[0]
+    assert max(sum(1 for t in starts if a <= t < a + 1.0) for a in starts) <= 21
+    quick = run_load(["127.0.0.1"], requests=40, seconds=20, concurrency=4, port=local_backend)
+    assert quick.seconds < 1.5, quick.seconds  # the spacing above is the rate's, not the backend's
+
+
 def test_the_backend_answers_on_each_address_family_it_binds(local_backend: int) -> None:
     result = run_load(["::1", "127.0.0.1"], requests=20, seconds=20, concurrency=2, port=local_backend)
     assert (result.ok, result.failed) == (20, 0)
