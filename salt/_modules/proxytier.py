@@ -384,7 +384,9 @@ def verify(timeout: float = 30.0, vips: bool = True, vrrp: bool = True) -> dict[
         guarded=_guarded,
     )
     if bgp:
-        checks.update(runtime.bgp_checks(m, lambda unit: bool(__salt__["service.status"](unit))))  # noqa: F821
+        gate_state = _lib("proxytier_handover").gate_state
+        checks.update(runtime.bgp_checks(m, lambda unit: bool(__salt__["service.status"](unit)),  # noqa: F821
+                                         lambda: gate_state(m)))
     return runtime.wait_all(m["node"]["id"], checks, timeout)
 
 

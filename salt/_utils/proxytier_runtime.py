@@ -232,28 +232,23 @@ def serving_checks(
 
 
 def bgp_checks(
-    model: dict[str, Any], service_running: Callable[[str], bool], read_text: Callable[[str], str] | None = None,
+    model: dict[str, Any], service_running: Callable[[str], bool],
+    gate_state: Callable[[], dict[str, Any] | None],
 ) -> dict[str, Callable[[], bool]]:
     """vip_mode bgp: the checks of "is this node serving?" besides nginx's and HAProxy's, by name:
     BIRD and proxytier-bgp-gate run, and the gate announces the model's addresses (its state file,
     files/proxytier_bgp_gate.py), unless the node is in maintenance (bgp:maintenance) or held (its
     hold file exists), where it must announce nothing. `service_running(unit)`: is that unit active;
-    `read_text(path)`: a file's text (raises OSError when it is missing)."""
-    import json
+    `gate_state()`: the gate's state file as a dict, None when missing or unreadable
+    (proxytier_handover.gate_state)."""
     import os
 
-    def _read(path: str) -> str:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-
-    read = read_text or _read
     bgp = model["bgp"]
     gate = bgp["gate"]
 
     def announces() -> bool:
-        try:
-            state = json.loads(read(gate["state_file"]))
-        except (OSError, ValueError):
+        state = gate_state()
+        if state is None:
             return False
         held = os.path.exists(gate["hold_file"])
         want = not held and not bgp["maintenance"]

@@ -183,17 +183,21 @@ def test_ibgp_is_recognised_and_asns_of_every_range_pass() -> None:
 
 
 def test_verify_in_bgp_mode_asks_bird_the_gate_and_its_state(tmp_path: Any) -> None:
+    import proxytier_handover
     import proxytier_runtime
 
     model = build_model(bgp_pillar(), "proxy1")
     model["bgp"]["gate"] = {**model["bgp"]["gate"], "hold_file": str(tmp_path / "hold"),
                             "state_file": str(tmp_path / "state.json")}
     running = {"bird": True, "proxytier-bgp-gate": True}
-    checks = proxytier_runtime.bgp_checks(model, lambda unit: running[unit])
+    checks = proxytier_runtime.bgp_checks(model, lambda unit: running[unit],
+                                          lambda: proxytier_handover.gate_state(model))
     assert sorted(checks) == ["bird running", "proxytier-bgp-gate running",
                               "the gate announces 198.18.0.100, 2001:2::100"]
     announces = checks["the gate announces 198.18.0.100, 2001:2::100"]
     assert not announces()  # no state file yet
+    (tmp_path / "state.json").write_text('{"announced": tr')  # torn: unreadable
+    assert not announces()
     state = {"announced": False, "addresses": ["198.18.0.100", "2001:2::100"]}
     (tmp_path / "state.json").write_text(json.dumps(state))
     assert not announces()
