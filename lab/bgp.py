@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import select
 import subprocess
 import sys
 import threading
@@ -172,7 +173,11 @@ class Flows:
     """lab.flows in the client namespace: `connections` established keep-alive connections to the service
     address (a request every 0.5 s each, ends spread over `life` = (first, last) s after go(); stop() ends
     them all at once), and which node holds each (client_ports, read when they are open). Use as a context
-    manager (the process is killed on exit if still running). LabError when lab.flows does not get ready."""
+    manager (the process is killed on exit if still running). LabError when lab.flows does not get ready
+    within READY_WAIT s or gives no result within RESULT_WAIT s of the last connection's end."""
+
+    READY_WAIT = 90.0  # lab.flows opens every connection, then prints READY
+    RESULT_WAIT = 60.0  # after the last end (a request's timeout and the report are seconds)
 
     def __init__(self, connections: int = 300, life: tuple[float, float] = (15.0, 27.0)) -> None:
         self.proc = subprocess.Popen(
@@ -181,13 +186,22 @@ class Flows:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=config.REPO)
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
-        line = self.stdout.readline()
+        self.life = life
+        line = self._line(self.READY_WAIT)
         if not line.startswith("READY "):
             self.proc.kill()
             raise LabError(f"lab.flows: {line}{self.proc.stderr.read() if self.proc.stderr else ''}")
         self.ready = json.loads(line[6:])
         self.holder = {port: node.name for node in config.NODES for port in client_ports(node)}
         self.t0 = 0.0
+
+    def _line(self, timeout: float) -> str:
+        """The client's next line, "" if it printed none within `timeout` s (then it is killed)."""
+        ready, _, _ = select.select([self.stdout], [], [], max(0.0, timeout))
+        if not ready:
+            self.proc.kill()
+            return ""
+        return self.stdout.readline()
 
     def __enter__(self) -> Flows:
         return self
@@ -209,7 +223,10 @@ class Flows:
         if stop:
             self.stdin.write("STOP\n")
             self.stdin.flush()
-        line = self.stdout.readline()
+            wait = self.RESULT_WAIT
+        else:
+            wait = self.t0 + self.life[1] + self.RESULT_WAIT - time.monotonic()
+        line = self._line(wait)
         if not line.startswith("RESULT "):
             raise LabError(f"lab.flows gave no result: {line!r}")
         return [{**c, "node": self.holder.get(c["port"])} for c in json.loads(line[7:]).get("conns", [])]

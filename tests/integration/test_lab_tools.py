@@ -265,3 +265,24 @@ proxy4     BGP        ---        start  21:00:23.321  Connect
                  "resilient_args": {"buckets": 512}, "flags": []}]
     assert router.parse_group_next_hops(nexthops, 100) == ["198.18.0.11", "198.18.0.13"]
     assert router.parse_group_next_hops(nexthops[:2], 100) == []
+
+
+def test_flows_gives_up_on_a_silent_client_instead_of_hanging() -> None:
+    import subprocess
+    import sys
+
+    from lab.bgp import Flows
+
+    flows = Flows.__new__(Flows)  # the reading side only: a client that prints a line, then nothing
+    flows.proc = subprocess.Popen([sys.executable, "-c", "import time; print('READY {}', flush=True); time.sleep(60)"],
+                                  stdout=subprocess.PIPE, text=True)
+    flows.stdout = flows.proc.stdout
+    try:
+        assert flows._line(10.0) == "READY {}\n"
+        t0 = time.monotonic()
+        assert flows._line(0.5) == ""
+        assert time.monotonic() - t0 < 5
+        assert flows.proc.wait(timeout=5) != 0  # killed
+    finally:
+        flows.proc.kill()
+        flows.proc.wait()
