@@ -55,6 +55,9 @@ def test_merge_sums_rates_weights_percentiles_and_counts_failures_by_mode() -> N
     assert ka["requests"] == 4000 and ka["rps"] == 2000.0
     assert ka["p50"] == pytest.approx(125e-6) and ka["p99"] == pytest.approx(500e-6)
     assert ka["failed"] == 1002  # kept alive, a read error is a failure
+    assert ka["errors"] == {"connect": 0, "read": 1000, "write": 0, "status": 2, "timeout": 0}
+    assert tput.summarize([ka, ka])["errors"] == {"connect": 0, "read": 2000, "status": 4, "timeout": 0,
+                                                  "write": 0}
     assert tput.merge([a, b], "new connection")["failed"] == 2  # there, each close reads as one (wrk)
 
 
@@ -172,6 +175,9 @@ def test_report_gives_ratios_and_says_which_targets_are_met() -> None:
     assert "2.0 of 92.0 us (2.2%): met" in text
     assert "+100 us vs +70 us (1.43x): met" in text
     assert "16000 vs 20000 (0.80x): met" in text
+    run["per_round"] = {"keep-alive": {"8": {"tier": [{"rps": 18000}, {"rps": 12000}],
+                                             "relay x2": [{"rps": 20000}, {"rps": 20000}]}}}
+    assert "16000 vs 20000 (0.80x); per round 0.90x, 0.60x: met" in tput.render(run)
     assert "new connection 1: p50 320 vs 300 us: **not met**" in text  # slower than stock there
 
 
