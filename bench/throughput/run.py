@@ -729,10 +729,11 @@ def main(argv: list[str] | None = None) -> int:
         stock = _stock_roots()
         for path in paths:  # warm up: connections, pools, the stock daemons' health checks
             run_wrk(PATHS[path], 8, 1.0, "keep-alive", script.name)
-        # interleaved: every path sees the same machine weather. Mode by mode, kept-alive first: the
-        # new-connection mode leaves thousands of TIME_WAIT sockets on the nodes for a minute, and in one run
-        # (2026-12-02) the kept-alive round before any new-connection one gave the tier 0.91x the relays at 8
-        # connections, the two after them 0.63x and 0.69x (not proven the cause; the order removes the doubt)
+        # interleaved: every path sees the same machine weather. Mode by mode, kept-alive first, so that no
+        # kept-alive figure is taken among the thousands of TIME_WAIT sockets a new-connection round leaves on
+        # the nodes for a minute. (Suspected once, 2026-12-02: a run's one kept-alive round before any
+        # new-connection round gave the tier 0.91x the relays at 8 connections, the two after 0.63x and 0.69x;
+        # in this order five kept-alive rounds gave 0.62x in the median, so the order was not the cause.)
         for mode, rnd in [(m, i) for m in modes for i in range(rounds)]:
             for conc, path in [(c, p) for m, c, p in cells if m == mode]:
                 r = measure(path, conc, mode, seconds, script.name, pids, stock)
