@@ -270,7 +270,7 @@ def graceful_leave(victim: config.Node, connections: int = 300, life: tuple[floa
     start when the router first saw the victim's path with GRACEFUL_SHUTDOWN, or None). LabError when the
     flows client or the release fails."""
     # what the orchestrations do first: the minions' in-memory pillar (BGP mode's) and modules current
-    master.salt(["salt", "proxy*", "saltutil.sync_all", "refresh=True"], timeout=120, check=True)
+    master.sync(["proxy*"])
     marks: list[float] = []
     try:
         with NewConnections(concurrency=concurrency, rate=rate) as loader, Flows(connections, life) as flows:

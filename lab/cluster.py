@@ -95,7 +95,7 @@ def join_master(new: list[config.Node]) -> None:
     wait_for("salt-minions ready", lambda: all(nodes.minion_ready_count(n) for n in new), 120)
     master.wait_ping(names)
     listed = ["-L", ",".join(names)]
-    master.salt(["salt", *listed, "saltutil.sync_all"], timeout=120, check=True)
+    master.sync(listed)
     master.salt(["salt", *listed, "mine.update"], timeout=60, check=True)
 
 

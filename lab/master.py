@@ -164,6 +164,15 @@ def salt_json(args: list[str], timeout: float = 600) -> dict[str, Any]:
         raise LabError(f"salt printed non-JSON output:\n{text[-2000:]}\n{proc.stderr[-1000:]}") from e
 
 
+def sync(target: list[str], timeout: float = 120) -> None:
+    """The formula's modules synced to the minions `target` (salt CLI target arguments, e.g. ["proxy*"] or
+    ["-L", "proxy1,proxy2"]) and their in-memory pillar refreshed, waiting for the refresh: sync_all's own
+    refresh only signals the minion, so a call right after it could run on the old pillar and modules (as
+    the orchestrations' first steps do). LabError if a minion fails."""
+    salt(["salt", *target, "saltutil.sync_all", "refresh=False"], timeout=timeout, check=True)
+    salt(["salt", *target, "saltutil.refresh_pillar", "wait=True", "timeout=60"], timeout=timeout, check=True)
+
+
 def accept_keys(names: list[str], timeout: float = 120) -> float:
     """Wait for every node's key and accept exactly those (no auto_accept)."""
 

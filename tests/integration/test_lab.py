@@ -645,7 +645,7 @@ def test_5g_a_minion_outside_the_allow_list_becomes_no_member(clean_pillar) -> N
     try:
         master.accept_keys(["proxy-rogue"])
         master.wait_ping([*[n.name for n in config.NODES], "proxy-rogue"])
-        master.salt(["salt", "proxy-rogue", "saltutil.sync_all"], timeout=120, check=True)
+        master.sync(["proxy-rogue"])
         master.salt(["salt", "proxy*", "mine.update"], timeout=120, check=True)
         mine = master.salt_json(["salt", "proxy1", "mine.get", "proxy*", "proxytier_address"])["proxy1"]
         assert "proxy-rogue" in mine, f"the rogue minion published no mine data: {mine}"

@@ -66,7 +66,7 @@ def short(order: list[str], prefix: str) -> list[str]:
 def test_join_serves_first_then_its_peers_then_its_vrrp() -> None:
     states = render("join", {"node": "proxy4"}, ["proxy3", "proxy1", "proxy4", "proxy2"])
     assert short(run_order(states), "proxytier-join-") == [
-        "sync", "mine", "hold-vrrp", "serve", "serving", "peers", "vrrp", "verify"]
+        "sync", "pillar", "mine", "hold-vrrp", "serve", "serving", "peers", "vrrp", "verify"]
     assert states["proxytier-join-sync"]["args"]["tgt"] == "proxy*"
     assert states["proxytier-join-mine"]["args"] == {**states["proxytier-join-mine"]["args"],
                                                      "name": "mine.update", "tgt": "proxy4"}
@@ -93,7 +93,7 @@ def test_join_with_monitoring_re_reads_the_mine_last() -> None:
 def test_the_first_node_joins_without_peers() -> None:
     states = render("join", {"node": "proxy1"}, ["proxy1"])
     assert short(run_order(states), "proxytier-join-") == [
-        "sync", "mine", "hold-vrrp", "serve", "serving", "vrrp", "verify"]
+        "sync", "pillar", "mine", "hold-vrrp", "serve", "serving", "vrrp", "verify"]
 
 
 @pytest.mark.parametrize("pillar", [{}, {"node": "proxy9"}, {"node": "proxy1; rm -rf /"}])
@@ -107,7 +107,7 @@ def test_join_of_a_minion_that_is_not_up_fails_naming_it(pillar: dict[str, Any])
 def test_leave_drains_hands_over_drops_it_then_retires_it() -> None:
     states = render("leave", {"node": "proxy2"}, ["proxy1", "proxy2", "proxy3"])
     assert short(run_order(states), "proxytier-leave-") == [
-        "sync", "drain", "release", "stop-vrrp", "mine", "peers", "retire", "key"]
+        "sync", "pillar", "drain", "release", "stop-vrrp", "mine", "peers", "retire", "key"]
     for step, name, arg in (("drain", "proxytier.member_state", ["proxy2", "drain"]),
                             ("release", "proxytier.handover", ["proxy2", "release"])):
         args = states[f"proxytier-leave-{step}"]["args"]
@@ -128,7 +128,7 @@ def test_leave_stops_scraping_before_it_retires_and_may_keep_the_key() -> None:
     states = render("leave", {"node": "proxy2", "monitoring_tgt": "mon1", "delete_key": False},
                     ["proxy1", "proxy2"])
     assert short(run_order(states), "proxytier-leave-") == [
-        "sync", "drain", "release", "stop-vrrp", "mine", "peers", "monitoring", "retire"]
+        "sync", "pillar", "drain", "release", "stop-vrrp", "mine", "peers", "monitoring", "retire"]
 
 
 @pytest.mark.parametrize(("pillar", "up", "says"), [
@@ -156,3 +156,19 @@ def test_a_drain_in_pillar_reaches_the_release_and_only_it(name: str) -> None:
     others = [sid for sid, st in with_drain.items() if sid not in releases and st["args"].get("name") in (
         "proxytier.handover", "proxytier.member_state")]
     assert others and all("drain" not in with_drain[sid]["args"].get("kwarg", {}) for sid in others)
+
+
+@pytest.mark.parametrize("name", ["join", "leave", "rolling"])
+def test_every_orchestration_waits_for_the_new_pillar_before_its_first_step(name: str) -> None:
+    """saltutil.sync_all's refresh only signals the minions (it calls refresh_pillar without wait), so the
+    step after it could run on a minion's old in-memory pillar and modules: a rolling change in CI once
+    drained a node on a minion whose pillar still had a site from an earlier test (HAProxy: "No such
+    backend"). Each orchestration syncs without that refresh, then refreshes and waits for it, and every
+    other step comes after."""
+    up = ["proxy1", "proxy2", "proxy3", "proxy4"]
+    states = render(name, {"node": "proxy4"} if name != "rolling" else {}, up)
+    order = short(run_order(states), f"proxytier-{name}-")
+    assert order[:2] == ["sync", "pillar"], order
+    sync, pillar = states[f"proxytier-{name}-sync"]["args"], states[f"proxytier-{name}-pillar"]["args"]
+    assert (sync["name"], sync["kwarg"]) == ("saltutil.sync_all", {"refresh": False})
+    assert (pillar["name"], pillar["kwarg"]["wait"], pillar["tgt"]) == ("saltutil.refresh_pillar", True, sync["tgt"])

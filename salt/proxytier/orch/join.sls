@@ -44,13 +44,28 @@ proxytier-join-sync:
     - name: saltutil.sync_all
     - tgt: {{ target | json }}
     - tgt_type: {{ tgt_type | json }}
+    - kwarg:
+        refresh: false
+
+{#- sync_all's own refresh only signals the minion (saltutil.refresh_pillar without wait), so a step
+    run right after it could still see the old in-memory pillar and modules: refresh and wait. #}
+proxytier-join-pillar:
+  salt.function:
+    - name: saltutil.refresh_pillar
+    - tgt: {{ target | json }}
+    - tgt_type: {{ tgt_type | json }}
+    - kwarg:
+        wait: true
+        timeout: 60
+    - require:
+      - salt: proxytier-join-sync
 
 proxytier-join-mine:
   salt.function:
     - name: mine.update
     - tgt: {{ node | json }}
     - require:
-      - salt: proxytier-join-sync
+      - salt: proxytier-join-pillar
 
 proxytier-join-hold-vrrp:
   salt.function:

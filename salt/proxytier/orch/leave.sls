@@ -58,6 +58,21 @@ proxytier-leave-sync:
     - name: saltutil.sync_all
     - tgt: {{ target | json }}
     - tgt_type: {{ tgt_type | json }}
+    - kwarg:
+        refresh: false
+
+{#- sync_all's own refresh only signals the minion (saltutil.refresh_pillar without wait), so a step
+    run right after it could still see the old in-memory pillar and modules: refresh and wait. #}
+proxytier-leave-pillar:
+  salt.function:
+    - name: saltutil.refresh_pillar
+    - tgt: {{ target | json }}
+    - tgt_type: {{ tgt_type | json }}
+    - kwarg:
+        wait: true
+        timeout: 60
+    - require:
+      - salt: proxytier-leave-sync
 
 proxytier-leave-drain:
   salt.function:
@@ -66,7 +81,7 @@ proxytier-leave-drain:
     - tgt_type: {{ tgt_type | json }}
     - arg: [{{ node | json }}, drain]
     - require:
-      - salt: proxytier-leave-sync
+      - salt: proxytier-leave-pillar
 
 proxytier-leave-release:
   salt.function:

@@ -39,6 +39,21 @@ proxytier-rolling-sync:
     - name: saltutil.sync_all
     - tgt: {{ target | json }}
     - tgt_type: {{ tgt_type | json }}
+    - kwarg:
+        refresh: false
+
+{#- sync_all's own refresh only signals the minion (saltutil.refresh_pillar without wait), so a step
+    run right after it could still see the old in-memory pillar and modules: refresh and wait. #}
+proxytier-rolling-pillar:
+  salt.function:
+    - name: saltutil.refresh_pillar
+    - tgt: {{ target | json }}
+    - tgt_type: {{ tgt_type | json }}
+    - kwarg:
+        wait: true
+        timeout: 60
+    - require:
+      - salt: proxytier-rolling-sync
 {%- endif %}
 {%- for node in nodes %}
 {%-   set previous = loop.previtem if not loop.first else None %}
@@ -47,7 +62,7 @@ proxytier-rolling-sync:
 {%-   for step in steps %}
 {%-     set id = "proxytier-rolling-" ~ node ~ "-" ~ step %}
 {%-     set after = ("proxytier-rolling-" ~ node ~ "-" ~ loop.previtem) if not loop.first
-                    else (("proxytier-rolling-" ~ previous ~ "-ready") if previous else "proxytier-rolling-sync") %}
+                    else (("proxytier-rolling-" ~ previous ~ "-ready") if previous else "proxytier-rolling-pillar") %}
 
 {{ id }}:
 {%-     if step == "apply" %}
