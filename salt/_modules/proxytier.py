@@ -477,7 +477,7 @@ def _run(cmd: list[str], input: str | None = None, check: bool = True) -> str:
     return proc.stdout
 
 
-def handover(node: str, action: str, timeout: float = 5.0, drain: float | None = None) -> dict[str, Any]:
+def handover(node: str, action: str, timeout: float = 5.0, drain: float | None = None, **kwargs: Any) -> dict[str, Any]:
     """Move `node`'s VIPs to its peers (action=release) or back to it (action=reclaim) without
     failing a request. Run it on every member at once (each does its part):
 
@@ -494,8 +494,16 @@ def handover(node: str, action: str, timeout: float = 5.0, drain: float | None =
     (bgp:graceful_shutdown: the gate announces with GRACEFUL_SHUTDOWN, RFC 8326) until the node's
     connections have finished for a second or `drain` s (default bgp:drain, 30) have passed, then a
     withdraw (BIRD's sessions stay up; the addresses stay on the node, which keeps serving); reclaim
-    removes it and waits for the gate to announce again; the other members do nothing."""
+    removes it and waits for the gate to announce again; the other members do nothing.
+    A VRRP reclaim's members begin together, START_DELAY (4 s) after the job's publish time (its JID,
+    which Salt passes as ``__pub_jid``): their clocks must be in step (NTP)."""
     lib = _lib("proxytier_handover")
+    unknown = sorted(k for k in kwargs if not k.startswith("__pub_"))
+    if unknown:
+        raise lib.ProxytierError(
+            f"proxytier.handover: unknown argument(s) {', '.join(unknown)}: use node, action, timeout, drain"
+        )
+    start = lib.start_at(kwargs.get("__pub_jid"))
     m = model()
 
     def local_vips() -> set[str]:
@@ -509,4 +517,4 @@ def handover(node: str, action: str, timeout: float = 5.0, drain: float | None =
                     text += f.read()
         return lib.busy_connections(text, vips)
 
-    return lib.handover(m, node, action, _run, local_vips, busy, timeout=timeout, drain=drain)
+    return lib.handover(m, node, action, _run, local_vips, busy, timeout=timeout, drain=drain, start=start)

@@ -11,6 +11,15 @@ In vip_mode bgp there is no VIP to move: a node leaves the routers' routes throu
 hold file (first a graceful shutdown, RFC 8326, while its connections finish; then a withdraw; BIRD's
 sessions stay up) and keeps serving the connections it has (_bgp_release, _bgp_reclaim).
 
+A reclaim's members begin together. The holders' guards drop every new SYN to the node's VIPs until
+the VIPs move, and a client retransmits a dropped SYN once after 1 s: so from the first guard up, the
+VIPs must move within that second. The move itself takes ~0.6 s (the reclaiming node sees the guards,
+lifts its hold, and takes over a master-down interval later). The rest of the second went to the
+members' own start: each runs its part in its own process of one Salt job, and they began up to 0.3 s
+apart on an idle lab (more on a loaded host, where CI once lost 4 requests on one IPv6 VIP). So every
+member waits for one instant, the job's publish time (its JID) + START_DELAY, before it guards or
+probes (start_at): a holder that is up early no longer drops SYNs while the others start.
+
 The move itself is a priority change, not a stop: every VRRP instance tracks a file (see
 keepalived.conf.jinja) whose value is subtracted from its priority. A held node (value
 HOLD_VALUE) sits at priority 1: every peer outranks it, yet it still takes its VIPs if it is the
@@ -20,6 +29,7 @@ last node alive. The file lives in /run, so a reboot clears a forgotten hold.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import ipaddress
 import json
 import os
@@ -273,6 +283,42 @@ def _bgp_reclaim(model: dict[str, Any], timeout: float) -> dict[str, Any]:
     return {"moved": list(gate["addresses"])}
 
 
+#: reclaim: members begin this long after the Salt job's publish time. A member's part is ready once the
+#: minion has forked the job and built the model: 1.05 to 2.6 s after the publish on an idle lab (5
+#: reclaims, 15 members), where the members of one reclaim were ready up to 0.25 s apart.
+START_DELAY = 4.0
+#: a JID further than this from the node's clock is not trusted as the job's publish time (the master's
+#: local time in another time zone, or a clock out of step): the member then begins at once
+START_MAX_SKEW = 30.0
+
+
+def start_at(jid: object, now: float | None = None) -> float | None:
+    """The wall-clock time (s since the epoch) at which the members of one reclaim begin: the Salt job's
+    publish time, read from its JID (``YYYYmmddHHMMSSffffff``, the master's local time: salt.utils.jid
+    gen_jid) + START_DELAY. None for no JID, one that is no time (a custom ``jid``), or one further than
+    START_MAX_SKEW s from `now` (default: this node's clock): the member then begins at once. The members'
+    clocks must be in step (NTP) for them to begin together, as their VRRP timers assume."""
+    if not isinstance(jid, str) or len(jid) != 20 or not jid.isdigit():
+        return None
+    try:
+        published = datetime.datetime.strptime(jid, "%Y%m%d%H%M%S%f").timestamp()
+    except ValueError:
+        return None
+    now = time.time() if now is None else now
+    return published + START_DELAY if abs(published - now) <= START_MAX_SKEW else None
+
+
+def wait_start(at: float | None) -> float | None:
+    """Sleep until wall-clock time `at` (start_at) -> how late this member began, in seconds (<= 0: on
+    time; None: no common start). Never sleeps longer than START_DELAY."""
+    if at is None:
+        return None
+    early = at - time.time()
+    if early > 0:
+        time.sleep(min(early, START_DELAY))
+    return round(-early, 3)
+
+
 def set_hold(path: str, value: int) -> None:
     """Write keepalived's hold file in place (keepalived watches the inode: no rename)."""
     with open(path, "w") as f:
@@ -318,9 +364,12 @@ def handover(
     busy: Callable[[list[str]], int],
     timeout: float = 5.0,
     drain: float | None = None,
+    start: float | None = None,
 ) -> dict[str, Any]:
     """Move `node`'s VIPs to its peers (action=release) or back to it (action=reclaim), this
-    node's part of it (every member runs it at once). `local_vips()` -> the VIPs this node holds;
+    node's part of it (every member runs it at once; in a VRRP reclaim every member first waits for
+    wall-clock time `start`, start_at of the job's JID, and reports how late it began as "start_late").
+    `local_vips()` -> the VIPs this node holds;
     `busy(vips)` -> connections still carrying data on them. `drain` (seconds, 0..3600): how long a
     release waits for them; None: DEFAULT_DRAIN in VRRP mode (new connections are held back meanwhile),
     bgp:drain in BGP mode (the routers send them elsewhere). Returns a report with "moved" and
@@ -349,6 +398,8 @@ def handover(
         report["seconds"] = round(time.monotonic() - t0, 3)
         return report
     homes = [i["address"] for i in model["vrrp"]["instances"] if i["owner"] == node]
+    if action == "reclaim":
+        report["start_late"] = wait_start(start)
     if action == "release" and me == node:
         report.update(_release(model, run, local_vips, busy, timeout, drain))
     elif action == "reclaim" and me == node:
@@ -396,16 +447,21 @@ def _reclaim(
     away = [v for v in homes if v not in local_vips()]
     ports = sorted({int(b["address"].rsplit(":", 1)[1]) for f in model["haproxy"]["frontends"] for b in f["binds"]})
     if away and ports:
-        # The holders guard first: wait until our SYNs to our VIPs go unanswered. From a client SYN's
-        # first drop, its retransmit comes 1 s later: guard seen (<= PROBE_TIMEOUT + a poll step) +
-        # SETTLE + the master-down interval must stay well inside it.
+        # The holders guard first (all at once: start_at): wait until our SYNs to our VIPs go
+        # unanswered. From a client SYN's first drop, its retransmit comes 1 s later: guard seen
+        # (<= PROBE_TIMEOUT + a poll step) + SETTLE + the master-down interval must stay well inside it.
+        t0 = time.monotonic()
         report["guard_seen"] = wait_until(lambda: all_dropped(away, ports[0]), 1.0, step=0.02)
+        report["guard_seen_seconds"] = round(time.monotonic() - t0, 3)
         time.sleep(SETTLE)  # the holders' in-flight requests finish (milliseconds)
     set_hold(hold_file, 0)
+    t1 = time.monotonic()
     if not wait_until(lambda: set(homes) <= local_vips(), timeout):
         raise ProxytierError(
             f"{me} did not take back {', '.join(sorted(set(homes) - local_vips()))} in {timeout:.0f} s "
             "after lifting its hold (is its keepalived running and its HAProxy up?)"
         )
     report["moved"] = away
+    # from the hold lifted to every VIP here: the master-down interval and keepalived's reaction
+    report["move_seconds"] = round(time.monotonic() - t1, 3)
     return report
