@@ -12,6 +12,9 @@ Paths (all in the lab):
   haproxy alone host -> stock HAProxy on proxy1 -> a backend             (one hop: the usual alternative)
   stock tier    host -> stock HAProxy on proxy1 -> stock nginx on every node -> a backend
   tier          host -> VIP-1 -> HAProxy -> nginx on every node -> a backend (proxytier, as applied)
+  tier to one nginx   the same, every HAProxy's other servers in maintenance: nginx on proxy2 only
+                (what the tier's nginx costs when its work is not spread over three nodes that share
+                the lab's two cores)
 
 The stock daemons are the nodes' own nginx and HAProxy binaries started a second time, each as a
 transient systemd unit inside the node, with Debian's default configuration files read from the packages
@@ -80,6 +83,13 @@ CONCURRENCY = (1, 8, 64, 256)
 Target = tuple[str, int]
 
 
+#: the tier with every HAProxy sending to proxy2's nginx alone (one_nginx): the same daemons, configs and
+#: network hops (VIP-1's holder, proxy1, reaches proxy2 over the bridge as it reaches any other node), but
+#: nginx's work on one node's workers instead of spread over the three nodes' six, which share the lab's
+#: two cores with everything else (on real nodes each has its own)
+ONE_NGINX = "tier to one nginx"
+
+
 def relay_port(hop: int, i: int) -> int:
     return RELAY_PORT + 10 * hop + i
 
@@ -96,6 +106,7 @@ def lab_paths(backend_port: int) -> dict[str, list[Target]]:
         "haproxy alone": [(first, HAPROXY_ALONE_PORT)],
         "stock tier": [(first, STOCK_TIER_PORT)],
         "tier": [(config.VIPS[0], 80)],
+        ONE_NGINX: [(config.VIPS[0], 80)],
     }
 
 
@@ -217,7 +228,7 @@ def path_total(path: str, cpu: dict[str, float]) -> float:
     """CPU per request of the proxy daemons a path goes through, logging included (us): for the tier,
     HAProxy, nginx, the exporter, keepalived and journald; for the stock paths their stock HAProxy and
     nginx and journald; for the relays socat; 0 for direct."""
-    groups = {"tier": TIER_GROUPS, "nginx": TIER_GROUPS, "stock tier": STOCK_GROUPS,
+    groups = {"tier": TIER_GROUPS, ONE_NGINX: TIER_GROUPS, "nginx": TIER_GROUPS, "stock tier": STOCK_GROUPS,
               "haproxy alone": STOCK_GROUPS, "relay": ("relay",), "relay x2": ("relay",)}.get(path, ())
     return sum(cpu.get(g, 0.0) for g in groups)
 
@@ -270,6 +281,36 @@ def targets_met(res: dict, per_round: dict | None = None) -> list[tuple[str, str
     if compared:
         out.append(("tier at least as fast as the stock tier (p50 and requests/s) at every concurrency",
                     "; ".join(worse) if worse else f"{compared} of {compared} measurements", not worse))
+    return out
+
+
+def two_hops(res: dict, mode: str = "keep-alive", conc: int = 8) -> list[str]:
+    """What the tier's two HTTP hops allow when each is measured alone in the same run: lines for the report,
+    [] where the run lacks `direct`, `haproxy alone`, `nginx` or `tier` at (mode, conc).
+
+    Where the 2 cores are saturated (kept-alive connections, 8 and up), a request's time is the CPU every
+    process spends on it over the cores, and the processes of a chain add up: the tier's time per request is
+    then about HAProxy's hop (`haproxy alone` - `direct`) + nginx's hop (`nginx` - `direct`) + the client and
+    backend (`direct`), i.e. 1/rps = 1/rps(haproxy alone) + 1/rps(nginx) - 1/rps(direct). The same sum over
+    the two relays' hops would give 1/rps(relay x2). A tier at 1.00x of that bound costs no more than its two
+    daemons do alone (the stock HAProxy, proxytier's nginx); the bound over `relay x2` is the most any tier of
+    these two HTTP proxies could reach against the relays on this machine."""
+    by_path = res.get(mode, {}).get(str(conc), {})
+    d, h, n, t = (by_path.get(p) for p in ("direct", "haproxy alone", "nginx", "tier"))
+    if not (d and h and n and t) or min(x["rps"] for x in (d, h, n, t)) <= 0:
+        return []
+    inverse = 1 / h["rps"] + 1 / n["rps"] - 1 / d["rps"]
+    if inverse <= 0:
+        return []
+    bound = 1 / inverse
+    out = [f"{mode}, {conc} connections: HAProxy alone + nginx alone allow {bound:.0f} requests/s through the "
+           f"two hops; the tier reached {t['rps']:.0f} ({t['rps'] / bound:.2f}x of that)"]
+    one = by_path.get(ONE_NGINX)
+    if one:
+        out[0] += f", with every HAProxy sending to one node's nginx {one['rps']:.0f} ({one['rps'] / bound:.2f}x)"
+    r = by_path.get("relay x2")
+    if r and r["rps"] > 0:
+        out[0] += f"; that bound is {bound / r['rps']:.2f}x the two relays' {r['rps']:.0f}"
     return out
 
 
@@ -329,6 +370,11 @@ def render(run: dict) -> str:
         for what, figure, met in checks:
             mark = {True: "met", False: "**not met**", None: "not measured"}[met]
             lines.append(f"- {what}: {figure}: {mark}.")
+    saturated = sorted({int(c) for c in res.get("keep-alive", {})} - {1})
+    hops = [line for conc in saturated for line in two_hops(res, conc=conc)]
+    if hops:
+        lines += ["", "What the two HTTP hops allow, each measured alone (`two_hops` in bench/throughput/run.py):", ""]
+        lines += [f"- {line}." for line in hops]
     paths = "; ".join(f"`{k}` " + ", ".join(f"{a}:{p}" for a, p in v) for k, v in run["paths"].items())
     lines += ["", f"Paths: {paths}. Stock configs: Debian's nginx.conf and haproxy.cfg from the nodes' packages, "
               "plus a tutorial's upstream/proxy_pass and roundrobin backend (bench/throughput/run.py)."]
@@ -583,6 +629,55 @@ def host_to_nginx() -> Iterator[None]:
                                     line.rsplit("# handle ", 1)[1].strip()], check=False)
 
 
+# runs inside a node: HAProxy's runtime API on its admin socket, one command per argument -> the answers
+HAPROXY_CLI = """
+import socket, sys
+for command in sys.argv[1:]:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/run/haproxy/admin.sock")
+    s.sendall(command.encode() + b"\\n")
+    answer = b""
+    while chunk := s.recv(65536):
+        answer += chunk
+    print(answer.decode().strip())
+"""
+
+
+def other_nodes_servers(servers_state: str, others: set[str]) -> list[tuple[str, str]]:
+    """(backend, server) of every server named after one of `others` in HAProxy's `show servers state`
+    answer (a version line, a `#` header, then "be_id be_name srv_id srv_name ..." per server)."""
+    out = []
+    for line in servers_state.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and not line.startswith("#") and fields[3] in others:
+            out.append((fields[1], fields[3]))
+    return out
+
+
+@contextlib.contextmanager
+def one_nginx() -> Iterator[None]:
+    """ONE_NGINX: every HAProxy's servers of every nginx but proxy2's in maintenance (runtime API, so no
+    reload), set ready again on the way out. A bench killed in between leaves them in maintenance, kept
+    across reloads (server-state-file): `salt 'proxy*' proxytier.member_state proxy2 ready` ends it."""
+    from lab import nodes
+
+    others = {n.name for n in config.NODES if n is not config.NODES[1]}
+    servers = {n: other_nodes_servers(nodes.exec_(n, ["python3", "-c", HAPROXY_CLI, "show servers state"]).stdout,
+                                      others) for n in config.NODES}
+    if not all(servers.values()):
+        raise RuntimeError(f"{ONE_NGINX}: a node's HAProxy has no server of {sorted(others)}: {servers}")
+
+    def set_state(state: str) -> None:
+        for node, pairs in servers.items():
+            nodes.exec_(node, ["python3", "-c", HAPROXY_CLI, *(f"set server {b}/{s} state {state}" for b, s in pairs)])
+
+    try:
+        set_state("maint")
+        yield
+    finally:
+        set_state("ready")
+
+
 def _stock_roots() -> set[int]:
     return {int(p.name) for p in Path("/proc").glob("[0-9]*") if _cmdline(int(p.name)).find(STOCK_DIR) >= 0}
 
@@ -659,10 +754,11 @@ def measure(path: str, conc: int, mode: str, seconds: float, script: str, pids: 
             stock: set[int]) -> dict:
     """One path at one concurrency and mode: wrk's figures and the CPU per request of every lab group."""
     ticks = os.sysconf("SC_CLK_TCK")
-    before = cpu_sample(pids, stock)
-    client = _children_cpu()
-    r = run_wrk(PATHS[path], conc, seconds, mode, script)
-    after = cpu_sample(pids, stock)
+    with one_nginx() if path == ONE_NGINX else contextlib.nullcontext():
+        before = cpu_sample(pids, stock)
+        client = _children_cpu()
+        r = run_wrk(PATHS[path], conc, seconds, mode, script)
+        after = cpu_sample(pids, stock)
     r["cpu"] = cpu_per_request(before, after, ticks, r["requests"])
     r["cpu"]["client"] = (_children_cpu() - client) * 1e6 / max(r["requests"], 1)
     return r

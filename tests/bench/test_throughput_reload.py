@@ -181,6 +181,51 @@ def test_report_gives_ratios_and_says_which_targets_are_met() -> None:
     assert "new connection 1: p50 320 vs 300 us: **not met**" in text  # slower than stock there
 
 
+def test_the_two_hops_bound_adds_each_hop_s_time_per_request_over_direct() -> None:
+    """1/rps(bound) = 1/rps(haproxy alone) + 1/rps(nginx) - 1/rps(direct): 1/20000 + 1/25000 - 1/100000
+    = 80 us -> 12500/s; the tier at 11250 is 0.90x of it, and the bound 0.62x of the relays' 20000."""
+    res = {"keep-alive": {"8": {"direct": _cell(80, 100000), "haproxy alone": _cell(300, 20000),
+                                "nginx": _cell(280, 25000), "relay x2": _cell(340, 20000),
+                                "tier": _cell(600, 11250)}}}
+    assert tput.two_hops(res) == [
+        "keep-alive, 8 connections: HAProxy alone + nginx alone allow 12500 requests/s through the two hops; "
+        "the tier reached 11250 (0.90x of that); that bound is 0.62x the two relays' 20000"]
+    assert tput.two_hops(res, conc=64) == []  # not measured there
+    del res["keep-alive"]["8"]["haproxy alone"]
+    assert tput.two_hops(res) == []
+    run = {"date": "2026-01-01T00:00:00Z", "git_commit": "abc", "machine": {"cpu_model": "x", "cpus": 2},
+           "settings": {"rounds": 3, "seconds": 3, "concurrency": [8], "cpu_concurrency": 8, "pillar": {},
+                        "sizing": {}},
+           "paths": {"tier": [("198.18.0.101", 80)]}, "results": res}
+    assert "What the two HTTP hops allow" not in tput.render(run)
+    res["keep-alive"]["8"]["haproxy alone"] = _cell(300, 20000)
+    assert "- keep-alive, 8 connections: HAProxy alone + nginx alone allow 12500 requests/s" in tput.render(run)
+    res["keep-alive"]["8"][tput.ONE_NGINX] = _cell(550, 12000)
+    assert tput.two_hops(res)[0].endswith(
+        "(0.90x of that), with every HAProxy sending to one node's nginx 12000 (0.96x); "
+        "that bound is 0.62x the two relays' 20000")
+
+
+# HAProxy 2.6's `show servers state` on a lab node (bench.throughput.run.HAPROXY_CLI, 2026-12-02)
+SERVERS_STATE = """1
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight \
+srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state \
+bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr \
+srv_agent_addr srv_agent_port
+4 be_app 1 proxy1 198.18.0.11 2 0 1 1 745 15 3 3 6 0 0 0 - 8080 - 0 0 - - 0
+4 be_app 2 proxy2 198.18.0.12 2 0 1 1 31 15 3 3 6 0 0 0 - 8080 - 0 0 - - 0
+4 be_app 3 proxy3 198.18.0.13 2 0 1 1 31 15 3 3 6 0 0 0 - 8080 - 0 0 - - 0
+5 be_proxyv2 1 proxy1 198.18.0.11 2 0 1 1 745 15 3 3 6 0 0 0 - 8081 - 0 0 - - 0
+5 be_proxyv2 2 proxy3 198.18.0.13 2 0 1 1 31 15 3 3 6 0 0 0 - 8081 - 0 0 - - 0
+"""
+
+
+def test_one_nginx_puts_every_server_of_the_other_nodes_in_maintenance() -> None:
+    assert tput.other_nodes_servers(SERVERS_STATE, {"proxy2", "proxy3"}) == [
+        ("be_app", "proxy2"), ("be_app", "proxy3"), ("be_proxyv2", "proxy3")]
+    assert tput.other_nodes_servers("1\n# be_id be_name srv_id srv_name\n", {"proxy2"}) == []
+
+
 def test_reload_change_touches_all_three_configs_and_report_counts() -> None:
     pt = reload_run.change(7)["proxytier"]
     assert pt["nginx"]["extra"]["http"] == pt["haproxy"]["extra"]["defaults"] == ["# bench reload 7"]
