@@ -66,3 +66,68 @@ def test_the_module_refuses_an_unknown_argument_before_anything_moves() -> None:
     mod.model = lambda: pytest.fail("the model was built for a refused call")
     with pytest.raises(ProxytierError, match=r"unknown argument\(s\) timout: use node, action, timeout, drain"):
         mod.handover("proxy2", "reclaim", timout=3, __pub_jid=jid(time.time()))
+
+
+def _members(tmp_path: Any) -> dict[str, dict[str, Any]]:
+    """proxy1 (home of 198.18.0.101) and proxy2 (holding it), their models from the lab's static pillar with
+    the hold file under tmp_path."""
+    from formula import build_model, example_pillar, os_params
+
+    out = {}
+    for node in ("proxy1", "proxy2"):
+        m = build_model(example_pillar(), node, params=os_params())
+        m["vrrp"]["hold_file"] = str(tmp_path / f"hold-{node}")
+        out[node] = m
+    return out
+
+
+def test_in_a_reclaim_neither_the_holder_guards_nor_the_home_probes_before_the_common_start(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both members run at once with one start 0.3 s ahead: the holder's first nft command (its guard) and
+    the home node's first probe come after it, and each reports how late it began (<= 0: waited)."""
+    import threading
+
+    import proxytier_handover as lib
+
+    models = _members(tmp_path)
+    vip = "198.18.0.101"
+    holder = {vip}  # proxy2 holds the VIP until proxy1 lifts its hold
+    first: dict[str, float] = {}
+
+    def probe(addresses: list[str], port: int, timeout: float = 0.1) -> bool:
+        first.setdefault("probe", time.time())
+        return "guard" in first
+
+    def run(argv: list[str], input: str | None = None, check: bool = True) -> str:
+        if argv[:2] == ["nft", "-f"]:
+            first.setdefault("guard", time.time())
+        return ""
+
+    real_set_hold = lib.set_hold
+
+    def set_hold(path: str, value: int) -> None:
+        real_set_hold(path, value)
+        if value == 0:
+            holder.clear()  # keepalived: proxy1 outranks proxy2 again, the VIP moves
+
+    monkeypatch.setattr(lib, "all_dropped", probe)
+    monkeypatch.setattr(lib, "set_hold", set_hold)
+    monkeypatch.setattr(lib, "SETTLE", 0.0)
+    start = time.time() + 0.3
+    reports: dict[str, dict[str, Any]] = {}
+
+    def member(node: str) -> None:
+        local = (lambda: {vip} - holder) if node == "proxy1" else (lambda: set(holder))
+        reports[node] = lib.handover(models[node], "proxy1", "reclaim", run, local, lambda _v: 0, timeout=2,
+                                     drain=0.2, start=start)
+
+    threads = [threading.Thread(target=member, args=(n,)) for n in ("proxy2", "proxy1")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert first["guard"] >= start and first["probe"] >= start, (first, start)
+    assert reports["proxy1"]["moved"] == [vip] and reports["proxy2"]["moved"] == [vip], reports
+    assert all(-0.3 <= r["start_late"] < 0.3 for r in reports.values()), reports
+    assert reports["proxy1"]["guard_seen"] is True
