@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -236,7 +237,8 @@ class Flows:
         """Per-connection results -> {"per_node": {name: {"conns", "broken"}}, "leaver" and "others" ({"conns",
         "broken"}: `leaver`'s, everyone else's), "broken_at": [(s after go, state, node)], "leaver_lives":
         [(life s, broken)] of the leaver's connections, "unplaced" (connections no node listed), "reopened"
-        (connections a server closed after an answer, and the client opened again: HAProxy's reload)}."""
+        (connections a server closed after an answer, and the client opened again: HAProxy's reload), "errors"
+        ({what the client saw: count} over the broken connections, e.g. "RuntimeError HTTP 502")}."""
         per_node = {n.name: {"conns": 0, "broken": 0} for n in config.NODES}
         broken_at, lives, unplaced = [], [], 0
         reopened = sum(1 for c in conns if c.get("reopened"))
@@ -252,9 +254,10 @@ class Flows:
             if name == leaver:
                 lives.append((c["life"], c["state"] != "ok"))
         others = {k: sum(v[k] for n, v in per_node.items() if n != leaver) for k in ("conns", "broken")}
+        errors = Counter(c.get("error") or c["state"] for c in conns if c["node"] is not None and c["state"] != "ok")
         return {"per_node": per_node, "leaver": per_node.get(leaver or "", {"conns": 0, "broken": 0}),
                 "others": others, "broken_at": sorted(broken_at), "leaver_lives": sorted(lives),
-                "unplaced": unplaced, "reopened": reopened}
+                "unplaced": unplaced, "reopened": reopened, "errors": dict(errors)}
 
 
 def graceful_leave(victim: config.Node, connections: int = 300, life: tuple[float, float] = (15.0, 27.0),

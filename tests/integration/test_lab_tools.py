@@ -286,3 +286,23 @@ def test_flows_gives_up_on_a_silent_client_instead_of_hanging() -> None:
     finally:
         flows.proc.kill()
         flows.proc.wait()
+
+
+def test_flows_count_says_per_node_what_broke_and_what_the_client_saw() -> None:
+    """lab.bgp.Flows.count over a flows client's per-connection results: broken ones per node, with when,
+    and the errors the client saw (a failure message must say whether an HTTP 502 or a reset broke them)."""
+    from lab import bgp
+
+    conns = [
+        {"node": "proxy1", "state": "ok", "at": None, "life": 5.0, "error": "", "reopened": 0},
+        {"node": "proxy1", "state": "error", "at": 10.1, "life": 5.0, "error": "RuntimeError HTTP 502", "reopened": 0},
+        {"node": "proxy2", "state": "error", "at": 10.2, "life": 5.0, "error": "RuntimeError HTTP 502", "reopened": 1},
+        {"node": "proxy2", "state": "reset", "at": 29.7, "life": 5.0, "error": "ConnectionResetError [Errno 104]",
+         "reopened": 0},
+        {"node": None, "state": "ok", "at": None, "life": 5.0, "error": "", "reopened": 0},
+    ]
+    counted = bgp.Flows.count(conns, leaver="proxy2")
+    assert counted["errors"] == {"RuntimeError HTTP 502": 2, "ConnectionResetError [Errno 104]": 1}
+    assert counted["broken_at"] == [(10.1, "error", "proxy1"), (10.2, "error", "proxy2"), (29.7, "reset", "proxy2")]
+    assert counted["leaver"] == {"conns": 2, "broken": 2} and counted["others"]["broken"] == 1
+    assert counted["unplaced"] == 1 and counted["reopened"] == 1
