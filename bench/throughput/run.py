@@ -629,47 +629,18 @@ def host_to_nginx() -> Iterator[None]:
                                     line.rsplit("# handle ", 1)[1].strip()], check=False)
 
 
-# runs inside a node: HAProxy's runtime API on its admin socket, one command per argument -> the answers
-HAPROXY_CLI = """
-import socket, sys
-for command in sys.argv[1:]:
-    s = socket.socket(socket.AF_UNIX)
-    s.connect("/run/haproxy/admin.sock")
-    s.sendall(command.encode() + b"\\n")
-    answer = b""
-    while chunk := s.recv(65536):
-        answer += chunk
-    print(answer.decode().strip())
-"""
-
-
-def other_nodes_servers(servers_state: str, others: set[str]) -> list[tuple[str, str]]:
-    """(backend, server) of every server named after one of `others` in HAProxy's `show servers state`
-    answer (a version line, a `#` header, then "be_id be_name srv_id srv_name ..." per server)."""
-    out = []
-    for line in servers_state.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) > 3 and not line.startswith("#") and fields[3] in others:
-            out.append((fields[1], fields[3]))
-    return out
-
-
 @contextlib.contextmanager
 def one_nginx() -> Iterator[None]:
-    """ONE_NGINX: every HAProxy's servers of every nginx but proxy2's in maintenance (runtime API, so no
-    reload), set ready again on the way out. A bench killed in between leaves them in maintenance, kept
-    across reloads (server-state-file): `salt 'proxy*' proxytier.member_state proxy2 ready` ends it."""
-    from lab import nodes
+    """ONE_NGINX: every nginx but proxy2's in maintenance in every HAProxy (the formula's
+    `proxytier.member_state`, the runtime API: no reload), ready again on the way out. A bench killed in
+    between leaves them in maintenance: `salt 'proxy*' proxytier.member_state proxy1 ready` (and proxy3)."""
+    from lab import master
 
-    others = {n.name for n in config.NODES if n is not config.NODES[1]}
-    servers = {n: other_nodes_servers(nodes.exec_(n, ["python3", "-c", HAPROXY_CLI, "show servers state"]).stdout,
-                                      others) for n in config.NODES}
-    if not all(servers.values()):
-        raise RuntimeError(f"{ONE_NGINX}: a node's HAProxy has no server of {sorted(others)}: {servers}")
+    others = [n.name for n in config.NODES if n is not config.NODES[1]]
 
     def set_state(state: str) -> None:
-        for node, pairs in servers.items():
-            nodes.exec_(node, ["python3", "-c", HAPROXY_CLI, *(f"set server {b}/{s} state {state}" for b, s in pairs)])
+        for name in others:
+            master.salt(["salt", "proxy*", "proxytier.member_state", name, state], timeout=60, check=True)
 
     try:
         set_state("maint")
@@ -759,8 +730,9 @@ def measure(path: str, conc: int, mode: str, seconds: float, script: str, pids: 
         client = _children_cpu()
         r = run_wrk(PATHS[path], conc, seconds, mode, script)
         after = cpu_sample(pids, stock)
+        client = _children_cpu() - client  # wrk's alone: not one_nginx's salt calls on the way out
     r["cpu"] = cpu_per_request(before, after, ticks, r["requests"])
-    r["cpu"]["client"] = (_children_cpu() - client) * 1e6 / max(r["requests"], 1)
+    r["cpu"]["client"] = client * 1e6 / max(r["requests"], 1)
     return r
 
 

@@ -206,26 +206,6 @@ def test_the_two_hops_bound_adds_each_hop_s_time_per_request_over_direct() -> No
         "that bound is 0.62x the two relays' 20000")
 
 
-# HAProxy 2.6's `show servers state` on a lab node (bench.throughput.run.HAPROXY_CLI, 2026-12-02)
-SERVERS_STATE = """1
-# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight \
-srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state \
-bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr \
-srv_agent_addr srv_agent_port
-4 be_app 1 proxy1 198.18.0.11 2 0 1 1 745 15 3 3 6 0 0 0 - 8080 - 0 0 - - 0
-4 be_app 2 proxy2 198.18.0.12 2 0 1 1 31 15 3 3 6 0 0 0 - 8080 - 0 0 - - 0
-4 be_app 3 proxy3 198.18.0.13 2 0 1 1 31 15 3 3 6 0 0 0 - 8080 - 0 0 - - 0
-5 be_proxyv2 1 proxy1 198.18.0.11 2 0 1 1 745 15 3 3 6 0 0 0 - 8081 - 0 0 - - 0
-5 be_proxyv2 2 proxy3 198.18.0.13 2 0 1 1 31 15 3 3 6 0 0 0 - 8081 - 0 0 - - 0
-"""
-
-
-def test_one_nginx_puts_every_server_of_the_other_nodes_in_maintenance() -> None:
-    assert tput.other_nodes_servers(SERVERS_STATE, {"proxy2", "proxy3"}) == [
-        ("be_app", "proxy2"), ("be_app", "proxy3"), ("be_proxyv2", "proxy3")]
-    assert tput.other_nodes_servers("1\n# be_id be_name srv_id srv_name\n", {"proxy2"}) == []
-
-
 def test_reload_change_touches_all_three_configs_and_report_counts() -> None:
     pt = reload_run.change(7)["proxytier"]
     assert pt["nginx"]["extra"]["http"] == pt["haproxy"]["extra"]["defaults"] == ["# bench reload 7"]
